@@ -1,1 +1,43 @@
+//! frontend-service: the gRPC endpoint notifications are pushed to. It keeps each receiver's
+//! recent notifications in memory and streams new ones live to watchers.
 
+mod grpc;
+mod inbox;
+
+use proto::frontend_service::frontend_service_server::{FrontendServiceServer, SERVICE_NAME};
+use service_runtime::server::{Service, ServiceBuilder};
+use tonic::service::Routes;
+
+pub use inbox::{Inbox, InboxLimits};
+
+/// The contract's gRPC port of frontend-service.
+pub const DEFAULT_GRPC_PORT: u16 = 3030;
+
+/// Everything frontend-service reads from its environment.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub grpc_port: u16,
+    pub limits: InboxLimits,
+}
+
+impl Config {
+    /// `GRPC_PORT` (default 3030).
+    pub fn from_env() -> anyhow::Result<Self> {
+        Ok(Self {
+            grpc_port: service_runtime::config::parse_or("GRPC_PORT", DEFAULT_GRPC_PORT)?,
+            limits: InboxLimits::default(),
+        })
+    }
+}
+
+/// Binds frontend-service's gRPC server; it needs no Redis.
+pub async fn build(config: Config) -> anyhow::Result<Service> {
+    let builder = ServiceBuilder::new("frontend-service");
+    let inbox = Inbox::new(config.limits);
+    let api = grpc::FrontendGrpc::new(inbox, builder.shutdown_signal());
+    let routes = Routes::new(FrontendServiceServer::new(api));
+    builder
+        .grpc(config.grpc_port, routes, &[SERVICE_NAME])
+        .bind()
+        .await
+}

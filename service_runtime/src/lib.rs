@@ -1,1 +1,15 @@
+//! The mechanics every service shares, written once: configuration from the environment,
+//! tracing, the Redis connection, serving HTTP and gRPC side by side under one shutdown
+//! signal, outbound gRPC channels, JSON request/response helpers and the durable outbox.
+//!
+//! Each service crate keeps only what is its own: its config, its store, its handlers.
 
+pub mod config;
+pub mod grpc_client;
+pub mod http;
+pub mod outbox;
+pub mod redis_store;
+pub mod server;
+pub mod shutdown;
+pub mod telemetry;
+pub mod time;

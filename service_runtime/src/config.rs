@@ -1,0 +1,87 @@
+//! Reading the contract's environment variables, with the contract's defaults.
+
+use std::{env, str::FromStr};
+
+use anyhow::{Context, anyhow};
+
+/// Default Redis when neither `REDIS_URL` nor `REDIS_HOST`/`REDIS_PORT` is set.
+pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
+
+/// The variable's value, or `None` when it is unset or empty.
+pub fn var(name: &str) -> Option<String> {
+    env::var(name).ok().filter(|value| !value.trim().is_empty())
+}
+
+/// The variable parsed as `T`, or `default` when unset; a value that does not parse is an error
+/// (a typo in a port must stop the service, not silently fall back).
+pub fn parse_or<T>(name: &str, default: T) -> anyhow::Result<T>
+where
+    T: FromStr,
+    T::Err: std::fmt::Display,
+{
+    match var(name) {
+        None => Ok(default),
+        Some(raw) => raw
+            .trim()
+            .parse()
+            .map_err(|err| anyhow!("{name}={raw:?} is not valid: {err}")),
+    }
+}
+
+/// A peer's gRPC URL: `name` or `default`.
+pub fn url_or(name: &str, default: &str) -> String {
+    var(name).unwrap_or_else(|| default.to_owned())
+}
+
+/// Where Redis is: `REDIS_URL`, else `REDIS_HOST`/`REDIS_PORT` (the original's names), else
+/// the default. Any database index in the URL is dropped: each service selects its own.
+pub fn redis_base_url() -> anyhow::Result<String> {
+    let url = match (var("REDIS_URL"), var("REDIS_HOST"), var("REDIS_PORT")) {
+        (Some(url), _, _) => url,
+        (None, None, None) => DEFAULT_REDIS_URL.to_owned(),
+        (None, host, _) => {
+            let port: u16 = parse_or("REDIS_PORT", 6379)?;
+            format!("redis://{}:{port}", host.as_deref().unwrap_or("127.0.0.1"))
+        }
+    };
+    Ok(strip_db_index(&url))
+}
+
+/// The ports a service listens on, from `HTTP_PORT` / `GRPC_PORT`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ports {
+    pub http: u16,
+    pub grpc: u16,
+}
+
+impl Ports {
+    /// Reads `HTTP_PORT` and `GRPC_PORT`, defaulting to the contract's ports of the service.
+    pub fn from_env(default_http: u16, default_grpc: u16) -> anyhow::Result<Self> {
+        Ok(Self {
+            http: parse_or("HTTP_PORT", default_http).context("HTTP_PORT")?,
+            grpc: parse_or("GRPC_PORT", default_grpc).context("GRPC_PORT")?,
+        })
+    }
+}
+
+fn strip_db_index(url: &str) -> String {
+    let trimmed = url.trim().trim_end_matches('/');
+    match trimmed.rsplit_once('/') {
+        Some((base, db)) if !db.is_empty() && db.bytes().all(|b| b.is_ascii_digit()) => {
+            base.to_owned()
+        }
+        _ => trimmed.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::strip_db_index;
+
+    #[test]
+    fn a_database_index_in_the_url_is_dropped() {
+        assert_eq!(strip_db_index("redis://h:6379/3"), "redis://h:6379");
+        assert_eq!(strip_db_index("redis://h:6379/"), "redis://h:6379");
+        assert_eq!(strip_db_index("redis://h:6379"), "redis://h:6379");
+    }
+}

@@ -1,0 +1,274 @@
+//! Serving a service: its HTTP server (axum) and gRPC server (tonic) in one process, with gRPC
+//! health and reflection, background workers, and one shutdown signal for all of them.
+
+use std::{future::Future, net::SocketAddr, pin::Pin, time::Duration};
+
+use axum::Router;
+use redis::aio::ConnectionManager;
+use tokio::{net::TcpListener, task::JoinSet};
+use tonic::{service::Routes, transport::server::TcpIncoming};
+use tonic_health::ServingStatus;
+
+use crate::shutdown::{self, Shutdown, ShutdownTrigger};
+
+type Worker = Box<dyn FnOnce(Shutdown) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
+
+/// How long workers get to finish their current step after the servers stopped.
+const WORKER_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Describes a service before its listeners are bound.
+pub struct ServiceBuilder {
+    name: &'static str,
+    http: Option<(u16, Router)>,
+    grpc: Option<(u16, Routes, Vec<&'static str>)>,
+    redis: Option<ConnectionManager>,
+    workers: Vec<(&'static str, Worker)>,
+    shutdown: (ShutdownTrigger, Shutdown),
+}
+
+impl ServiceBuilder {
+    /// A service called `name` (used in logs).
+    pub fn new(name: &'static str) -> Self {
+        Self {
+            name,
+            http: None,
+            grpc: None,
+            redis: None,
+            workers: Vec::new(),
+            shutdown: shutdown::channel(),
+        }
+    }
+
+    /// The service's shutdown signal, for long-lived work inside handlers (e.g. server streams,
+    /// which would otherwise hold the graceful shutdown open forever).
+    pub fn shutdown_signal(&self) -> Shutdown {
+        self.shutdown.1.clone()
+    }
+
+    /// Serves `routes` (plus `/health`) on `port`; 0 picks a free port.
+    pub fn http(mut self, port: u16, routes: Router) -> Self {
+        self.http = Some((port, routes));
+        self
+    }
+
+    /// Serves `routes` (plus health and reflection) on `port`; 0 picks a free port.
+    /// `service_names` are reported SERVING by the gRPC health service.
+    pub fn grpc(mut self, port: u16, routes: Routes, service_names: &[&'static str]) -> Self {
+        self.grpc = Some((port, routes, service_names.to_vec()));
+        self
+    }
+
+    /// The Redis connection whose reachability `/health` reports.
+    pub fn redis(mut self, connection: ConnectionManager) -> Self {
+        self.redis = Some(connection);
+        self
+    }
+
+    /// Runs `worker` beside the servers; it must return soon after its [`Shutdown`] fires.
+    pub fn worker<F, Fut>(mut self, name: &'static str, worker: F) -> Self
+    where
+        F: FnOnce(Shutdown) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.workers
+            .push((name, Box::new(move |shutdown| Box::pin(worker(shutdown)))));
+        self
+    }
+
+    /// Binds every listener on all interfaces, so the real ports are known before serving.
+    pub async fn bind(self) -> anyhow::Result<Service> {
+        let http = match self.http {
+            Some((port, routes)) => {
+                let listener = bind(port, "HTTP").await?;
+                let routes = crate::http::with_common_routes(routes, self.redis.clone());
+                Some((listener, routes))
+            }
+            None => None,
+        };
+        let grpc = match self.grpc {
+            Some((port, routes, names)) => Some((bind(port, "gRPC").await?, routes, names)),
+            None => None,
+        };
+        Ok(Service {
+            name: self.name,
+            http,
+            grpc,
+            workers: self.workers,
+            shutdown: self.shutdown,
+        })
+    }
+}
+
+async fn bind(port: u16, what: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(("0.0.0.0", port))
+        .await
+        .map_err(|err| anyhow::anyhow!("cannot listen for {what} on port {port}: {err}"))
+}
+
+/// A service whose listeners are bound; [`Service::run_until_stopped`] serves it.
+pub struct Service {
+    name: &'static str,
+    http: Option<(TcpListener, Router)>,
+    grpc: Option<(TcpListener, Routes, Vec<&'static str>)>,
+    workers: Vec<(&'static str, Worker)>,
+    shutdown: (ShutdownTrigger, Shutdown),
+}
+
+impl Service {
+    /// The HTTP server's real address.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http
+            .as_ref()
+            .and_then(|(listener, _)| listener.local_addr().ok())
+    }
+
+    /// The gRPC server's real address.
+    pub fn grpc_addr(&self) -> Option<SocketAddr> {
+        self.grpc
+            .as_ref()
+            .and_then(|(listener, _, _)| listener.local_addr().ok())
+    }
+
+    /// Serves until SIGINT or SIGTERM, then drains both servers and the workers.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        self.run_until(async {
+            let signal = shutdown::os_signal().await;
+            tracing::info!(signal, "shutdown requested");
+        })
+        .await
+    }
+
+    /// Serves until `stop` resolves or a server fails; says which server stopped and why.
+    pub async fn run_until(self, stop: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
+        let (trigger, shutdown) = self.shutdown;
+        let mut servers = JoinSet::new();
+        if let Some((listener, routes)) = self.http {
+            tracing::info!(service = self.name, addr = %local(&listener), "HTTP server listening");
+            servers.spawn(serve_http(listener, routes, shutdown.clone()));
+        }
+        if let Some((listener, routes, names)) = self.grpc {
+            tracing::info!(service = self.name, addr = %local(&listener), "gRPC server listening");
+            servers.spawn(serve_grpc(listener, routes, names, shutdown.clone()));
+        }
+        let mut workers = JoinSet::new();
+        for (name, worker) in self.workers {
+            let run = worker(shutdown.clone());
+            workers.spawn(async move {
+                run.await;
+                name
+            });
+        }
+
+        let mut failure = None;
+        tokio::select! {
+            () = stop => {}
+            Some(first) = servers.join_next() => {
+                failure = Some(report_stopped(first));
+            }
+        }
+        trigger.trigger();
+        while let Some(stopped) = servers.join_next().await {
+            if let Some(err) = report_stopped(stopped) {
+                failure.get_or_insert(Some(err));
+            }
+        }
+        drain_workers(workers).await;
+        tracing::info!(service = self.name, "stopped");
+        match failure.flatten() {
+            Some(err) => Err(err),
+            None => Ok(()),
+        }
+    }
+}
+
+fn local(listener: &TcpListener) -> String {
+    listener
+        .local_addr()
+        .map_or_else(|err| err.to_string(), |addr| addr.to_string())
+}
+
+/// Logs which server stopped and why; returns its error, if it failed.
+fn report_stopped(
+    joined: Result<(&'static str, anyhow::Result<()>), tokio::task::JoinError>,
+) -> Option<anyhow::Error> {
+    match joined {
+        Ok((server, Ok(()))) => {
+            tracing::info!(server, "server stopped");
+            None
+        }
+        Ok((server, Err(err))) => {
+            tracing::error!(server, error = %err, "server failed");
+            Some(err.context(format!("{server} server failed")))
+        }
+        Err(err) => {
+            tracing::error!(error = %err, "server task panicked");
+            Some(anyhow::anyhow!("server task panicked: {err}"))
+        }
+    }
+}
+
+async fn drain_workers(mut workers: JoinSet<&'static str>) {
+    let drain = async {
+        while let Some(done) = workers.join_next().await {
+            match done {
+                Ok(worker) => tracing::info!(worker, "worker stopped"),
+                Err(err) => tracing::error!(error = %err, "worker panicked"),
+            }
+        }
+    };
+    if tokio::time::timeout(WORKER_DRAIN_TIMEOUT, drain)
+        .await
+        .is_err()
+    {
+        tracing::warn!("workers did not stop in time; abandoning them");
+    }
+}
+
+async fn serve_http(
+    listener: TcpListener,
+    routes: Router,
+    shutdown: Shutdown,
+) -> (&'static str, anyhow::Result<()>) {
+    let result = axum::serve(listener, routes)
+        .with_graceful_shutdown(shutdown.wait())
+        .await
+        .map_err(anyhow::Error::from);
+    ("HTTP", result)
+}
+
+async fn serve_grpc(
+    listener: TcpListener,
+    routes: Routes,
+    service_names: Vec<&'static str>,
+    shutdown: Shutdown,
+) -> (&'static str, anyhow::Result<()>) {
+    let result = async {
+        let (health_reporter, health_service) = tonic_health::server::health_reporter();
+        for name in service_names {
+            health_reporter
+                .set_service_status(name, ServingStatus::Serving)
+                .await;
+        }
+        let reflection_v1 = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()?;
+        // Older grpcurl builds only speak the v1alpha reflection protocol.
+        let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1alpha()?;
+        let routes = routes
+            .add_service(health_service)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha);
+        let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+        tonic::transport::Server::builder()
+            .add_routes(routes)
+            .serve_with_incoming_shutdown(incoming, shutdown.wait())
+            .await?;
+        anyhow::Ok(())
+    }
+    .await;
+    ("gRPC", result)
+}

@@ -1,0 +1,8 @@
+//! Timestamps as the contract writes them: RFC 3339 in UTC.
+
+use chrono::{SecondsFormat, Utc};
+
+/// Now, as RFC 3339 UTC with microseconds, e.g. `2025-01-14T12:00:00.123456Z`.
+pub fn now_rfc3339() -> String {
+    Utc::now().to_rfc3339_opts(SecondsFormat::Micros, true)
+}

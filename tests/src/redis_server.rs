@@ -1,0 +1,112 @@
+//! A throwaway `redis-server` on a free port, with append-only persistence in its own
+//! directory so a restart keeps the data (as a production Redis would).
+
+use std::{
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use redis::aio::MultiplexedConnection;
+
+use crate::stack::free_port;
+
+/// A running `redis-server`; killed and its directory removed on drop.
+pub struct RedisServer {
+    port: u16,
+    dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl RedisServer {
+    /// Starts a fresh server and waits until it answers.
+    pub async fn start() -> Self {
+        let port = free_port();
+        let dir = std::env::temp_dir().join(format!("it-redis-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("create the Redis data directory");
+        let mut server = Self {
+            port,
+            dir,
+            child: None,
+        };
+        server.spawn().await;
+        server
+    }
+
+    /// `redis://127.0.0.1:<port>`, without a database index.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// A connection to database `db`, for arranging and asserting on stored data.
+    pub async fn db(&self, db: u8) -> MultiplexedConnection {
+        redis::Client::open(format!("{}/{db}", self.url()))
+            .expect("valid Redis URL")
+            .get_multiplexed_async_connection()
+            .await
+            .expect("connect to the test Redis")
+    }
+
+    /// Stops the server cleanly (its data is flushed to the append-only file).
+    pub async fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let mut connection = self.db(0).await;
+            // The server closes the connection instead of replying; that is the success case.
+            let _: redis::RedisResult<()> =
+                redis::cmd("SHUTDOWN").query_async(&mut connection).await;
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server again on the same port with the same data.
+    pub async fn restart(&mut self) {
+        self.stop().await;
+        self.spawn().await;
+    }
+
+    async fn spawn(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string()])
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "yes"])
+            .arg("--dir")
+            .arg(&self.dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start redis-server (is it installed? apt-get install redis-server)");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let client = redis::Client::open(self.url()).expect("valid Redis URL");
+            if let Ok(mut connection) = client.get_multiplexed_async_connection().await
+                && redis::cmd("PING")
+                    .query_async::<String>(&mut connection)
+                    .await
+                    .is_ok()
+            {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "redis-server did not start on {}",
+                self.port
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
