@@ -1,0 +1,93 @@
+//! `Email`: an address that has been checked once and is trusted afterwards.
+
+use std::fmt;
+
+/// Longest address accepted (RFC 5321's path limit).
+const MAX_LEN: usize = 254;
+
+/// A well-formed email address: `local@domain`, the domain dotted, no whitespace or control
+/// characters. Kept exactly as given (it is the Redis key), only checked.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Email(String);
+
+/// Why a string is not an [`Email`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not a valid email address")]
+pub struct InvalidEmail(pub String);
+
+impl Email {
+    /// Checks `raw` and wraps it.
+    pub fn parse(raw: impl Into<String>) -> Result<Self, InvalidEmail> {
+        let raw = raw.into();
+        if is_well_formed(&raw) {
+            Ok(Self(raw))
+        } else {
+            Err(InvalidEmail(raw))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn into_string(self) -> String {
+        self.0
+    }
+}
+
+fn is_well_formed(raw: &str) -> bool {
+    if raw.len() > MAX_LEN || raw.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return false;
+    }
+    let Some((local, domain)) = raw.split_once('@') else {
+        return false;
+    };
+    !local.is_empty()
+        && !domain.contains('@')
+        && domain.contains('.')
+        && domain
+            .split('.')
+            .all(|label| !label.is_empty() && !label.starts_with('-') && !label.ends_with('-'))
+}
+
+impl TryFrom<String> for Email {
+    type Error = InvalidEmail;
+
+    fn try_from(raw: String) -> Result<Self, Self::Error> {
+        Self::parse(raw)
+    }
+}
+
+impl AsRef<str> for Email {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Email {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Email;
+
+    #[test]
+    fn ordinary_addresses_are_accepted_unchanged() {
+        for ok in ["a@b.io", "first.last+tag@sub.example.com", "Ü@bü.de"] {
+            assert_eq!(Email::parse(ok).map(Email::into_string), Ok(ok.to_owned()));
+        }
+    }
+
+    #[test]
+    fn malformed_addresses_are_refused() {
+        for bad in [
+            "", "plain", "@b.io", "a@", "a@b", "a@@b.io", "a b@c.io", "a@b..io", "a@-b.io",
+            "a@b.io\n",
+        ] {
+            assert!(Email::parse(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
+}
