@@ -1,1 +1,93 @@
+//! user-service: creates, updates and deletes accounts over REST (Redis DB 0), answers
+//! `user_service.UserService` over gRPC, and subscribes every new address to notifications
+//! through a durable outbox.
 
+mod domain;
+mod error;
+mod grpc;
+mod http;
+mod password;
+mod store;
+mod subscriptions;
+
+use std::sync::Arc;
+
+use proto::user_service::user_service_server::{SERVICE_NAME, UserServiceServer};
+use service_runtime::{
+    config::{self, Ports},
+    outbox::Outbox,
+    server::{Service, ServiceBuilder},
+};
+use tonic::service::Routes;
+
+pub use error::Error;
+
+use crate::{password::PasswordHasher, store::Store, subscriptions::Subscriber};
+
+/// The contract's HTTP port of user-service.
+pub const DEFAULT_HTTP_PORT: u16 = 8080;
+/// The contract's gRPC port of user-service.
+pub const DEFAULT_GRPC_PORT: u16 = 9797;
+/// Where notification-service listens unless `NOTIFICATION_SERVICE_GRPC_URL` says otherwise.
+pub const DEFAULT_NOTIFICATION_SERVICE_GRPC_URL: &str = "http://127.0.0.1:9898";
+/// The Redis database index of user-service.
+pub const REDIS_DB: u8 = 0;
+
+/// Everything user-service reads from its environment.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// HTTP and gRPC listening ports; 0 picks free ones.
+    pub ports: Ports,
+    /// `redis://host:port` without a database index.
+    pub redis_url: String,
+    /// notification-service's gRPC endpoint, for subscribing new users.
+    pub notification_service_url: String,
+}
+
+impl Config {
+    /// `HTTP_PORT` (8080), `GRPC_PORT` (9797), `REDIS_URL` or `REDIS_HOST`/`REDIS_PORT`,
+    /// `NOTIFICATION_SERVICE_GRPC_URL` (`http://127.0.0.1:9898`).
+    pub fn from_env() -> anyhow::Result<Self> {
+        Ok(Self {
+            ports: Ports::from_env(DEFAULT_HTTP_PORT, DEFAULT_GRPC_PORT)?,
+            redis_url: config::redis_base_url()?,
+            notification_service_url: config::url_or(
+                "NOTIFICATION_SERVICE_GRPC_URL",
+                DEFAULT_NOTIFICATION_SERVICE_GRPC_URL,
+            ),
+        })
+    }
+}
+
+/// What every HTTP and gRPC handler shares; cheap to clone.
+#[derive(Clone)]
+pub(crate) struct AppState {
+    pub store: Store,
+    pub passwords: Arc<PasswordHasher>,
+}
+
+/// Binds user-service's HTTP and gRPC listeners and wires the subscription outbox worker.
+/// Nothing connects yet: Redis and notification-service may come up later.
+pub async fn build(config: Config) -> anyhow::Result<Service> {
+    let redis = service_runtime::redis_store::connect(&config.redis_url, REDIS_DB)?;
+    let outbox = Outbox::new(
+        redis.clone(),
+        store::SUBSCRIPTION_OUTBOX,
+        store::SUBSCRIPTION_OUTBOX_GROUP,
+    );
+    let state = AppState {
+        store: Store::new(redis.clone(), outbox.clone()),
+        passwords: Arc::new(PasswordHasher::new()?),
+    };
+    let subscriber = Subscriber::new(&config.notification_service_url)?;
+    let routes = Routes::new(UserServiceServer::new(grpc::UserGrpc::new(state.clone())));
+    ServiceBuilder::new("user-service")
+        .redis(redis)
+        .http(config.ports.http, http::router(state))
+        .grpc(config.ports.grpc, routes, &[SERVICE_NAME])
+        .worker("subscription-outbox", move |shutdown| {
+            outbox.run(move |payload| subscriber.clone().deliver(payload), shutdown)
+        })
+        .bind()
+        .await
+}

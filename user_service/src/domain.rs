@@ -1,0 +1,193 @@
+//! Requests parsed once into values that are valid by construction.
+//!
+//! The JSON shapes (`*Body`) only say which fields exist and that they are strings; serde
+//! rejects anything else (missing, `null`, non-string, unknown keys) and `ApiJson` turns that
+//! into a 400. `TryFrom` then checks what serde cannot: non-empty values, well-formed emails.
+
+use serde::{Deserialize, Deserializer, Serialize};
+use service_runtime::email::Email;
+
+use crate::error::Error;
+
+/// A string field that may be absent but, when present, must be a string: `null` is refused
+/// rather than silently read as "absent".
+fn present_string<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
+    String::deserialize(deserializer).map(Some)
+}
+
+/// `POST /users`.
+#[derive(Debug, Deserialize)]
+pub struct NewUserBody {
+    pub email: String,
+    pub password: String,
+    pub name: String,
+}
+
+/// The changes of `PUT /users/...`: at least one of the three.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserUpdateBody {
+    #[serde(default, deserialize_with = "present_string")]
+    pub email: Option<String>,
+    #[serde(default, deserialize_with = "present_string")]
+    pub password: Option<String>,
+    #[serde(default, deserialize_with = "present_string")]
+    pub name: Option<String>,
+}
+
+/// `PUT /users/email`: which user, and what changes.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateRequestBody {
+    pub email: String,
+    pub data: UserUpdateBody,
+}
+
+/// `DELETE /users/email`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmailBody {
+    pub email: String,
+}
+
+/// A clear-text password; never logged, never stored, never serialized.
+pub struct Password(String);
+
+impl Password {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    #[cfg(test)]
+    pub fn for_test(clear: &str) -> Self {
+        Self(clear.to_owned())
+    }
+}
+
+impl std::fmt::Debug for Password {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Password(..)")
+    }
+}
+
+/// A user to create: every field checked.
+#[derive(Debug)]
+pub struct NewUser {
+    pub email: Email,
+    pub name: String,
+    pub password: Password,
+}
+
+impl TryFrom<NewUserBody> for NewUser {
+    type Error = Error;
+
+    fn try_from(body: NewUserBody) -> Result<Self, Self::Error> {
+        Ok(Self {
+            email: parse_email("email", body.email)?,
+            name: non_empty("name", body.name)?,
+            password: Password(non_empty("password", body.password)?),
+        })
+    }
+}
+
+/// Changes to a user: at least one, each checked.
+#[derive(Debug)]
+pub struct UserUpdate {
+    pub email: Option<Email>,
+    pub name: Option<String>,
+    pub password: Option<Password>,
+}
+
+impl TryFrom<UserUpdateBody> for UserUpdate {
+    type Error = Error;
+
+    fn try_from(body: UserUpdateBody) -> Result<Self, Self::Error> {
+        if body.email.is_none() && body.name.is_none() && body.password.is_none() {
+            return Err(Error::Invalid(
+                "data must contain at least one of: email, password, name".into(),
+            ));
+        }
+        Ok(Self {
+            email: body
+                .email
+                .map(|e| parse_email("data.email", e))
+                .transpose()?,
+            name: body.name.map(|n| non_empty("data.name", n)).transpose()?,
+            password: body
+                .password
+                .map(|p| non_empty("data.password", p).map(Password))
+                .transpose()?,
+        })
+    }
+}
+
+/// The address naming an existing user (path, body or gRPC field).
+pub fn parse_email(field: &str, raw: String) -> Result<Email, Error> {
+    let raw = non_empty(field, raw)?;
+    Email::parse(raw).map_err(|err| Error::Invalid(format!("{field}: {err}")))
+}
+
+fn non_empty(field: &str, value: String) -> Result<String, Error> {
+    if value.trim().is_empty() {
+        Err(Error::Invalid(format!("{field} must not be empty")))
+    } else {
+        Ok(value)
+    }
+}
+
+/// The stored form of a user: the JSON value of `users:{email}` (contract layout).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserRecord {
+    pub name: String,
+    pub email: String,
+    /// The PHC string of the password's argon2id hash.
+    pub password: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn update(json: &str) -> Result<UserUpdate, String> {
+        let body: UserUpdateBody = serde_json::from_str(json).map_err(|e| e.to_string())?;
+        UserUpdate::try_from(body).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn an_update_needs_at_least_one_change() {
+        assert!(update("{}").is_err());
+    }
+
+    #[test]
+    fn an_update_refuses_unknown_keys_nulls_non_strings_and_bad_emails() {
+        for bad in [
+            r#"{"age": "3"}"#,
+            r#"{"name": null}"#,
+            r#"{"name": 7}"#,
+            r#"{"email": "nope"}"#,
+            r#"{"password": ""}"#,
+        ] {
+            assert!(update(bad).is_err(), "{bad} was accepted");
+        }
+    }
+
+    #[test]
+    fn an_update_keeps_only_what_it_names() {
+        let parsed = update(r#"{"name": "Ada"}"#).expect("valid");
+        assert_eq!(parsed.name.as_deref(), Some("Ada"));
+        assert!(parsed.email.is_none() && parsed.password.is_none());
+    }
+
+    #[test]
+    fn a_new_user_needs_non_empty_fields_and_a_well_formed_email() {
+        let body = |email: &str, password: &str, name: &str| NewUserBody {
+            email: email.into(),
+            password: password.into(),
+            name: name.into(),
+        };
+        assert!(NewUser::try_from(body("a@b.io", "pw", "Ada")).is_ok());
+        assert!(NewUser::try_from(body("a@b", "pw", "Ada")).is_err());
+        assert!(NewUser::try_from(body("a@b.io", "", "Ada")).is_err());
+        assert!(NewUser::try_from(body("a@b.io", "pw", "  ")).is_err());
+    }
+}
