@@ -1,0 +1,127 @@
+//! Command line: where the stack is, and what to run against it.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "bench",
+    version,
+    about = "Closed-loop load generator for the running stack"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub endpoints: Endpoints,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Where the services listen; the defaults are the contract's ports.
+#[derive(Debug, Clone, Args)]
+pub struct Endpoints {
+    #[arg(long, global = true, default_value = "127.0.0.1")]
+    pub host: String,
+    #[arg(long, global = true, default_value_t = 8080)]
+    pub user_http: u16,
+    #[arg(long, global = true, default_value_t = 9797)]
+    pub user_grpc: u16,
+    #[arg(long, global = true, default_value_t = 8181)]
+    pub message_http: u16,
+    #[arg(long, global = true, default_value_t = 9696)]
+    pub message_grpc: u16,
+    #[arg(long, global = true, default_value_t = 8282)]
+    pub notification_http: u16,
+    #[arg(long, global = true, default_value_t = 9898)]
+    pub notification_grpc: u16,
+    #[arg(long, global = true, default_value_t = 3030)]
+    pub frontend_grpc: u16,
+    /// HTTP/2 connections per gRPC target, used round-robin by the workers (one connection
+    /// multiplexes everything, but a few avoid head-of-line blocking on one socket).
+    #[arg(long, global = true, default_value_t = 4)]
+    pub channels: usize,
+    /// How many seeded users `setup` creates and the scenarios pick from.
+    #[arg(long, global = true, default_value_t = 32)]
+    pub users: usize,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Creates the bench users and the fixed seed data through the real APIs; idempotent.
+    Setup,
+    /// Runs one scenario and prints its row (and appends it to `--json`).
+    Run(RunArgs),
+    /// Prints the median of every (scenario, concurrency) in a JSON-lines file.
+    Report {
+        /// The file `run --json` appended to.
+        file: PathBuf,
+        /// Only rows of this session (`run --session`).
+        #[arg(long)]
+        session: Option<String>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    pub scenario: Scenario,
+    /// Closed-loop workers, each sending its next request when the previous reply arrives.
+    #[arg(long, short = 'c', default_value_t = 1)]
+    pub concurrency: usize,
+    /// Measured seconds.
+    #[arg(long, short = 'd', default_value_t = 10.0)]
+    pub duration: f64,
+    /// Seconds run before measuring, not counted.
+    #[arg(long, short = 'w', default_value_t = 2.0)]
+    pub warmup: f64,
+    /// Appends one JSON object for this run to the file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// A label stored with the run, so `report --session` can pick one series of runs.
+    #[arg(long)]
+    pub session: Option<String>,
+    /// Processes to sample, `name=pid,...`. Default: the services found by their listening
+    /// gRPC port.
+    #[arg(long, value_delimiter = ',')]
+    pub pids: Vec<String>,
+    /// `mixed` only: workers creating users at full speed next to the measured ones.
+    #[arg(long, default_value_t = 4)]
+    pub writers: usize,
+}
+
+/// What one worker does in a loop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Scenario {
+    /// message-service gRPC SendMessage between random pairs of seeded users (end to end:
+    /// user-service checks, storage, notification, push to frontend).
+    SendMessage,
+    /// user-service gRPC CheckUserExists on seeded users.
+    CheckUserExists,
+    /// user-service gRPC AuthenticateUser with the right password (argon2 verify).
+    Authenticate,
+    /// message-service gRPC GetMessages of the fixed user (exactly 8 messages).
+    GetMessages,
+    /// message-service HTTP GET /list_conversations of the fixed user (exactly 8).
+    ListConversations,
+    /// notification-service HTTP GET /list_notifications of the fixed user (exactly 8).
+    ListNotifications,
+    /// user-service HTTP POST /users with unique emails (argon2 hash).
+    CreateUser,
+    /// create-user at full speed in `--writers` workers; check-user-exists measured in the
+    /// `--concurrency` others.
+    Mixed,
+}
+
+impl Scenario {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::SendMessage => "send-message",
+            Self::CheckUserExists => "check-user-exists",
+            Self::Authenticate => "authenticate",
+            Self::GetMessages => "get-messages",
+            Self::ListConversations => "list-conversations",
+            Self::ListNotifications => "list-notifications",
+            Self::CreateUser => "create-user",
+            Self::Mixed => "mixed",
+        }
+    }
+}
