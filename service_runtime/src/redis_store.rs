@@ -28,3 +28,45 @@ pub async fn is_reachable(connection: &ConnectionManager) -> bool {
         Ok(Ok(_))
     )
 }
+
+/// How long [`retry_transient`] keeps trying before it gives up.
+pub const TRANSIENT_RETRY_WINDOW: Duration = Duration::from_secs(3);
+const TRANSIENT_RETRY_MIN: Duration = Duration::from_millis(25);
+const TRANSIENT_RETRY_MAX: Duration = Duration::from_millis(400);
+
+/// Runs `op` again while it fails for a reason a moment's wait can cure (the connection dropped
+/// and is being re-established, Redis is still loading its data), for at most
+/// [`TRANSIENT_RETRY_WINDOW`]. Without it, the first request after a Redis restart would fail:
+/// the [`ConnectionManager`] only notices the dead connection by failing a command.
+///
+/// A failed attempt may still have been executed by Redis (the reply was lost), so `op` must be
+/// idempotent: reads, `HSET`s of a whole value, or scripts that recognise a repeat.
+pub async fn retry_transient<T, F, Fut>(mut op: F) -> redis::RedisResult<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = redis::RedisResult<T>>,
+{
+    let deadline = tokio::time::Instant::now() + TRANSIENT_RETRY_WINDOW;
+    let mut delay = TRANSIENT_RETRY_MIN;
+    loop {
+        match op().await {
+            Ok(value) => return Ok(value),
+            Err(err) if is_transient(&err) && tokio::time::Instant::now() + delay < deadline => {
+                tracing::debug!(error = %err, ?delay, "transient Redis error; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(TRANSIENT_RETRY_MAX);
+            }
+            Err(err) => return Err(err),
+        }
+    }
+}
+
+/// Whether `err` says "not now" rather than "never" (a script error, a wrong type).
+fn is_transient(err: &redis::RedisError) -> bool {
+    use redis::RetryMethod;
+    err.is_timeout()
+        || matches!(
+            err.retry_method(),
+            RetryMethod::Reconnect | RetryMethod::RetryImmediately | RetryMethod::WaitAndRetry
+        )
+}
