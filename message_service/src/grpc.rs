@@ -1,0 +1,138 @@
+//! The `message_service.MessageService` gRPC API.
+
+use proto::{
+    message_service::{
+        GetMessagesRequest, GetMessagesResponse, Message, SendMessageRequest, SendMessageResponse,
+        message_service_server::MessageService,
+    },
+    user_service::{CheckUserExistsRequest, user_service_client::UserServiceClient},
+};
+use service_runtime::email::Email;
+use tonic::{Request, Response, Status, transport::Channel};
+
+use crate::{
+    error::Error,
+    store::{NewMessage, Store, StoredMessage},
+};
+
+pub struct MessageGrpc {
+    store: Store,
+    users: UserServiceClient<Channel>,
+}
+
+impl MessageGrpc {
+    pub fn new(store: Store, users: UserServiceClient<Channel>) -> Self {
+        Self { store, users }
+    }
+
+    /// Whether user-service knows `email`; a malformed address is nobody's.
+    async fn user_exists(&self, email: Option<&Email>) -> Result<bool, Error> {
+        let Some(email) = email else {
+            return Ok(false);
+        };
+        let request = CheckUserExistsRequest {
+            email: Some(email.to_string()),
+        };
+        let reply = self
+            .users
+            .clone()
+            .check_user_exists(request)
+            .await
+            .map_err(Error::UserService)?;
+        Ok(reply.into_inner().exists.unwrap_or(false))
+    }
+
+    /// Turns a request into a message to store, or says why it is refused (a business outcome).
+    async fn accept(&self, message: Option<Message>) -> Result<Result<NewMessage, String>, Error> {
+        let message = message.unwrap_or_default();
+        let Some(sender) = non_empty(message.sender_email) else {
+            return Ok(Err("sender_email is required".into()));
+        };
+        let Some(receiver) = non_empty(message.receiver_email) else {
+            return Ok(Err("receiver_email is required".into()));
+        };
+        let Some(content) = message.content.filter(|content| !content.trim().is_empty()) else {
+            return Ok(Err("content is required".into()));
+        };
+        let (sender, receiver) = (Email::parse(sender).ok(), Email::parse(receiver).ok());
+        // Both asked at once; the answers are still judged sender first, as the contract says.
+        let (sender_exists, receiver_exists) = tokio::try_join!(
+            self.user_exists(sender.as_ref()),
+            self.user_exists(receiver.as_ref())
+        )?;
+        Ok(match (sender, receiver) {
+            (Some(sender), Some(receiver)) if sender_exists && receiver_exists => Ok(NewMessage {
+                sender,
+                receiver,
+                content,
+            }),
+            _ if !sender_exists => Err("Sender does not exist".into()),
+            _ => Err("Receiver does not exist".into()),
+        })
+    }
+}
+
+fn non_empty(field: Option<String>) -> Option<String> {
+    field.filter(|value| !value.trim().is_empty())
+}
+
+fn reply(success: bool, message: impl Into<String>) -> Response<SendMessageResponse> {
+    Response::new(SendMessageResponse {
+        success: Some(success),
+        message: Some(message.into()),
+    })
+}
+
+impl From<StoredMessage> for Message {
+    fn from(stored: StoredMessage) -> Self {
+        Self {
+            message_id: Some(stored.id),
+            sender_email: Some(stored.sender_email),
+            receiver_email: Some(stored.receiver_email),
+            content: Some(stored.content),
+            timestamp: Some(stored.timestamp),
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl MessageService for MessageGrpc {
+    #[tracing::instrument(skip_all, fields(sender_email, receiver_email, message_id))]
+    async fn send_message(
+        &self,
+        request: Request<SendMessageRequest>,
+    ) -> Result<Response<SendMessageResponse>, Status> {
+        let message = request.into_inner().message;
+        let span = tracing::Span::current();
+        if let Some(message) = &message {
+            span.record("sender_email", message.sender_email.as_deref());
+            span.record("receiver_email", message.receiver_email.as_deref());
+        }
+        let new = match self.accept(message).await? {
+            Ok(new) => new,
+            Err(refusal) => {
+                tracing::info!(reason = refusal, "message refused");
+                return Ok(reply(false, refusal));
+            }
+        };
+        let id = self.store.save(&new).await?;
+        span.record("message_id", id);
+        tracing::info!("message sent");
+        Ok(reply(true, "Message sent"))
+    }
+
+    #[tracing::instrument(skip_all, fields(user_email))]
+    async fn get_messages(
+        &self,
+        request: Request<GetMessagesRequest>,
+    ) -> Result<Response<GetMessagesResponse>, Status> {
+        let Some(email) = non_empty(request.into_inner().user_email) else {
+            return Ok(Response::new(GetMessagesResponse::default()));
+        };
+        tracing::Span::current().record("user_email", email.as_str());
+        let messages = self.store.messages_of(&email).await?;
+        Ok(Response::new(GetMessagesResponse {
+            messages: messages.into_iter().map(Message::from).collect(),
+        }))
+    }
+}
