@@ -1,1 +1,83 @@
+//! notification-service: keeps who is subscribed and each receiver's notifications (Redis DB 2),
+//! and pushes every new notification to frontend-service through a durable outbox.
+//!
+//! `CreateNotification` checks the subscription, stores the notification and its outbox entry
+//! in one atomic step, and answers at once; the outbox worker ([`push`]) calls
+//! `FrontendService.ReceiveNotification` until frontend-service takes it.
 
+mod error;
+mod grpc;
+mod http;
+mod push;
+mod store;
+
+use proto::{
+    frontend_service::frontend_service_client::FrontendServiceClient,
+    notification_service::notification_service_server::{NotificationServiceServer, SERVICE_NAME},
+};
+use service_runtime::{
+    config::{Ports, url_or},
+    grpc_client,
+    outbox::Outbox,
+    server::{Service, ServiceBuilder},
+};
+use tonic::service::Routes;
+
+pub use error::Error;
+
+/// The contract's ports of notification-service.
+pub const DEFAULT_HTTP_PORT: u16 = 8282;
+pub const DEFAULT_GRPC_PORT: u16 = 9898;
+/// The Redis database notification-service owns.
+pub const REDIS_DB: u8 = 2;
+pub const DEFAULT_FRONTEND_SERVICE_GRPC_URL: &str = "http://127.0.0.1:3030";
+
+/// Everything notification-service reads from its environment.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub ports: Ports,
+    /// Redis without a database index; [`REDIS_DB`] is selected.
+    pub redis_url: String,
+    pub frontend_service_url: String,
+}
+
+impl Config {
+    /// The contract's variables, with the contract's defaults.
+    pub fn from_env() -> anyhow::Result<Self> {
+        Ok(Self {
+            ports: Ports::from_env(DEFAULT_HTTP_PORT, DEFAULT_GRPC_PORT)?,
+            redis_url: service_runtime::config::redis_base_url()?,
+            frontend_service_url: url_or(
+                "FRONTEND_SERVICE_GRPC_URL",
+                DEFAULT_FRONTEND_SERVICE_GRPC_URL,
+            ),
+        })
+    }
+}
+
+/// Binds notification-service's HTTP and gRPC listeners and sets up its frontend outbox.
+/// Redis and frontend-service are connected lazily: the service starts while they are down.
+pub async fn build(config: Config) -> anyhow::Result<Service> {
+    let redis = service_runtime::redis_store::connect(&config.redis_url, REDIS_DB)?;
+    let outbox = Outbox::new(redis.clone(), store::FRONTEND_OUTBOX, push::GROUP);
+    let store = store::Store::new(redis.clone(), outbox.clone());
+    let frontend = FrontendServiceClient::new(grpc_client::channel(&config.frontend_service_url)?);
+
+    let api = grpc::NotificationGrpc::new(store.clone());
+    ServiceBuilder::new("notification-service")
+        .redis(redis)
+        .http(config.ports.http, http::router(store))
+        .grpc(
+            config.ports.grpc,
+            Routes::new(NotificationServiceServer::new(api)),
+            &[SERVICE_NAME],
+        )
+        .worker("frontend outbox", move |shutdown| {
+            outbox.run(
+                move |payload| push::deliver(frontend.clone(), payload),
+                shutdown,
+            )
+        })
+        .bind()
+        .await
+}

@@ -1,0 +1,126 @@
+//! The `notification_service.NotificationService` gRPC API.
+
+use proto::notification_service::{
+    CheckUserSubscribedRequest, CheckUserSubscribedResponse, CreateNotificationRequest,
+    CreateNotificationResponse, SubscribeUserRequest, SubscribeUserResponse,
+    UnsubscribeUserRequest, UnsubscribeUserResponse,
+    notification_service_server::NotificationService,
+};
+use service_runtime::email::Email;
+use tonic::{Request, Response, Status};
+
+use crate::store::{Created, Store};
+
+pub struct NotificationGrpc {
+    store: Store,
+}
+
+impl NotificationGrpc {
+    pub fn new(store: Store) -> Self {
+        Self { store }
+    }
+}
+
+fn non_empty(field: Option<String>) -> Option<String> {
+    field.filter(|value| !value.trim().is_empty())
+}
+
+/// The request's email, if it is a well-formed address.
+fn email(field: Option<String>) -> Option<Email> {
+    field.and_then(|raw| Email::parse(raw).ok())
+}
+
+#[tonic::async_trait]
+impl NotificationService for NotificationGrpc {
+    #[tracing::instrument(skip_all, fields(sender_email, receiver_email, notification_id))]
+    async fn create_notification(
+        &self,
+        request: Request<CreateNotificationRequest>,
+    ) -> Result<Response<CreateNotificationResponse>, Status> {
+        let request = request.into_inner();
+        let span = tracing::Span::current();
+        span.record("sender_email", request.sender_email.as_deref());
+        span.record("receiver_email", request.receiver_email.as_deref());
+        let refused = |reason: &str| {
+            tracing::info!(reason, "notification refused");
+            Ok(Response::new(CreateNotificationResponse {
+                success: Some(false),
+            }))
+        };
+        let Some(sender) = non_empty(request.sender_email) else {
+            return refused("sender_email is required");
+        };
+        let Some(receiver) = email(request.receiver_email) else {
+            return refused("receiver_email is missing or not an email address");
+        };
+        let id =
+            non_empty(request.notification_id).unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        span.record("notification_id", id.as_str());
+        let created = self.store.create(&receiver, &sender, id).await?;
+        match created {
+            Created::New => tracing::info!("notification created"),
+            Created::Repeated => tracing::info!("notification already stored; repeat ignored"),
+            Created::NotSubscribed => return refused("receiver is not subscribed"),
+        }
+        Ok(Response::new(CreateNotificationResponse {
+            success: Some(true),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(user_email))]
+    async fn check_user_subscribed(
+        &self,
+        request: Request<CheckUserSubscribedRequest>,
+    ) -> Result<Response<CheckUserSubscribedResponse>, Status> {
+        let subscribed = match email(request.into_inner().email) {
+            Some(email) => {
+                tracing::Span::current().record("user_email", email.as_str());
+                self.store.is_subscribed(&email).await?
+            }
+            None => false,
+        };
+        Ok(Response::new(CheckUserSubscribedResponse {
+            subscribed: Some(subscribed),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(user_email))]
+    async fn subscribe_user(
+        &self,
+        request: Request<SubscribeUserRequest>,
+    ) -> Result<Response<SubscribeUserResponse>, Status> {
+        let success = self
+            .set_subscribed(request.into_inner().email, true)
+            .await?;
+        Ok(Response::new(SubscribeUserResponse {
+            success: Some(success),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(user_email))]
+    async fn unsubscribe_user(
+        &self,
+        request: Request<UnsubscribeUserRequest>,
+    ) -> Result<Response<UnsubscribeUserResponse>, Status> {
+        let success = self
+            .set_subscribed(request.into_inner().email, false)
+            .await?;
+        Ok(Response::new(UnsubscribeUserResponse {
+            success: Some(success),
+        }))
+    }
+}
+
+impl NotificationGrpc {
+    /// Records the subscription; `false` (a business outcome) for a missing or malformed email.
+    async fn set_subscribed(&self, raw: Option<String>, subscribed: bool) -> Result<bool, Status> {
+        let Some(email) = email(raw) else {
+            tracing::info!(subscribed, "subscription change refused: invalid email");
+            return Ok(false);
+        };
+        tracing::Span::current().record("user_email", email.as_str());
+        self.store.set_subscribed(&email, subscribed).await?;
+        tracing::info!(subscribed, "subscription recorded");
+        Ok(true)
+    }
+}
