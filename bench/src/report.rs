@@ -96,11 +96,23 @@ pub fn verdict(row: &RunResult) -> String {
     if row.business_errors + row.transport_errors > 0 || row.requests == 0 {
         misses.push("errors");
     }
+    if service_rss_mb(row) > MAX_SERVICE_RSS_MB {
+        misses.push("rss");
+    }
     if misses.is_empty() {
         "PASS".to_owned()
     } else {
         format!("FAIL({})", misses.join(","))
     }
+}
+
+/// The largest RSS any service process reached during the run.
+fn service_rss_mb(row: &RunResult) -> f64 {
+    row.processes
+        .iter()
+        .filter(|p| p.name.ends_with("-service"))
+        .map(|p| p.rss_peak_mb)
+        .fold(0.0, f64::max)
 }
 
 fn rss_verdict(process: &ProcessUsage) -> &'static str {
@@ -116,7 +128,7 @@ fn rss_verdict(process: &ProcessUsage) -> &'static str {
 fn write_header(out: &mut impl Write) -> std::io::Result<()> {
     writeln!(
         out,
-        "{:<19} {:>4} {:>4} {:>8} {:>9} {:>7} {:>7} {:>7} {:>8} {:>6} {:>6} {:>8} {:>6} {:<24} verdict",
+        "{:<19} {:>4} {:>4} {:>8} {:>9} {:>7} {:>7} {:>7} {:>8} {:>6} {:>6} {:>8} {:>6} {:>6} {:<24} verdict",
         "scenario",
         "conc",
         "runs",
@@ -129,6 +141,7 @@ fn write_header(out: &mut impl Write) -> std::io::Result<()> {
         "bizerr",
         "txerr",
         "cpuus/rq",
+        "rssMB",
         "steal%",
         "target"
     )
@@ -137,7 +150,7 @@ fn write_header(out: &mut impl Write) -> std::io::Result<()> {
 fn write_row(out: &mut impl Write, row: &RunResult, runs: usize) -> std::io::Result<()> {
     writeln!(
         out,
-        "{:<19} {:>4} {:>4} {:>8} {:>9.1} {:>7.2} {:>7.2} {:>7.2} {:>8.2} {:>6} {:>6} {:>8.0} {:>6.1} {:<24} {}",
+        "{:<19} {:>4} {:>4} {:>8} {:>9.1} {:>7.2} {:>7.2} {:>7.2} {:>8.2} {:>6} {:>6} {:>8.0} {:>6.1} {:>6.1} {:<24} {}",
         row.scenario,
         row.concurrency,
         runs,
@@ -150,6 +163,7 @@ fn write_row(out: &mut impl Write, row: &RunResult, runs: usize) -> std::io::Res
         row.business_errors,
         row.transport_errors,
         row.service_cpu_us_per_req,
+        service_rss_mb(row),
         row.steal_pct,
         target_text(row),
         verdict(row)
@@ -280,5 +294,14 @@ fn median_row(group: &[RunResult]) -> RunResult {
     row.service_cpu_us_per_req = median(&|r| r.service_cpu_us_per_req);
     row.steal_pct = median(&|r| r.steal_pct);
     row.steal_s = median(&|r| r.steal_s);
+    // Memory is judged by its worst run, not its median one.
+    for p in &mut row.processes {
+        for other in group.iter().flat_map(|r| &r.processes) {
+            if other.name == p.name {
+                p.rss_peak_mb = p.rss_peak_mb.max(other.rss_peak_mb);
+                p.hwm_mb = p.hwm_mb.max(other.hwm_mb);
+            }
+        }
+    }
     row
 }
