@@ -1,3 +1,4 @@
 //! The integration suite: one test binary, one module per area.
 
 mod runtime;
+mod users;
