@@ -1,5 +1,7 @@
 //! The `message_service.MessageService` gRPC API.
 
+use std::time::Duration;
+
 use proto::{
     message_service::{
         GetMessagesRequest, GetMessagesResponse, Message, SendMessageRequest, SendMessageResponse,
@@ -8,12 +10,17 @@ use proto::{
     user_service::{CheckUserExistsRequest, user_service_client::UserServiceClient},
 };
 use service_runtime::email::Email;
-use tonic::{Request, Response, Status, transport::Channel};
+use tonic::{Code, Request, Response, Status, transport::Channel};
 
 use crate::{
     error::Error,
     store::{NewMessage, Store, StoredMessage},
 };
+
+/// How long `CheckUserExists` is retried while user-service is unavailable.
+const USER_CHECK_RETRY_WINDOW: Duration = Duration::from_secs(3);
+const USER_CHECK_RETRY_MIN: Duration = Duration::from_millis(25);
+const USER_CHECK_RETRY_MAX: Duration = Duration::from_millis(400);
 
 pub struct MessageGrpc {
     store: Store,
@@ -30,16 +37,30 @@ impl MessageGrpc {
         let Some(email) = email else {
             return Ok(false);
         };
-        let request = CheckUserExistsRequest {
-            email: Some(email.to_string()),
-        };
-        let reply = self
-            .users
-            .clone()
-            .check_user_exists(request)
-            .await
-            .map_err(Error::UserService)?;
-        Ok(reply.into_inner().exists.unwrap_or(false))
+        // A read: safe to repeat. UNAVAILABLE is what a peer restarting, a connection broken by
+        // that restart, or user-service's own Redis reconnecting look like; they pass quickly.
+        let deadline = tokio::time::Instant::now() + USER_CHECK_RETRY_WINDOW;
+        let mut delay = USER_CHECK_RETRY_MIN;
+        loop {
+            let request = CheckUserExistsRequest {
+                email: Some(email.to_string()),
+            };
+            match self.users.clone().check_user_exists(request).await {
+                Ok(reply) => return Ok(reply.into_inner().exists.unwrap_or(false)),
+                Err(status)
+                    if status.code() == Code::Unavailable
+                        && tokio::time::Instant::now() + delay < deadline =>
+                {
+                    tracing::debug!(
+                        error = status.message(),
+                        "user-service unavailable; retrying"
+                    );
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(USER_CHECK_RETRY_MAX);
+                }
+                Err(status) => return Err(Error::UserService(status)),
+            }
+        }
     }
 
     /// Turns a request into a message to store, or says why it is refused (a business outcome).
