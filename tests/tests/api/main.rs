@@ -1,4 +1,8 @@
 //! The integration suite: one test binary, one module per area.
 
+mod faults;
+mod flow;
+mod messaging;
+mod notifications;
 mod runtime;
 mod users;

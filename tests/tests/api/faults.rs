@@ -1,0 +1,216 @@
+//! Crashes and outages in the middle of the message → notification → frontend flow: nothing
+//! stored is lost, nothing is stored twice, and no service needs a restart to recover.
+
+use std::{
+    collections::HashSet,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+};
+
+use integration_tests::Stack;
+use proto::message_service::{SendMessageResponse, message_service_client::MessageServiceClient};
+use redis::AsyncCommands;
+use tokio::task::JoinHandle;
+use tonic::{Code, Status, transport::Channel};
+
+use crate::flow::{
+    eventually, ids_of, message, message_notification_ids, messages_of, receive_ids,
+    registered_user, send_ok, stored_notifications, wait_for_frontend_outbox_drained,
+    wait_for_notification_outbox_drained, wait_for_notifications, watch,
+};
+
+type Sends = JoinHandle<Vec<Result<SendMessageResponse, Status>>>;
+
+/// Sends `count` messages one after the other in the background; the counter says how many
+/// have been answered so far.
+fn send_in_background(
+    mut client: MessageServiceClient<Channel>,
+    sender: &str,
+    receiver: &str,
+    count: usize,
+) -> (Arc<AtomicUsize>, Sends) {
+    let answered = Arc::new(AtomicUsize::new(0));
+    let progress = Arc::clone(&answered);
+    let (sender, receiver) = (sender.to_owned(), receiver.to_owned());
+    let sends = tokio::spawn(async move {
+        let mut replies = Vec::with_capacity(count);
+        for n in 0..count {
+            let request = message(Some(&sender), Some(&receiver), Some(&format!("burst {n}")));
+            replies.push(client.send_message(request).await.map(|r| r.into_inner()));
+            progress.fetch_add(1, Ordering::SeqCst);
+        }
+        replies
+    });
+    (answered, sends)
+}
+
+async fn wait_until_answered(answered: &AtomicUsize, count: usize) {
+    eventually(&format!("{count} sends to be answered"), || async {
+        (answered.load(Ordering::SeqCst) >= count).then_some(())
+    })
+    .await;
+}
+
+fn assert_all_sent(replies: &[Result<SendMessageResponse, Status>]) {
+    for reply in replies {
+        let reply = reply.as_ref().expect("SendMessage answers OK");
+        assert_eq!(reply.success, Some(true), "{reply:?}");
+        assert_eq!(reply.message.as_deref(), Some("Message sent"));
+    }
+}
+
+async fn message_counter(stack: &Stack) -> u64 {
+    stack
+        .redis
+        .db(1)
+        .await
+        .get::<_, Option<u64>>("message_id_counter")
+        .await
+        .expect("GET message_id_counter")
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn every_notification_reaches_the_frontend_when_it_is_down_and_restarted_during_100_sends() {
+    let mut stack = Stack::start().await;
+    let alice = registered_user(&stack, "alice").await;
+    let bob = registered_user(&stack, "bob").await;
+    // A first push, so notification-service has a live connection that the crash then breaks.
+    let mut before_crash = watch(&stack, &bob).await;
+    send_ok(&stack, &alice, &bob, "warm-up").await;
+    let warm_up = message_notification_ids(1, 1);
+    assert_eq!(receive_ids(&mut before_crash, &warm_up).await, warm_up);
+    // ...and was acknowledged: otherwise it is (rightly) pushed again after the restart.
+    wait_for_frontend_outbox_drained(&stack).await;
+    stack.frontend.kill();
+
+    let (answered, sends) = send_in_background(stack.message_client().await, &alice, &bob, 100);
+    wait_until_answered(&answered, 50).await;
+    stack.frontend.restart().await;
+    // The restarted frontend starts empty: its snapshot plus the live feed must carry all 100.
+    let mut after_restart = watch(&stack, &bob).await;
+    let replies = sends.await.expect("the sends ran");
+
+    assert_all_sent(&replies);
+    let wanted = message_notification_ids(2, 101);
+    assert_eq!(receive_ids(&mut after_restart, &wanted).await, wanted);
+    assert_eq!(wait_for_notifications(&stack, &bob, 101).await.len(), 101);
+}
+
+#[tokio::test]
+async fn notifications_are_created_exactly_once_when_notification_service_is_killed_during_100_sends()
+ {
+    let mut stack = Stack::start().await;
+    let alice = registered_user(&stack, "alice").await;
+    let bob = registered_user(&stack, "bob").await;
+    let mut live = watch(&stack, &bob).await;
+
+    let (answered, sends) = send_in_background(stack.message_client().await, &alice, &bob, 100);
+    wait_until_answered(&answered, 10).await;
+    stack.notification.kill();
+    let replies = sends.await.expect("the sends ran");
+    stack.notification.restart().await;
+
+    assert_all_sent(&replies);
+    let wanted = message_notification_ids(1, 100);
+    let stored = wait_for_notifications(&stack, &bob, 100).await;
+    assert_eq!(ids_of(&stored).into_iter().collect::<HashSet<_>>(), wanted);
+    wait_for_notification_outbox_drained(&stack).await;
+    assert_eq!(
+        stored_notifications(&stack, &bob).await.len(),
+        100,
+        "a redelivery stored a duplicate"
+    );
+    assert_eq!(receive_ids(&mut live, &wanted).await, wanted);
+}
+
+#[tokio::test]
+async fn notifications_queued_by_a_crashed_message_service_are_delivered_after_its_restart() {
+    let mut stack = Stack::start().await;
+    let alice = registered_user(&stack, "alice").await;
+    let bob = registered_user(&stack, "bob").await;
+    stack.notification.kill();
+    for n in 0..20 {
+        send_ok(&stack, &alice, &bob, &format!("queued {n}")).await;
+    }
+
+    stack.message.kill();
+    stack.notification.restart().await;
+    stack.message.restart().await;
+
+    let stored = wait_for_notifications(&stack, &bob, 20).await;
+    assert_eq!(
+        ids_of(&stored).into_iter().collect::<HashSet<_>>(),
+        message_notification_ids(1, 20)
+    );
+}
+
+#[tokio::test]
+async fn sends_and_notifications_keep_flowing_across_a_redis_restart_without_restarting_services() {
+    let mut stack = Stack::start().await;
+    let alice = registered_user(&stack, "alice").await;
+    let bob = registered_user(&stack, "bob").await;
+    let mut live = watch(&stack, &bob).await;
+    let (answered, sends) = send_in_background(stack.message_client().await, &alice, &bob, 40);
+    wait_until_answered(&answered, 10).await;
+
+    stack.redis.restart().await;
+    let during = sends.await.expect("the sends ran");
+    send_ok(&stack, &alice, &bob, "after the restart").await;
+
+    // Redis was down for a moment only; the services' retries cover that.
+    assert_all_sent(&during);
+    let stored_messages = message_counter(&stack).await;
+    assert_eq!(stored_messages, 41);
+    assert_eq!(messages_of(&stack, &bob).await.len(), 41);
+    let wanted = message_notification_ids(1, stored_messages);
+    let stored = wait_for_notifications(&stack, &bob, 41).await;
+    assert_eq!(ids_of(&stored).into_iter().collect::<HashSet<_>>(), wanted);
+    assert_eq!(receive_ids(&mut live, &wanted).await, wanted);
+}
+
+#[tokio::test]
+async fn send_message_is_unavailable_while_redis_is_down_and_works_again_once_it_is_back() {
+    let mut stack = Stack::start().await;
+    let alice = registered_user(&stack, "alice").await;
+    let bob = registered_user(&stack, "bob").await;
+    // user-service reads Redis too: whichever of the two notices first, the answer is UNAVAILABLE.
+    stack.redis.stop().await;
+
+    let refused = stack
+        .message_client()
+        .await
+        .send_message(message(Some(&alice), Some(&bob), Some("lost?")))
+        .await
+        .expect_err("no store, no success");
+
+    assert_eq!(refused.code(), Code::Unavailable, "{refused:?}");
+    stack.redis.restart().await;
+    send_ok(&stack, &alice, &bob, "back").await;
+    let stored = wait_for_notifications(&stack, &bob, 1).await;
+    assert_eq!(ids_of(&stored), ["message-1"]);
+}
+
+#[tokio::test]
+async fn send_message_is_unavailable_naming_user_service_when_it_is_down_and_writes_nothing() {
+    let mut stack = Stack::start().await;
+    let alice = registered_user(&stack, "alice").await;
+    let bob = registered_user(&stack, "bob").await;
+    stack.user.kill();
+
+    let refused = stack
+        .message_client()
+        .await
+        .send_message(message(Some(&alice), Some(&bob), Some("hello")))
+        .await
+        .expect_err("existence cannot be checked");
+
+    assert_eq!(refused.code(), Code::Unavailable, "{refused:?}");
+    assert!(refused.message().contains("user-service"), "{refused:?}");
+    assert_eq!(message_counter(&stack).await, 0);
+    stack.user.restart().await;
+    send_ok(&stack, &alice, &bob, "hello again").await;
+    assert_eq!(message_counter(&stack).await, 1);
+}

@@ -1,0 +1,543 @@
+//! message-service: SendMessage, GetMessages, /list_conversations, the DB 1 layout, and the
+//! whole flow from a sent message to the frontend's live stream.
+
+use std::collections::{BTreeMap, HashSet};
+
+use futures::future::join_all;
+use integration_tests::{Stack, unique_email};
+use proto::message_service::SendMessageRequest;
+use redis::AsyncCommands;
+use serde_json::{Value, json};
+
+use crate::flow::{
+    PATIENCE, eventually, get_with_body, get_with_query, ids_of, message, message_notification_ids,
+    messages_of, receive_ids, registered_user, send, send_ok, stored_notifications,
+    wait_for_notifications, watch,
+};
+
+/// Everything in DB 1: each key with its type and a rendering of its value.
+async fn db1_snapshot(stack: &Stack) -> BTreeMap<String, String> {
+    let mut db = stack.redis.db(1).await;
+    let keys: Vec<String> = db.keys("*").await.expect("KEYS *");
+    let mut snapshot = BTreeMap::new();
+    for key in keys {
+        let kind: String = redis::cmd("TYPE")
+            .arg(&key)
+            .query_async(&mut db)
+            .await
+            .expect("TYPE");
+        let value = match kind.as_str() {
+            "string" => db.get::<_, String>(&key).await.expect("GET"),
+            "set" => format!(
+                "{:?}",
+                db.smembers::<_, HashSet<String>>(&key)
+                    .await
+                    .expect("SMEMBERS")
+            ),
+            "hash" => format!(
+                "{:?}",
+                db.hgetall::<_, BTreeMap<String, String>>(&key)
+                    .await
+                    .expect("HGETALL")
+            ),
+            "list" => format!(
+                "{:?}",
+                db.lrange::<_, Vec<String>>(&key, 0, -1)
+                    .await
+                    .expect("LRANGE")
+            ),
+            "stream" => format!("length {}", db.xlen::<_, usize>(&key).await.expect("XLEN")),
+            other => other.to_owned(),
+        };
+        snapshot.insert(key, format!("{kind}: {value}"));
+    }
+    snapshot
+}
+
+async fn assert_refused_and_nothing_written(
+    stack: &Stack,
+    request: SendMessageRequest,
+    expected_message: &str,
+) {
+    // The outbox worker creates its stream at start-up; let that settle before comparing.
+    eventually("message-service's outbox stream to exist", || async {
+        let exists: bool = stack
+            .redis
+            .db(1)
+            .await
+            .exists("outbox:notifications")
+            .await
+            .expect("EXISTS");
+        exists.then_some(())
+    })
+    .await;
+    let before = db1_snapshot(stack).await;
+
+    let reply = stack
+        .message_client()
+        .await
+        .send_message(request)
+        .await
+        .expect("a refusal is status OK")
+        .into_inner();
+
+    assert_eq!(reply.success, Some(false), "{reply:?}");
+    assert_eq!(reply.message.as_deref(), Some(expected_message));
+    assert_eq!(db1_snapshot(stack).await, before, "DB 1 changed");
+}
+
+// ---------------------------------------------------------------------------------------------
+// The whole flow
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn a_sent_message_is_stored_notified_listed_and_pushed_live_to_the_frontend() {
+    let stack = Stack::start().await;
+    let alice = registered_user(&stack, "alice").await;
+    let bob = registered_user(&stack, "bob").await;
+    let mut live = watch(&stack, &bob).await;
+
+    let reply = send(&mut stack.message_client().await, &alice, &bob, "Hi Bob").await;
+
+    assert_eq!(reply.success, Some(true));
+    assert_eq!(reply.message.as_deref(), Some("Message sent"));
+    let stored = wait_for_notifications(&stack, &bob, 1).await;
+    let notification = &stored[0];
+    assert_eq!(notification["sender_email"], alice.as_str());
+    assert_eq!(notification["receiver_email"], bob.as_str());
+    assert_eq!(notification["read"], false);
+    assert_eq!(notification["notification_id"], "message-1");
+    let (status, body) =
+        get_with_query(&stack, &stack.notification_url("/list_notifications"), &bob).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body, json!({ "success": true, "notifications": stored }));
+    let pushed = tokio::time::timeout(PATIENCE, live.message())
+        .await
+        .expect("the frontend streams the notification in time")
+        .expect("the stream is healthy")
+        .expect("the stream is open");
+    assert_eq!(pushed.sender_email.as_deref(), Some(alice.as_str()));
+    assert_eq!(pushed.receiver_email.as_deref(), Some(bob.as_str()));
+    assert_eq!(pushed.read, Some(false));
+    assert_eq!(pushed.notification_id.as_deref(), Some("message-1"));
+    assert_eq!(
+        pushed.timestamp.as_deref(),
+        notification["timestamp"].as_str()
+    );
+    let received = messages_of(&stack, &bob).await;
+    assert_eq!(received.len(), 1);
+    assert_eq!(received[0].content.as_deref(), Some("Hi Bob"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// SendMessage
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn a_stored_message_has_the_exact_db1_layout() {
+    let stack = Stack::start().await;
+    let alice = registered_user(&stack, "alice").await;
+    let bob = registered_user(&stack, "bob").await;
+
+    send_ok(&stack, &bob, &alice, "first").await;
+    send_ok(&stack, &alice, &bob, "second").await;
+
+    let mut db = stack.redis.db(1).await;
+    let counter: String = db.get("message_id_counter").await.expect("GET counter");
+    assert_eq!(counter, "2");
+    let raw: String = db.get("message:2").await.expect("GET message:2");
+    let stored: Value = serde_json::from_str(&raw).expect("message JSON");
+    let keys: Vec<&String> = stored.as_object().expect("an object").keys().collect();
+    assert_eq!(
+        keys,
+        [
+            "content",
+            "id",
+            "receiver_email",
+            "sender_email",
+            "timestamp"
+        ]
+    );
+    assert!(raw.starts_with("{\"id\":2,"), "id is a number: {raw}");
+    assert_eq!(stored["id"], 2);
+    assert_eq!(stored["sender_email"], alice.as_str());
+    assert_eq!(stored["receiver_email"], bob.as_str());
+    assert_eq!(stored["content"], "second");
+    let timestamp = stored["timestamp"].as_str().expect("timestamp is a string");
+    assert!(
+        timestamp.len() >= 20 && timestamp.as_bytes()[10] == b'T' && timestamp.ends_with('Z'),
+        "RFC 3339 UTC: {timestamp}"
+    );
+    let alices: HashSet<String> = db
+        .smembers(format!("user:{alice}:conversations"))
+        .await
+        .expect("SMEMBERS");
+    let bobs: HashSet<String> = db
+        .smembers(format!("user:{bob}:conversations"))
+        .await
+        .expect("SMEMBERS");
+    assert_eq!(alices, HashSet::from([bob.clone()]));
+    assert_eq!(bobs, HashSet::from([alice.clone()]));
+    let (first, second) = if alice < bob {
+        (&alice, &bob)
+    } else {
+        (&bob, &alice)
+    };
+    let conversation: BTreeMap<String, String> = db
+        .hgetall(format!("conversation:{first}:{second}"))
+        .await
+        .expect("HGETALL conversation");
+    assert_eq!(conversation["user_1"], *first);
+    assert_eq!(conversation["user_2"], *second);
+    assert_eq!(conversation["last_message_id"], "2");
+    assert_eq!(conversation["last_timestamp"], timestamp);
+    assert_eq!(conversation["message_count"], "2");
+    let reversed: bool = db
+        .exists(format!("conversation:{second}:{first}"))
+        .await
+        .expect("EXISTS");
+    assert!(!reversed, "a pair has one conversation hash");
+    for user in [&alice, &bob] {
+        let index: Vec<u64> = db
+            .lrange(format!("user:{user}:messages"), 0, -1)
+            .await
+            .expect("LRANGE index");
+        assert_eq!(index, [1, 2]);
+    }
+}
+
+#[tokio::test]
+async fn a_message_to_oneself_is_indexed_once() {
+    let stack = Stack::start().await;
+    let alice = registered_user(&stack, "alice").await;
+
+    send_ok(&stack, &alice, &alice, "note to self").await;
+
+    let index: Vec<u64> = stack
+        .redis
+        .db(1)
+        .await
+        .lrange(format!("user:{alice}:messages"), 0, -1)
+        .await
+        .expect("LRANGE index");
+    assert_eq!(index, [1]);
+    assert_eq!(messages_of(&stack, &alice).await.len(), 1);
+}
+
+#[tokio::test]
+async fn an_unknown_sender_is_refused_and_nothing_is_written() {
+    let stack = Stack::start().await;
+    let bob = registered_user(&stack, "bob").await;
+    let stranger = unique_email("stranger");
+
+    assert_refused_and_nothing_written(
+        &stack,
+        message(Some(&stranger), Some(&bob), Some("hello")),
+        "Sender does not exist",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn an_unknown_receiver_is_refused_and_nothing_is_written() {
+    let stack = Stack::start().await;
+    let alice = registered_user(&stack, "alice").await;
+    let stranger = unique_email("stranger");
+
+    assert_refused_and_nothing_written(
+        &stack,
+        message(Some(&alice), Some(&stranger), Some("hello")),
+        "Receiver does not exist",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn an_unknown_sender_is_reported_before_an_unknown_receiver() {
+    let stack = Stack::start().await;
+
+    assert_refused_and_nothing_written(
+        &stack,
+        message(
+            Some(&unique_email("nobody")),
+            Some(&unique_email("nobody")),
+            Some("hello"),
+        ),
+        "Sender does not exist",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_malformed_address_is_an_unknown_user() {
+    let stack = Stack::start().await;
+    let bob = registered_user(&stack, "bob").await;
+
+    assert_refused_and_nothing_written(
+        &stack,
+        message(Some(&bob), Some("not-an-email"), Some("hello")),
+        "Receiver does not exist",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_message_with_a_missing_or_empty_field_is_refused_and_nothing_is_written() {
+    let stack = Stack::start().await;
+    let alice = registered_user(&stack, "alice").await;
+    let bob = registered_user(&stack, "bob").await;
+    let cases = [
+        (
+            message(None, Some(&bob), Some("hi")),
+            "sender_email is required",
+        ),
+        (
+            message(Some(""), Some(&bob), Some("hi")),
+            "sender_email is required",
+        ),
+        (
+            message(Some(&alice), None, Some("hi")),
+            "receiver_email is required",
+        ),
+        (
+            message(Some(&alice), Some(" "), Some("hi")),
+            "receiver_email is required",
+        ),
+        (
+            message(Some(&alice), Some(&bob), None),
+            "content is required",
+        ),
+        (
+            message(Some(&alice), Some(&bob), Some("")),
+            "content is required",
+        ),
+        (
+            SendMessageRequest { message: None },
+            "sender_email is required",
+        ),
+    ];
+
+    for (request, expected) in cases {
+        assert_refused_and_nothing_written(&stack, request, expected).await;
+    }
+}
+
+#[tokio::test]
+async fn two_hundred_concurrent_sends_get_unique_ids_and_none_is_lost() {
+    let stack = Stack::start().await;
+    let alice = registered_user(&stack, "alice").await;
+    let bob = registered_user(&stack, "bob").await;
+    let client = stack.message_client().await;
+
+    let replies = join_all((0..200).map(|n| {
+        let mut client = client.clone();
+        let (sender, receiver) = if n % 2 == 0 {
+            (alice.clone(), bob.clone())
+        } else {
+            (bob.clone(), alice.clone())
+        };
+        async move { send(&mut client, &sender, &receiver, &format!("message {n}")).await }
+    }))
+    .await;
+
+    assert!(replies.iter().all(|reply| reply.success == Some(true)));
+    let counter: u64 = stack
+        .redis
+        .db(1)
+        .await
+        .get("message_id_counter")
+        .await
+        .expect("GET counter");
+    assert_eq!(counter, 200);
+    for user in [&alice, &bob] {
+        let ids: Vec<u64> = messages_of(&stack, user)
+            .await
+            .iter()
+            .map(|m| {
+                m.message_id
+                    .as_deref()
+                    .and_then(|id| id.parse().ok())
+                    .expect("numeric id")
+            })
+            .collect();
+        assert_eq!(
+            ids,
+            (1..=200).collect::<Vec<u64>>(),
+            "{user}: all, ascending"
+        );
+    }
+    let contents: HashSet<String> = messages_of(&stack, &alice)
+        .await
+        .into_iter()
+        .filter_map(|m| m.content)
+        .collect();
+    assert_eq!(contents.len(), 200, "every message is distinct");
+    let to_bob = wait_for_notifications(&stack, &bob, 100).await;
+    let to_alice = wait_for_notifications(&stack, &alice, 100).await;
+    let ids: HashSet<String> = ids_of(&to_bob)
+        .into_iter()
+        .chain(ids_of(&to_alice))
+        .collect();
+    assert_eq!(ids, message_notification_ids(1, 200));
+}
+
+// ---------------------------------------------------------------------------------------------
+// GetMessages
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn get_messages_returns_what_the_user_sent_and_received_oldest_first() {
+    let stack = Stack::start().await;
+    let alice = registered_user(&stack, "alice").await;
+    let bob = registered_user(&stack, "bob").await;
+    let carol = registered_user(&stack, "carol").await;
+    send_ok(&stack, &alice, &bob, "1 a->b").await;
+    send_ok(&stack, &bob, &alice, "2 b->a").await;
+    send_ok(&stack, &carol, &bob, "3 c->b").await;
+    send_ok(&stack, &alice, &carol, "4 a->c").await;
+
+    let alices = messages_of(&stack, &alice).await;
+    let bobs = messages_of(&stack, &bob).await;
+
+    let summary = |messages: &[proto::message_service::Message]| -> Vec<(String, String)> {
+        messages
+            .iter()
+            .map(|m| {
+                (
+                    m.message_id.clone().unwrap_or_default(),
+                    m.content.clone().unwrap_or_default(),
+                )
+            })
+            .collect()
+    };
+    let pairs = |list: &[(&str, &str)]| -> Vec<(String, String)> {
+        list.iter()
+            .map(|(id, content)| ((*id).to_owned(), (*content).to_owned()))
+            .collect()
+    };
+    assert_eq!(
+        summary(&alices),
+        pairs(&[("1", "1 a->b"), ("2", "2 b->a"), ("4", "4 a->c")])
+    );
+    assert_eq!(
+        summary(&bobs),
+        pairs(&[("1", "1 a->b"), ("2", "2 b->a"), ("3", "3 c->b")])
+    );
+    let second = &alices[1];
+    assert_eq!(second.sender_email.as_deref(), Some(bob.as_str()));
+    assert_eq!(second.receiver_email.as_deref(), Some(alice.as_str()));
+    assert!(
+        second
+            .timestamp
+            .as_deref()
+            .is_some_and(|t| t.ends_with('Z'))
+    );
+}
+
+#[tokio::test]
+async fn get_messages_for_an_unknown_or_empty_user_is_an_empty_list() {
+    let stack = Stack::start().await;
+
+    assert!(
+        messages_of(&stack, &unique_email("nobody"))
+            .await
+            .is_empty()
+    );
+    assert!(messages_of(&stack, "").await.is_empty());
+}
+
+// ---------------------------------------------------------------------------------------------
+// GET /list_conversations
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn list_conversations_takes_the_email_from_the_query_string_and_sorts_counterparts() {
+    let stack = Stack::start().await;
+    let alice = registered_user(&stack, "alice").await;
+    let bob = registered_user(&stack, "bob").await;
+    let carol = registered_user(&stack, "carol").await;
+    send_ok(&stack, &alice, &carol, "hi").await;
+    send_ok(&stack, &bob, &alice, "hi").await;
+    send_ok(&stack, &alice, &bob, "again").await;
+
+    let (status, body) =
+        get_with_query(&stack, &stack.message_url("/list_conversations"), &alice).await;
+
+    let mut expected = vec![bob.clone(), carol.clone()];
+    expected.sort();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body, json!({ "success": true, "conversations": expected }));
+}
+
+#[tokio::test]
+async fn list_conversations_takes_the_email_from_a_json_body() {
+    let stack = Stack::start().await;
+    let alice = registered_user(&stack, "alice").await;
+    let bob = registered_user(&stack, "bob").await;
+    send_ok(&stack, &alice, &bob, "hi").await;
+
+    let (status, body) = get_with_body(
+        &stack,
+        &stack.message_url("/list_conversations"),
+        &json!({ "email": bob }),
+    )
+    .await;
+
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body, json!({ "success": true, "conversations": [alice] }));
+}
+
+#[tokio::test]
+async fn list_conversations_of_an_unknown_user_is_empty() {
+    let stack = Stack::start().await;
+
+    let (status, body) = get_with_query(
+        &stack,
+        &stack.message_url("/list_conversations"),
+        &unique_email("nobody"),
+    )
+    .await;
+
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body, json!({ "success": true, "conversations": [] }));
+}
+
+#[tokio::test]
+async fn list_conversations_without_an_email_is_a_400() {
+    let stack = Stack::start().await;
+    let url = stack.message_url("/list_conversations");
+
+    for (status, body) in [
+        get_with_body(&stack, &url, &json!({})).await,
+        get_with_query(&stack, &url, "").await,
+        integration_tests::reply(stack.http().get(&url).send().await.expect("GET")).await,
+    ] {
+        assert_eq!(status, 400, "{body}");
+        assert_eq!(body["success"], false);
+        assert!(
+            body["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("email"))
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Flow details
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn every_notification_of_a_burst_reaches_the_frontend_stream_once() {
+    let stack = Stack::start().await;
+    let alice = registered_user(&stack, "alice").await;
+    let bob = registered_user(&stack, "bob").await;
+    let mut live = watch(&stack, &bob).await;
+
+    for n in 0..20 {
+        send_ok(&stack, &alice, &bob, &format!("burst {n}")).await;
+    }
+
+    let wanted = message_notification_ids(1, 20);
+    assert_eq!(receive_ids(&mut live, &wanted).await, wanted);
+    assert_eq!(stored_notifications(&stack, &bob).await.len(), 20);
+}
