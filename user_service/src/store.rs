@@ -8,9 +8,11 @@
 //!
 //! The outbox key deliberately does not match `users:*`, which `ListUsers` scans.
 
-use redis::{AsyncCommands, Script, aio::ConnectionManager};
+use std::sync::Arc;
+
+use redis::{Cmd, FromRedisValue, RedisResult, Script, aio::ConnectionManager};
 use serde::{Deserialize, Serialize};
-use service_runtime::{email::Email, outbox::Outbox};
+use service_runtime::{email::Email, outbox::Outbox, redis_store::retry_transient};
 
 use crate::{domain::UserRecord, error::Error};
 
@@ -27,18 +29,27 @@ const UPDATE_ATTEMPTS: usize = 10;
 
 /// `SET NX` of the user and, only if it was created, the subscription outbox entry: the entry
 /// exists exactly when the user does. Returns 1 if created, 0 if the key existed.
+///
+/// A repeat of a create whose reply was lost (see `retry_transient`) finds its own JSON, which
+/// no other request can produce (the hash has a random salt), and answers 1 without a second
+/// outbox entry.
 const CREATE_SCRIPT: &str = r"
 if redis.call('SET', KEYS[1], ARGV[1], 'NX') then
   redis.call('XADD', KEYS[2], '*', ARGV[2], ARGV[3])
   return 1
 end
+if redis.call('GET', KEYS[1]) == ARGV[1] then return 1 end
 return 0
 ";
 
 /// Replaces the user only if its JSON is still what the caller read (compare-and-swap), moving
 /// it to `KEYS[2]` if that differs from `KEYS[1]` and enqueuing the new address's subscription
 /// in the same step. Returns `ok`, `missing`, `changed` or `taken`.
+///
+/// Finding the new JSON already in place means this very write already happened (a repeat
+/// after a lost reply) and answers `ok`.
 const UPDATE_SCRIPT: &str = r"
+if redis.call('GET', KEYS[2]) == ARGV[2] then return 'ok' end
 local current = redis.call('GET', KEYS[1])
 if not current then return 'missing' end
 if current ~= ARGV[1] then return 'changed' end
@@ -62,8 +73,8 @@ pub struct SubscriptionRequest {
 pub struct Store {
     redis: ConnectionManager,
     outbox: Outbox,
-    create_script: std::sync::Arc<Script>,
-    update_script: std::sync::Arc<Script>,
+    create_script: Arc<Script>,
+    update_script: Arc<Script>,
 }
 
 /// How a compare-and-swap update ended.
@@ -83,26 +94,40 @@ impl Store {
         Self {
             redis,
             outbox,
-            create_script: std::sync::Arc::new(Script::new(CREATE_SCRIPT)),
-            update_script: std::sync::Arc::new(Script::new(UPDATE_SCRIPT)),
+            create_script: Arc::new(Script::new(CREATE_SCRIPT)),
+            update_script: Arc::new(Script::new(UPDATE_SCRIPT)),
         }
+    }
+
+    /// Runs `cmd`, retried across a reconnect (every command sent this way is idempotent).
+    async fn query<T: FromRedisValue>(&self, cmd: &Cmd) -> RedisResult<T> {
+        retry_transient(|| {
+            let mut redis = self.redis.clone();
+            let cmd = cmd.clone();
+            async move { cmd.query_async(&mut redis).await }
+        })
+        .await
     }
 
     /// Stores `user` unless its address is taken, and enqueues its subscription atomically with
     /// it. [`Error::AlreadyExists`] leaves the existing record untouched.
     #[tracing::instrument(skip_all, fields(email = %user.email))]
     pub async fn create(&self, user: &UserRecord) -> Result<(), Error> {
-        let mut redis = self.redis.clone();
-        let created: i64 = self
-            .create_script
-            .key(user_key(&user.email))
-            .key(self.outbox.stream_key())
-            .arg(to_json(user)?)
-            .arg(Outbox::payload_field())
-            .arg(subscription_payload(&user.email)?)
-            .invoke_async(&mut redis)
-            .await
-            .map_err(Error::store("creating the user"))?;
+        let (key, record) = (user_key(&user.email), to_json(user)?);
+        let payload = subscription_payload(&user.email)?;
+        let created: i64 = retry_transient(|| {
+            let mut redis = self.redis.clone();
+            let mut invocation = self.create_script.prepare_invoke();
+            invocation
+                .key(&key)
+                .key(self.outbox.stream_key())
+                .arg(&record)
+                .arg(Outbox::payload_field())
+                .arg(&payload);
+            async move { invocation.invoke_async(&mut redis).await }
+        })
+        .await
+        .map_err(Error::store("creating the user"))?;
         if created == 1 {
             self.outbox.wake();
             Ok(())
@@ -114,9 +139,8 @@ impl Store {
     /// The user's record and its raw JSON (the compare-and-swap token of [`Store::replace`]).
     #[tracing::instrument(skip_all, fields(%email))]
     pub async fn get(&self, email: &Email) -> Result<Option<(UserRecord, String)>, Error> {
-        let mut redis = self.redis.clone();
-        let raw: Option<String> = redis
-            .get(user_key(email.as_str()))
+        let raw: Option<String> = self
+            .query(redis::cmd("GET").arg(user_key(email.as_str())))
             .await
             .map_err(Error::store("reading the user"))?;
         raw.map(|raw| Ok((parse_record(&raw)?, raw))).transpose()
@@ -133,20 +157,25 @@ impl Store {
         expected: &str,
         updated: &UserRecord,
     ) -> Result<UpdateOutcome, Error> {
-        let mut redis = self.redis.clone();
         let moved = updated.email != email.as_str();
-        let outcome: String = self
-            .update_script
-            .key(user_key(email.as_str()))
-            .key(user_key(&updated.email))
-            .key(self.outbox.stream_key())
-            .arg(expected)
-            .arg(to_json(updated)?)
-            .arg(Outbox::payload_field())
-            .arg(subscription_payload(&updated.email)?)
-            .invoke_async(&mut redis)
-            .await
-            .map_err(Error::store("updating the user"))?;
+        let (old_key, new_key) = (user_key(email.as_str()), user_key(&updated.email));
+        let record = to_json(updated)?;
+        let payload = subscription_payload(&updated.email)?;
+        let outcome: String = retry_transient(|| {
+            let mut redis = self.redis.clone();
+            let mut invocation = self.update_script.prepare_invoke();
+            invocation
+                .key(&old_key)
+                .key(&new_key)
+                .key(self.outbox.stream_key())
+                .arg(expected)
+                .arg(&record)
+                .arg(Outbox::payload_field())
+                .arg(&payload);
+            async move { invocation.invoke_async(&mut redis).await }
+        })
+        .await
+        .map_err(Error::store("updating the user"))?;
         match outcome.as_str() {
             "ok" => {
                 if moved {
@@ -166,12 +195,13 @@ impl Store {
         UPDATE_ATTEMPTS
     }
 
-    /// Deletes the user; [`Error::NotFound`] if there was none.
+    /// Deletes the user; [`Error::NotFound`] if there was none. (If a reply is lost and the
+    /// retried DEL finds nothing, the answer is 404 although this request deleted the user;
+    /// the outcome — the user is gone — is the one asked for.)
     #[tracing::instrument(skip_all, fields(%email))]
     pub async fn delete(&self, email: &Email) -> Result<(), Error> {
-        let mut redis = self.redis.clone();
-        let deleted: i64 = redis
-            .del(user_key(email.as_str()))
+        let deleted: i64 = self
+            .query(redis::cmd("DEL").arg(user_key(email.as_str())))
             .await
             .map_err(Error::store("deleting the user"))?;
         if deleted == 0 {
@@ -184,9 +214,7 @@ impl Store {
     /// Whether a user has this address.
     #[tracing::instrument(skip_all, fields(%email))]
     pub async fn exists(&self, email: &Email) -> Result<bool, Error> {
-        let mut redis = self.redis.clone();
-        redis
-            .exists(user_key(email.as_str()))
+        self.query(redis::cmd("EXISTS").arg(user_key(email.as_str())))
             .await
             .map_err(Error::store("checking whether the user exists"))
     }
@@ -196,24 +224,24 @@ impl Store {
     /// two is skipped; a record that does not parse is logged and skipped.
     #[tracing::instrument(skip_all)]
     pub async fn list(&self) -> Result<Vec<UserRecord>, Error> {
-        let mut redis = self.redis.clone();
         let pattern = format!("{USER_PREFIX}*");
         let mut cursor: u64 = 0;
         let mut users = Vec::new();
         loop {
-            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(LIST_BATCH)
-                .query_async(&mut redis)
+            let (next, keys): (u64, Vec<String>) = self
+                .query(
+                    redis::cmd("SCAN")
+                        .arg(cursor)
+                        .arg("MATCH")
+                        .arg(&pattern)
+                        .arg("COUNT")
+                        .arg(LIST_BATCH),
+                )
                 .await
                 .map_err(Error::store("listing users"))?;
             if !keys.is_empty() {
-                let values: Vec<Option<String>> = redis::cmd("MGET")
-                    .arg(&keys)
-                    .query_async(&mut redis)
+                let values: Vec<Option<String>> = self
+                    .query(redis::cmd("MGET").arg(&keys))
                     .await
                     .map_err(Error::store("reading users"))?;
                 for (key, value) in keys.iter().zip(values) {

@@ -863,3 +863,27 @@ async fn reflection_lists_the_user_service() {
         "{names:?}"
     );
 }
+
+#[tokio::test]
+async fn requests_right_after_a_redis_restart_succeed() {
+    let mut stack = Stack::start().await;
+    let email = unique_email("restart");
+    stack.create_user(&email, "pw", "N").await;
+    let mut client = stack.user_client().await;
+
+    stack.redis.restart().await;
+    let known = client
+        .check_user_exists(CheckUserExistsRequest {
+            email: Some(email.clone()),
+        })
+        .await
+        .expect("the first call after the restart is answered")
+        .into_inner()
+        .exists;
+    let (status, body) = stack
+        .create_user(&unique_email("restart-new"), "pw", "N")
+        .await;
+
+    assert_eq!(known, Some(true));
+    assert_eq!(status, 201, "{body}");
+}
