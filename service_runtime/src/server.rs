@@ -244,20 +244,28 @@ async fn serve_grpc(
 ) -> (&'static str, anyhow::Result<()>) {
     let result = async {
         let (health_reporter, health_service) = tonic_health::server::health_reporter();
-        for name in service_names {
+        for name in &service_names {
             health_reporter
-                .set_service_status(name, ServingStatus::Serving)
+                .set_service_status(*name, ServingStatus::Serving)
                 .await;
         }
-        let reflection_v1 = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .build_v1()?;
+        // Advertise only what this server answers: the descriptor set holds all four services.
+        let advertised: Vec<&str> = service_names
+            .iter()
+            .copied()
+            .chain(["grpc.health.v1.Health"])
+            .collect();
+        let reflection = || {
+            advertised.iter().fold(
+                tonic_reflection::server::Builder::configure()
+                    .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+                    .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET),
+                |builder, name| builder.with_service_name(*name),
+            )
+        };
+        let reflection_v1 = reflection().build_v1()?;
         // Older grpcurl builds only speak the v1alpha reflection protocol.
-        let reflection_v1alpha = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .build_v1alpha()?;
+        let reflection_v1alpha = reflection().build_v1alpha()?;
         let routes = routes
             .add_service(health_service)
             .add_service(reflection_v1)
