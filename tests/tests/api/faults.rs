@@ -153,22 +153,46 @@ async fn sends_and_notifications_keep_flowing_across_a_redis_restart_without_res
     let alice = registered_user(&stack, "alice").await;
     let bob = registered_user(&stack, "bob").await;
     let mut live = watch(&stack, &bob).await;
-    let (answered, sends) = send_in_background(stack.message_client().await, &alice, &bob, 40);
+    let (answered, sends) = send_in_background(stack.message_client().await, &alice, &bob, 200);
     wait_until_answered(&answered, 10).await;
 
     stack.redis.restart().await;
+    let answered_when_back = answered.load(Ordering::SeqCst);
     let during = sends.await.expect("the sends ran");
     send_ok(&stack, &alice, &bob, "after the restart").await;
 
+    assert!(
+        answered_when_back < 200,
+        "the burst should span the restart; it was over before Redis was back"
+    );
     // Redis was down for a moment only; the services' retries cover that.
     assert_all_sent(&during);
     let stored_messages = message_counter(&stack).await;
-    assert_eq!(stored_messages, 41);
-    assert_eq!(messages_of(&stack, &bob).await.len(), 41);
+    assert_eq!(stored_messages, 201);
+    assert_eq!(messages_of(&stack, &bob).await.len(), 201);
     let wanted = message_notification_ids(1, stored_messages);
-    let stored = wait_for_notifications(&stack, &bob, 41).await;
+    let stored = wait_for_notifications(&stack, &bob, 201).await;
     assert_eq!(ids_of(&stored).into_iter().collect::<HashSet<_>>(), wanted);
     assert_eq!(receive_ids(&mut live, &wanted).await, wanted);
+}
+
+#[tokio::test]
+async fn sending_works_after_redis_forgets_its_scripts() {
+    let stack = Stack::start().await;
+    let alice = registered_user(&stack, "alice").await;
+    let bob = registered_user(&stack, "bob").await;
+    send_ok(&stack, &alice, &bob, "loads the scripts").await;
+
+    let _: () = redis::cmd("SCRIPT")
+        .arg("FLUSH")
+        .query_async(&mut stack.redis.db(1).await)
+        .await
+        .expect("SCRIPT FLUSH");
+    send_ok(&stack, &alice, &bob, "after the flush").await;
+
+    assert_eq!(messages_of(&stack, &bob).await.len(), 2);
+    let stored = wait_for_notifications(&stack, &bob, 2).await;
+    assert_eq!(ids_of(&stored), ["message-2", "message-1"]);
 }
 
 #[tokio::test]
