@@ -126,6 +126,10 @@ impl Outbox {
                 }
                 Err(err) => {
                     group_ready = false;
+                    // A read whose reply was lost still handed its entries to us: they wait in
+                    // our pending list, where only re-reading it (not `>`) finds them before
+                    // they are claimed as stale.
+                    own_pending_first = true;
                     tracing::warn!(stream = self.stream, error = %err, "outbox read failed; retrying");
                     sleep_or_shutdown(backoff.next_delay(), &shutdown).await;
                     continue;
