@@ -15,6 +15,9 @@ type Worker = Box<dyn FnOnce(Shutdown) -> Pin<Box<dyn Future<Output = ()> + Send
 
 /// How long workers get to finish their current step after the servers stopped.
 const WORKER_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long open connections get to close after shutdown. A client that never acts on the
+/// server's GOAWAY (hung, or its runtime blocked) would otherwise keep the process alive.
+const SERVER_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Describes a service before its listeners are bound.
 pub struct ServiceBuilder {
@@ -167,10 +170,22 @@ impl Service {
             }
         }
         trigger.trigger();
-        while let Some(stopped) = servers.join_next().await {
-            if let Some(err) = report_stopped(stopped) {
-                failure.get_or_insert(Some(err));
+        let drain_servers = async {
+            while let Some(stopped) = servers.join_next().await {
+                if let Some(err) = report_stopped(stopped) {
+                    failure.get_or_insert(Some(err));
+                }
             }
+        };
+        if tokio::time::timeout(SERVER_DRAIN_TIMEOUT, drain_servers)
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                service = self.name,
+                "connections still open after shutdown; closing them"
+            );
+            servers.abort_all();
         }
         drain_workers(workers).await;
         tracing::info!(service = self.name, "stopped");
