@@ -2,7 +2,7 @@
 //! conversations, and has the receiver notified through a durable outbox.
 //!
 //! `SendMessage` writes the message, its conversation entries and an outbox entry in one atomic
-//! step, then answers at once; the outbox worker ([`notify`]) calls
+//! step, then answers at once; the outbox worker (`notify.rs`) calls
 //! `NotificationService.CreateNotification` until it gets an answer.
 
 mod error;

@@ -2,7 +2,7 @@
 //! and pushes every new notification to frontend-service through a durable outbox.
 //!
 //! `CreateNotification` checks the subscription, stores the notification and its outbox entry
-//! in one atomic step, and answers at once; the outbox worker ([`push`]) calls
+//! in one atomic step, and answers at once; the outbox worker (`push.rs`) calls
 //! `FrontendService.ReceiveNotification` until frontend-service takes it.
 
 mod error;
