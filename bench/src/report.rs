@@ -252,8 +252,10 @@ pub fn summarise(path: &Path, session: Option<&str>) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     write_header(&mut out)?;
     let mut peaks: Vec<ProcessUsage> = Vec::new();
+    let mut measured_s = 0.0;
     for group in &groups {
         write_row(&mut out, &median_row(group), group.len())?;
+        measured_s += group.iter().map(|r| r.duration_s).fold(0.0, |a, b| a + b);
         for p in group.iter().flat_map(|r| &r.processes) {
             match peaks.iter_mut().find(|q| q.name == p.name) {
                 Some(q) => {
@@ -265,7 +267,17 @@ pub fn summarise(path: &Path, session: Option<&str>) -> anyhow::Result<()> {
             }
         }
     }
-    writeln!(out, "\npeak memory over all runs above (cpu_s summed):")?;
+    for p in &mut peaks {
+        p.cpu_pct = if measured_s > 0.0 {
+            100.0 * p.cpu_s / measured_s
+        } else {
+            0.0
+        };
+    }
+    writeln!(
+        out,
+        "\nover all runs above: cpu_s summed (cpu% of the measured time), peak memory:"
+    )?;
     write_processes(&mut out, &peaks)?;
     Ok(())
 }
