@@ -41,7 +41,9 @@ impl ServiceProcess {
     }
 
     /// Asks the process to stop (SIGTERM) and waits for it to exit; returns its exit status.
-    pub fn terminate(&mut self) -> Option<std::process::ExitStatus> {
+    /// Waits asynchronously, so this test's own connections keep being served and can act on
+    /// the server's GOAWAY (a blocked runtime would hold the server's drain open).
+    pub async fn terminate(&mut self) -> Option<std::process::ExitStatus> {
         let mut child = self.child.take()?;
         let _ = Command::new("kill")
             .args(["-TERM", &child.id().to_string()])
@@ -51,7 +53,7 @@ impl ServiceProcess {
             if let Ok(Some(status)) = child.try_wait() {
                 return Some(status);
             }
-            std::thread::sleep(Duration::from_millis(20));
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let _ = child.kill();
         child.wait().ok()

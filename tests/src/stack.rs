@@ -15,13 +15,22 @@ use tonic::transport::Channel;
 
 use crate::{process::ServiceProcess, redis_server::RedisServer};
 
-/// A port nobody listens on right now (the OS picks it; the tiny window before the service
-/// binds it again is acceptable in tests).
+/// A port nobody listens on right now. Ports come from below the kernel's ephemeral range
+/// (32768+), so an outgoing connection cannot take one between this check and the service
+/// binding it; each test process starts at its own offset so parallel runs rarely meet.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|addr| addr.port())
-        .expect("a free local port")
+    const FIRST: u16 = 20_000;
+    const SPAN: u16 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let offset = (std::process::id() % u32::from(SPAN)) as u16;
+    for _ in 0..SPAN {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed) as u16;
+        let port = FIRST + (offset + n % SPAN) % SPAN;
+        if TcpListener::bind(("0.0.0.0", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port between {FIRST} and {}", FIRST + SPAN);
 }
 
 /// An email no other test uses: `<prefix>-<pid>-<n>@example.com`.

@@ -108,7 +108,7 @@ async fn a_service_stops_cleanly_on_sigterm() {
         &mut stack.notification,
         &mut stack.frontend,
     ] {
-        let status = process.terminate().expect("the process was running");
+        let status = process.terminate().await.expect("the process was running");
         assert!(status.success(), "exit status {status}");
     }
 }
