@@ -8,8 +8,20 @@
 //! entries left in flight by a crashed worker are re-read on start or claimed after
 //! [`CLAIM_IDLE`]. Delivery is therefore at-least-once: peers recognise repeats by the stable
 //! id the payload carries.
+//!
+//! A caller that wants to answer only once its entry has reached the peer registers a
+//! [`DeliveryWaiter`] with [`Outbox::watch_delivery`] *before* its write and waits on it after
+//! (bounded); the entry stays durable whether or not the wait succeeds.
 
-use std::{future::Future, sync::Arc, time::Duration};
+use std::{
+    collections::HashMap,
+    future::Future,
+    sync::{
+        Arc, Mutex, MutexGuard, PoisonError,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
 
 use futures::future::join_all;
 use redis::{
@@ -17,7 +29,7 @@ use redis::{
     aio::ConnectionManager,
     streams::{StreamAutoClaimOptions, StreamId, StreamReadOptions, StreamReadReply},
 };
-use tokio::sync::Notify;
+use tokio::sync::{Notify, oneshot};
 
 use crate::shutdown::Shutdown;
 
@@ -51,6 +63,7 @@ pub struct Outbox {
     group: &'static str,
     consumer: String,
     wake: Arc<Notify>,
+    watchers: Arc<Watchers>,
 }
 
 impl Outbox {
@@ -64,6 +77,7 @@ impl Outbox {
             group,
             consumer,
             wake: Arc::new(Notify::new()),
+            watchers: Arc::default(),
         }
     }
 
@@ -87,6 +101,20 @@ impl Outbox {
     /// Starts delivering now rather than at the next poll; call after an enqueue committed.
     pub fn wake(&self) {
         self.wake.notify_one();
+    }
+
+    /// A waiter for the delivery of the entry whose payload is exactly `payload`. Register it
+    /// **before** the write that enqueues the entry runs, so no delivery can slip in between;
+    /// then wake the worker and [`DeliveryWaiter::wait`]. Dropping the waiter (after a timeout,
+    /// or because the write did not enqueue after all) unregisters it.
+    ///
+    /// The payload is the key: it must be unique among the entries pending at the same time,
+    /// or any entry with an identical payload resolves the waiter — harmless only where
+    /// identical payloads mean identical, idempotent work. Only deliveries made by this
+    /// process (a [`Outbox::run`] of a clone of this outbox) are seen: if another replica's
+    /// worker delivers the entry, the wait runs into its timeout.
+    pub fn watch_delivery(&self, payload: &str) -> DeliveryWaiter {
+        self.watchers.register(payload)
     }
 
     /// Delivers entries with `deliver` until `shutdown`. Entries still in flight at shutdown
@@ -153,22 +181,34 @@ impl Outbox {
                     .map(|entry| self.deliver_one(entry, &deliver, &shutdown)),
             )
             .await;
-            let done: Vec<String> = delivered.into_iter().flatten().collect();
-            if let Err(err) = self.acknowledge(&done).await {
-                // They stay pending for us and are re-read (and recognised as repeats by the peer).
-                tracing::warn!(stream = self.stream, error = %err, "outbox acknowledge failed");
-                own_pending_first = true;
+            let finished: Vec<Finished> = delivered.into_iter().flatten().collect();
+            let ids: Vec<&str> = finished.iter().map(|entry| entry.id.as_str()).collect();
+            match self.acknowledge(&ids).await {
+                Ok(()) => {
+                    for entry in finished {
+                        if let Some((payload, delivered)) = entry.outcome {
+                            self.watchers.resolve(&payload, delivered);
+                        }
+                    }
+                }
+                Err(err) => {
+                    // They stay pending for us and are re-read (and recognised as repeats by the
+                    // peer); their waiters are resolved when a later acknowledgement succeeds.
+                    tracing::warn!(stream = self.stream, error = %err, "outbox acknowledge failed");
+                    own_pending_first = true;
+                }
             }
         }
     }
 
-    /// Delivers one entry, retrying until it is done or shutdown; returns its id once done.
+    /// Delivers one entry, retrying until it is done or shutdown; returns it once done
+    /// (delivered or dropped), `None` if shutdown came first.
     async fn deliver_one<F, Fut>(
         &self,
         entry: StreamId,
         deliver: &F,
         shutdown: &Shutdown,
-    ) -> Option<String>
+    ) -> Option<Finished>
     where
         F: Fn(String) -> Fut,
         Fut: Future<Output = Delivery>,
@@ -179,15 +219,26 @@ impl Outbox {
                 id = entry.id,
                 "outbox entry has no payload; dropped"
             );
-            return Some(entry.id);
+            return Some(Finished {
+                id: entry.id,
+                outcome: None,
+            });
         };
         let mut backoff = Backoff::default();
         loop {
             match deliver(payload.clone()).await {
-                Delivery::Done => return Some(entry.id),
+                Delivery::Done => {
+                    return Some(Finished {
+                        id: entry.id,
+                        outcome: Some((payload, true)),
+                    });
+                }
                 Delivery::Reject(reason) => {
                     tracing::error!(stream = self.stream, id = entry.id, %payload, reason, "outbox entry rejected; dropped");
-                    return Some(entry.id);
+                    return Some(Finished {
+                        id: entry.id,
+                        outcome: Some((payload, false)),
+                    });
                 }
                 Delivery::Retry(reason) => {
                     tracing::warn!(
@@ -250,7 +301,7 @@ impl Outbox {
         Ok(reply.claimed)
     }
 
-    async fn acknowledge(&mut self, ids: &[String]) -> anyhow::Result<()> {
+    async fn acknowledge(&mut self, ids: &[&str]) -> anyhow::Result<()> {
         if ids.is_empty() {
             return Ok(());
         }
@@ -263,6 +314,98 @@ impl Outbox {
             .ignore();
         pipeline.query_async::<()>(&mut self.redis).await?;
         Ok(())
+    }
+}
+
+/// An entry the worker is finished with: acknowledge it, then tell its waiters.
+struct Finished {
+    id: String,
+    /// The payload and whether the peer accepted it (`false`: rejected); `None` without one.
+    outcome: Option<(String, bool)>,
+}
+
+/// Per payload, each registered waiter's id and the sender that resolves it.
+type WaitingMap = HashMap<String, Vec<(u64, oneshot::Sender<bool>)>>;
+
+/// The registry behind [`Outbox::watch_delivery`]: who waits for which payload.
+#[derive(Default)]
+struct Watchers {
+    next_id: AtomicU64,
+    waiting: Mutex<WaitingMap>,
+}
+
+impl Watchers {
+    fn register(self: &Arc<Self>, payload: &str) -> DeliveryWaiter {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (sender, receiver) = oneshot::channel();
+        self.lock()
+            .entry(payload.to_owned())
+            .or_default()
+            .push((id, sender));
+        DeliveryWaiter {
+            watchers: Arc::clone(self),
+            payload: payload.to_owned(),
+            id,
+            receiver,
+        }
+    }
+
+    /// Tells everyone waiting for `payload` how it ended, and forgets them.
+    fn resolve(&self, payload: &str, delivered: bool) {
+        let waiting = self.lock().remove(payload);
+        for (_, sender) in waiting.into_iter().flatten() {
+            // A waiter that gave up in the meantime no longer listens; nothing to tell.
+            let _ = sender.send(delivered);
+        }
+    }
+
+    fn unregister(&self, payload: &str, id: u64) {
+        let mut waiting = self.lock();
+        if let Some(senders) = waiting.get_mut(payload) {
+            senders.retain(|(waiter, _)| *waiter != id);
+            if senders.is_empty() {
+                waiting.remove(payload);
+            }
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, WaitingMap> {
+        // The map stays consistent even if a holder panicked: every change is one call.
+        self.waiting.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.lock().len()
+    }
+}
+
+/// Waits for the delivery of one outbox entry; see [`Outbox::watch_delivery`]. Unregisters
+/// itself when dropped.
+#[must_use = "wait on it after the enqueuing write; dropping it unregisters it"]
+pub struct DeliveryWaiter {
+    watchers: Arc<Watchers>,
+    payload: String,
+    id: u64,
+    receiver: oneshot::Receiver<bool>,
+}
+
+impl DeliveryWaiter {
+    /// Waits at most `timeout` for the worker to finish the entry. `true` once the peer
+    /// accepted it ([`Delivery::Done`]) **and** the entry was acknowledged; `false` if it was
+    /// rejected ([`Delivery::Reject`], answered at once: it will never be delivered), or if
+    /// `timeout` passed first — the entry then stays in the outbox and is still delivered.
+    pub async fn wait(mut self, timeout: Duration) -> bool {
+        matches!(
+            tokio::time::timeout(timeout, &mut self.receiver).await,
+            Ok(Ok(true))
+        )
+    }
+}
+
+impl Drop for DeliveryWaiter {
+    fn drop(&mut self) {
+        self.watchers.unregister(&self.payload, self.id);
     }
 }
 
@@ -288,5 +431,71 @@ impl Backoff {
 
     fn reset(&mut self) {
         self.attempts = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SHORT: Duration = Duration::from_millis(20);
+
+    #[tokio::test]
+    async fn a_waiter_resolves_true_once_its_payload_is_delivered() {
+        let watchers = Arc::new(Watchers::default());
+        let waiter = watchers.register(r#"{"email":"a@b.io"}"#);
+
+        watchers.resolve(r#"{"email":"a@b.io"}"#, true);
+
+        assert!(waiter.wait(Duration::from_secs(5)).await);
+        assert_eq!(watchers.len(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_waiter_resolves_false_at_once_when_its_payload_is_rejected() {
+        let watchers = Arc::new(Watchers::default());
+        let waiter = watchers.register("p");
+
+        watchers.resolve("p", false);
+
+        let started = tokio::time::Instant::now();
+        assert!(!waiter.wait(Duration::from_secs(5)).await);
+        assert!(started.elapsed() < Duration::from_secs(1));
+    }
+
+    #[tokio::test]
+    async fn another_payloads_delivery_does_not_resolve_a_waiter() {
+        let watchers = Arc::new(Watchers::default());
+        let waiter = watchers.register("mine");
+
+        watchers.resolve("theirs", true);
+
+        assert!(!waiter.wait(SHORT).await);
+    }
+
+    #[tokio::test]
+    async fn every_waiter_of_one_payload_is_resolved() {
+        let watchers = Arc::new(Watchers::default());
+        let (first, second) = (watchers.register("p"), watchers.register("p"));
+
+        watchers.resolve("p", true);
+
+        assert!(first.wait(SHORT).await);
+        assert!(second.wait(SHORT).await);
+    }
+
+    #[tokio::test]
+    async fn a_waiter_that_timed_out_or_was_dropped_leaves_nothing_registered() {
+        let watchers = Arc::new(Watchers::default());
+        let timed_out = watchers.register("p");
+        let dropped = watchers.register("p");
+        let other = watchers.register("q");
+
+        assert!(!timed_out.wait(SHORT).await);
+        drop(dropped);
+        assert_eq!(watchers.len(), 1, "only q's waiter is left");
+        drop(other);
+        assert_eq!(watchers.len(), 0);
+        watchers.resolve("p", true);
     }
 }
