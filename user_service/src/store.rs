@@ -8,11 +8,15 @@
 //!
 //! The outbox key deliberately does not match `users:*`, which `ListUsers` scans.
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use redis::{Cmd, FromRedisValue, RedisResult, Script, aio::ConnectionManager};
 use serde::{Deserialize, Serialize};
-use service_runtime::{email::Email, outbox::Outbox, redis_store::retry_transient};
+use service_runtime::{
+    email::Email,
+    outbox::{DeliveryWaiter, Outbox},
+    redis_store::retry_transient,
+};
 
 use crate::{domain::UserRecord, error::Error};
 
@@ -26,6 +30,13 @@ const USER_PREFIX: &str = "users:";
 const LIST_BATCH: usize = 1000;
 /// Compare-and-swap attempts of an update before giving up with [`Error::Conflict`].
 const UPDATE_ATTEMPTS: usize = 10;
+/// How long a create (or a move to a new address) waits for its subscription to reach
+/// notification-service before answering anyway. Normally delivery takes milliseconds, so the
+/// answer means "subscribed" and a client may message the user at once; when
+/// notification-service is down the answer comes after this long, the outbox entry stays, and
+/// the subscription lands once notification-service is back. Short, because a create must not
+/// hang on a peer that is down.
+pub const SUBSCRIPTION_WAIT: Duration = Duration::from_secs(2);
 
 /// `SET NX` of the user and, only if it was created, the subscription outbox entry: the entry
 /// exists exactly when the user does. Returns 1 if created, 0 if the key existed.
@@ -110,11 +121,15 @@ impl Store {
     }
 
     /// Stores `user` unless its address is taken, and enqueues its subscription atomically with
-    /// it. [`Error::AlreadyExists`] leaves the existing record untouched.
+    /// it; then waits (at most [`SUBSCRIPTION_WAIT`]) for that subscription to be delivered.
+    /// [`Error::AlreadyExists`] leaves the existing record untouched.
     #[tracing::instrument(skip_all, fields(email = %user.email))]
     pub async fn create(&self, user: &UserRecord) -> Result<(), Error> {
         let (key, record) = (user_key(&user.email), to_json(user)?);
         let payload = subscription_payload(&user.email)?;
+        // Before the write, so the delivery cannot come first. The payload names the address,
+        // which no other pending create has (the SET NX decides that).
+        let subscription = self.outbox.watch_delivery(&payload);
         let created: i64 = retry_transient(|| {
             let mut redis = self.redis.clone();
             let mut invocation = self.create_script.prepare_invoke();
@@ -130,6 +145,7 @@ impl Store {
         .map_err(Error::store("creating the user"))?;
         if created == 1 {
             self.outbox.wake();
+            await_subscription(subscription, &user.email).await;
             Ok(())
         } else {
             Err(Error::AlreadyExists)
@@ -147,8 +163,8 @@ impl Store {
     }
 
     /// Writes `updated` in place of the record `email` held as `expected` (moving it if the
-    /// address changed, and then enqueuing the new address's subscription) — only if nobody
-    /// changed it since. [`Error::NotFound`] if it is gone, [`Error::EmailTaken`] if the new
+    /// address changed, and then enqueuing the new address's subscription and waiting for it
+    /// as [`Store::create`] does) — only if nobody changed it since. [`Error::NotFound`] if it is gone, [`Error::EmailTaken`] if the new
     /// address belongs to someone else.
     #[tracing::instrument(skip_all, fields(%email, new_email = %updated.email))]
     pub async fn replace(
@@ -161,6 +177,7 @@ impl Store {
         let (old_key, new_key) = (user_key(email.as_str()), user_key(&updated.email));
         let record = to_json(updated)?;
         let payload = subscription_payload(&updated.email)?;
+        let subscription = moved.then(|| self.outbox.watch_delivery(&payload));
         let outcome: String = retry_transient(|| {
             let mut redis = self.redis.clone();
             let mut invocation = self.update_script.prepare_invoke();
@@ -178,8 +195,9 @@ impl Store {
         .map_err(Error::store("updating the user"))?;
         match outcome.as_str() {
             "ok" => {
-                if moved {
+                if let Some(subscription) = subscription {
                     self.outbox.wake();
+                    await_subscription(subscription, &updated.email).await;
                 }
                 Ok(UpdateOutcome::Updated)
             }
@@ -259,6 +277,18 @@ impl Store {
         }
         users.sort_by(|a, b| a.email.cmp(&b.email));
         Ok(users)
+    }
+}
+
+/// Waits for a just-enqueued subscription, at most [`SUBSCRIPTION_WAIT`]. The entry is durable
+/// either way, so a late one only costs the caller the wait.
+async fn await_subscription(subscription: DeliveryWaiter, email: &str) {
+    if !subscription.wait(SUBSCRIPTION_WAIT).await {
+        tracing::warn!(
+            email,
+            wait = ?SUBSCRIPTION_WAIT,
+            "subscription not confirmed in time; answering now, the outbox delivers it later"
+        );
     }
 }
 

@@ -2,9 +2,11 @@
 //! `NotificationService.SubscribeUser` call.
 //!
 //! The entry was written in the same atomic step as the user (see `store.rs`), so a user is
-//! never created without it, and user creation never waits for (or fails because of)
-//! notification-service. Delivery is at-least-once; subscribing twice is harmless because
-//! SubscribeUser just sets the user's subscription to true.
+//! never created without it, and user creation never fails because of notification-service:
+//! it waits at most `store::SUBSCRIPTION_WAIT` for this worker to deliver the entry (so a
+//! `201` normally means "subscribed") and answers anyway after that. Delivery is
+//! at-least-once; subscribing twice is harmless because SubscribeUser just sets the user's
+//! subscription to true.
 
 use proto::notification_service::{
     SubscribeUserRequest, notification_service_client::NotificationServiceClient,
