@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use crate::flow::{
     PATIENCE, eventually, get_with_body, get_with_query, ids_of, message, message_notification_ids,
     messages_of, receive_ids, registered_user, send, send_ok, stored_notifications,
-    wait_for_notifications, watch,
+    wait_for_notification_outbox_drained, wait_for_notifications, watch,
 };
 
 /// Everything in DB 1: each key with its type and a rendering of its value.
@@ -127,6 +127,34 @@ async fn a_sent_message_is_stored_notified_listed_and_pushed_live_to_the_fronten
     let received = messages_of(&stack, &bob).await;
     assert_eq!(received.len(), 1);
     assert_eq!(received[0].content.as_deref(), Some("Hi Bob"));
+}
+
+#[tokio::test]
+async fn a_message_sent_right_after_both_users_are_created_notifies_the_receiver() {
+    let stack = Stack::start().await;
+    let mut client = stack.message_client().await;
+    let mut receivers = Vec::new();
+    for _ in 0..20 {
+        let (sender, receiver) = (unique_email("fresh-sender"), unique_email("fresh-receiver"));
+        for email in [&sender, &receiver] {
+            let (status, body) = stack.create_user(email, "pw-123456", "Fresh").await;
+            assert_eq!(status, 201, "POST /users: {body}");
+        }
+
+        // No wait for the subscription: the 201s are all a client has to go on.
+        let reply = send(&mut client, &sender, &receiver, "hello, new user").await;
+
+        assert_eq!(reply.success, Some(true), "{reply:?}");
+        receivers.push(receiver);
+    }
+    wait_for_notification_outbox_drained(&stack).await;
+    for receiver in &receivers {
+        assert_eq!(
+            stored_notifications(&stack, receiver).await.len(),
+            1,
+            "the notification to {receiver} was dropped"
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -4,7 +4,10 @@ use std::time::{Duration, Instant};
 
 use futures::future::join_all;
 use integration_tests::{Stack, reply, unique_email};
-use proto::user_service::{AuthenticateRequest, CheckUserExistsRequest};
+use proto::{
+    notification_service::CheckUserSubscribedRequest,
+    user_service::{AuthenticateRequest, CheckUserExistsRequest},
+};
 use redis::AsyncCommands;
 use serde_json::{Value, json};
 use tokio_stream::StreamExt;
@@ -343,16 +346,75 @@ async fn a_created_user_ends_up_subscribed_to_notifications() {
     );
 }
 
+/// `CheckUserSubscribed` over gRPC, asked once (no polling).
+async fn check_subscribed(stack: &Stack, email: &str) -> bool {
+    stack
+        .notification_client()
+        .await
+        .check_user_subscribed(CheckUserSubscribedRequest {
+            email: Some(email.to_owned()),
+        })
+        .await
+        .expect("CheckUserSubscribed answers OK")
+        .into_inner()
+        .subscribed
+        .expect("subscribed is always set")
+}
+
+#[tokio::test]
+async fn a_created_user_is_already_subscribed_when_the_201_arrives() {
+    let stack = Stack::start().await;
+    for _ in 0..20 {
+        let email = unique_email("sub-now");
+
+        let (status, body) = stack.create_user(&email, "pw", "N").await;
+
+        assert_eq!(status, 201, "{body}");
+        // Read at once: no polling, no sleeping.
+        assert_eq!(
+            stored_subscription(&stack, &email).await,
+            Some(json!({ "user_email": email, "subscribed": true })),
+            "{email} was not subscribed when its 201 arrived"
+        );
+        assert!(check_subscribed(&stack, &email).await, "{email}");
+    }
+}
+
+#[tokio::test]
+async fn a_moved_user_is_already_subscribed_at_the_new_address_when_the_200_arrives() {
+    let stack = Stack::start().await;
+    for _ in 0..10 {
+        let (old, new) = (unique_email("move-now-from"), unique_email("move-now-to"));
+        let (status, body) = stack.create_user(&old, "pw", "N").await;
+        assert_eq!(status, 201, "{body}");
+
+        let (status, body) = put(&stack, &user_path(&old), &json!({ "email": new })).await;
+
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(
+            stored_subscription(&stack, &new).await,
+            Some(json!({ "user_email": new, "subscribed": true })),
+            "{new} was not subscribed when its 200 arrived"
+        );
+    }
+}
+
 #[tokio::test]
 async fn a_user_created_while_notification_service_is_down_is_subscribed_once_it_is_back() {
     let mut stack = Stack::start().await;
     let email = unique_email("later");
     stack.notification.kill();
 
+    let started = Instant::now();
     let (status, body) = stack.create_user(&email, "pw", "N").await;
     assert_eq!(
         status, 201,
         "creation does not depend on notification-service: {body}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the wait for the subscription is bounded: {:?}",
+        started.elapsed()
     );
     assert_eq!(stored_subscription(&stack, &email).await, None);
     stack.notification.restart().await;
