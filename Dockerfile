@@ -21,8 +21,8 @@
 # scripts/offline-base-images builds local stand-ins carrying exactly these tags.
 
 # --- skeleton: what decides the dependency graph, and nothing else --------------------
-# Manifests, the lockfile and the proto crate (its build.rs and .proto files, rarely
-# edited) are kept; every other .rs file becomes the same one-line stub. The files this
+# Manifests, the lockfile, cargo/toolchain config and the proto crate (its build.rs and
+# .proto files, rarely edited) are kept; every other .rs file becomes the same one-line stub. The files this
 # stage produces therefore only change when a manifest, the lockfile or a proto changes,
 # so the dependency layer in `builder` stays cached across ordinary code edits. Stubbing
 # every .rs file (rather than listing crates here) keeps working when crates gain modules,
@@ -33,6 +33,7 @@ COPY . .
 RUN find . -name '*.rs' -not -path './proto_definitions/*' \
         | while read -r f; do echo 'fn main() {}' > "$f"; done \
  && find . -type f -not -name '*.rs' -not -name Cargo.toml -not -name Cargo.lock \
+        -not -name 'rust-toolchain*' -not -path './.cargo/*' \
         -not -path './proto_definitions/*' -delete
 
 # --- builder: dependencies first (cached), then the real sources -----------------------
