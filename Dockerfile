@@ -60,7 +60,8 @@ RUN find . -name '*.rs' -not -path './proto_definitions/*' -not -path './target/
 # No TLS is used anywhere (plain-text gRPC and HTTP inside the compose network), so the
 # binaries need neither OpenSSL nor ca-certificates.
 FROM debian:bookworm-slim AS runtime
-RUN useradd --system --user-group --uid 10001 --no-create-home \
+RUN groupadd --system --gid 10001 app \
+ && useradd --system --uid 10001 --gid app --no-create-home \
         --home-dir /nonexistent --shell /usr/sbin/nologin app
 ENV RUST_LOG=info
 USER app:app
