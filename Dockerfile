@@ -22,11 +22,12 @@
 
 # --- skeleton: what decides the dependency graph, and nothing else --------------------
 # Manifests, the lockfile, cargo/toolchain config and the proto crate (its build.rs and
-# .proto files, rarely edited) are kept; every other .rs file becomes the same one-line stub. The files this
-# stage produces therefore only change when a manifest, the lockfile or a proto changes,
-# so the dependency layer in `builder` stays cached across ordinary code edits. Stubbing
-# every .rs file (rather than listing crates here) keeps working when crates gain modules,
-# binaries or build scripts.
+# .proto files, rarely edited) are kept; every other .rs file becomes the same one-line
+# stub. The files this stage produces therefore only change when a manifest, the lockfile
+# or a proto changes, so the dependency layer in `builder` stays cached across ordinary
+# code edits (the classic builder and BuildKit both key COPY on content, not mtimes).
+# Stubbing every .rs file (rather than listing crates here) keeps working when crates gain
+# modules, binaries or build scripts.
 FROM rust:1.95-slim-bookworm AS skeleton
 WORKDIR /src
 COPY . .
