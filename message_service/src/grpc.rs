@@ -9,7 +9,10 @@ use proto::{
     },
     user_service::{CheckUserExistsRequest, user_service_client::UserServiceClient},
 };
-use service_runtime::email::Email;
+use service_runtime::{
+    email::Email,
+    retry::{self, Backoff},
+};
 use tonic::{Code, Request, Response, Status, transport::Channel};
 
 use crate::{
@@ -39,28 +42,18 @@ impl MessageGrpc {
         };
         // A read: safe to repeat. UNAVAILABLE is what a peer restarting, a connection broken by
         // that restart, or user-service's own Redis reconnecting look like; they pass quickly.
-        let deadline = tokio::time::Instant::now() + USER_CHECK_RETRY_WINDOW;
-        let mut delay = USER_CHECK_RETRY_MIN;
-        loop {
+        let backoff = Backoff::new(USER_CHECK_RETRY_MIN, USER_CHECK_RETRY_MAX);
+        let is_transient = |status: &Status| status.code() == Code::Unavailable;
+        let reply = retry::within(USER_CHECK_RETRY_WINDOW, backoff, is_transient, || {
             let request = CheckUserExistsRequest {
                 email: Some(email.to_string()),
             };
-            match self.users.clone().check_user_exists(request).await {
-                Ok(reply) => return Ok(reply.into_inner().exists.unwrap_or(false)),
-                Err(status)
-                    if status.code() == Code::Unavailable
-                        && tokio::time::Instant::now() + delay < deadline =>
-                {
-                    tracing::debug!(
-                        error = status.message(),
-                        "user-service unavailable; retrying"
-                    );
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(USER_CHECK_RETRY_MAX);
-                }
-                Err(status) => return Err(Error::UserService(status)),
-            }
-        }
+            let mut users = self.users.clone();
+            async move { users.check_user_exists(request).await }
+        })
+        .await
+        .map_err(Error::UserService)?;
+        Ok(reply.into_inner().exists.unwrap_or(false))
     }
 
     /// Turns a request into a message to store, or says why it is refused (a business outcome).

@@ -9,7 +9,7 @@ use proto::notification_service::{
 };
 use serde::Deserialize;
 use service_runtime::outbox::Delivery;
-use tonic::{Code, transport::Channel};
+use tonic::transport::Channel;
 
 /// The outbox's consumer group.
 pub const GROUP: &str = "message-service";
@@ -48,15 +48,6 @@ pub async fn deliver(
             }
             Delivery::Done
         }
-        // Our request is wrong and will stay wrong: retrying would block the outbox forever.
-        Err(status) if status.code() == Code::InvalidArgument => {
-            Delivery::Reject(format!("notification-service refused it: {status}"))
-        }
-        // Down, restarting, overloaded or failing inside: it will be asked again.
-        Err(status) => Delivery::Retry(format!(
-            "notification-service: {:?} {}",
-            status.code(),
-            status.message()
-        )),
+        Err(status) => Delivery::after_failed_call("notification-service", &status),
     }
 }

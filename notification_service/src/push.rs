@@ -6,7 +6,7 @@
 
 use proto::frontend_service::{Notification, frontend_service_client::FrontendServiceClient};
 use service_runtime::outbox::Delivery;
-use tonic::{Code, transport::Channel};
+use tonic::transport::Channel;
 
 use crate::store::StoredNotification;
 
@@ -35,14 +35,6 @@ pub async fn deliver(mut frontend: FrontendServiceClient<Channel>, payload: Stri
         }
         // frontend-service only refuses what it can never take (no receiver).
         Ok(_) => Delivery::Reject("frontend-service refused the notification".into()),
-        Err(status) if status.code() == Code::InvalidArgument => {
-            Delivery::Reject(format!("frontend-service refused it: {status}"))
-        }
-        // Down, restarting or failing inside: it will be pushed again.
-        Err(status) => Delivery::Retry(format!(
-            "frontend-service: {:?} {}",
-            status.code(),
-            status.message()
-        )),
+        Err(status) => Delivery::after_failed_call("frontend-service", &status),
     }
 }

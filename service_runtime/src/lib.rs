@@ -10,6 +10,7 @@ pub mod grpc_client;
 pub mod http;
 pub mod outbox;
 pub mod redis_store;
+pub mod retry;
 pub mod server;
 pub mod shutdown;
 pub mod telemetry;

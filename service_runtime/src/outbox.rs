@@ -31,7 +31,7 @@ use redis::{
 };
 use tokio::sync::{Notify, oneshot};
 
-use crate::shutdown::Shutdown;
+use crate::{retry::Backoff, shutdown::Shutdown};
 
 /// The stream field holding an entry's payload.
 const PAYLOAD_FIELD: &str = "payload";
@@ -53,6 +53,20 @@ pub enum Delivery {
     Retry(String),
     /// The entry can never be delivered (it does not parse): log it and drop it.
     Reject(String),
+}
+
+impl Delivery {
+    /// The outcome of a call to `peer` that failed with `status`: a request the peer calls
+    /// invalid stays invalid however often it is sent (retrying would block the outbox), any
+    /// other failure (down, restarting, overloaded, failing inside) is worth another try.
+    pub fn after_failed_call(peer: &str, status: &tonic::Status) -> Self {
+        let reason = format!("{peer}: {:?}: {}", status.code(), status.message());
+        if status.code() == tonic::Code::InvalidArgument {
+            Self::Reject(reason)
+        } else {
+            Self::Retry(reason)
+        }
+    }
 }
 
 /// One outbox stream and the consumer group that delivers it.
@@ -124,7 +138,7 @@ impl Outbox {
         F: Fn(String) -> Fut,
         Fut: Future<Output = Delivery>,
     {
-        let mut backoff = Backoff::default();
+        let mut backoff = Backoff::new(RETRY_MIN, RETRY_MAX);
         // After a (re)start, first re-deliver what this consumer had in flight.
         let mut own_pending_first = true;
         let mut claim_due = tokio::time::Instant::now();
@@ -224,7 +238,7 @@ impl Outbox {
                 outcome: None,
             });
         };
-        let mut backoff = Backoff::default();
+        let mut backoff = Backoff::new(RETRY_MIN, RETRY_MAX);
         loop {
             match deliver(payload.clone()).await {
                 Delivery::Done => {
@@ -413,24 +427,6 @@ async fn sleep_or_shutdown(delay: Duration, shutdown: &Shutdown) {
     tokio::select! {
         () = tokio::time::sleep(delay) => {}
         () = shutdown.clone().wait() => {}
-    }
-}
-
-/// Exponential backoff from [`RETRY_MIN`] doubling up to [`RETRY_MAX`].
-#[derive(Debug, Default)]
-struct Backoff {
-    attempts: u32,
-}
-
-impl Backoff {
-    fn next_delay(&mut self) -> Duration {
-        let delay = RETRY_MIN.saturating_mul(1 << self.attempts.min(10));
-        self.attempts += 1;
-        delay.min(RETRY_MAX)
-    }
-
-    fn reset(&mut self) {
-        self.attempts = 0;
     }
 }
 

@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
+use crate::retry::{self, Backoff};
+
 /// Connects lazily to database `db` of the Redis at `base_url`, so a service starts (and reports
 /// itself unhealthy) while Redis is down, and recovers on its own when Redis comes back.
 pub fn connect(base_url: &str, db: u8) -> anyhow::Result<ConnectionManager> {
@@ -41,24 +43,13 @@ const TRANSIENT_RETRY_MAX: Duration = Duration::from_millis(400);
 ///
 /// A failed attempt may still have been executed by Redis (the reply was lost), so `op` must be
 /// idempotent: reads, `HSET`s of a whole value, or scripts that recognise a repeat.
-pub async fn retry_transient<T, F, Fut>(mut op: F) -> redis::RedisResult<T>
+pub async fn retry_transient<T, F, Fut>(op: F) -> redis::RedisResult<T>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = redis::RedisResult<T>>,
 {
-    let deadline = tokio::time::Instant::now() + TRANSIENT_RETRY_WINDOW;
-    let mut delay = TRANSIENT_RETRY_MIN;
-    loop {
-        match op().await {
-            Ok(value) => return Ok(value),
-            Err(err) if is_transient(&err) && tokio::time::Instant::now() + delay < deadline => {
-                tracing::debug!(error = %err, ?delay, "transient Redis error; retrying");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(TRANSIENT_RETRY_MAX);
-            }
-            Err(err) => return Err(err),
-        }
-    }
+    let backoff = Backoff::new(TRANSIENT_RETRY_MIN, TRANSIENT_RETRY_MAX);
+    retry::within(TRANSIENT_RETRY_WINDOW, backoff, is_transient, op).await
 }
 
 /// Whether `err` says "not now" rather than "never" (a script error, a wrong type).

@@ -12,7 +12,7 @@ use proto::notification_service::{
     SubscribeUserRequest, notification_service_client::NotificationServiceClient,
 };
 use service_runtime::outbox::Delivery;
-use tonic::{Code, transport::Channel};
+use tonic::transport::Channel;
 
 use crate::store::SubscriptionRequest;
 
@@ -52,18 +52,7 @@ impl Subscriber {
                 "notification-service refused to subscribe {}",
                 request.email
             )),
-            // It will never accept this request, however often we ask.
-            Err(status) if status.code() == Code::InvalidArgument => Delivery::Reject(format!(
-                "notification-service refused to subscribe {}: {}",
-                request.email,
-                status.message()
-            )),
-            // Down, starting, overloaded, or its own Redis unreachable: later.
-            Err(status) => Delivery::Retry(format!(
-                "SubscribeUser failed: {:?}: {}",
-                status.code(),
-                status.message()
-            )),
+            Err(status) => Delivery::after_failed_call("notification-service", &status),
         }
     }
 }
