@@ -1,8 +1,8 @@
 //! Test harness: a real `redis-server` and the real service binaries, each on free ports,
 //! killed when their guard drops. Nothing is mocked.
 //!
-//! The binaries are the ones `cargo test --workspace` builds next to the test executable;
-//! `cargo build --workspace` first if you run this crate's tests alone.
+//! The services run as binaries of this package (`test-user-service`, …, built from each
+//! service's own `main.rs`; see Cargo.toml), which cargo builds before running the tests.
 
 mod process;
 mod redis_server;

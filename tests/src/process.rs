@@ -124,18 +124,19 @@ impl Drop for ServiceProcess {
     }
 }
 
-/// The binary built by cargo next to this test executable (`target/<profile>/<name>`).
+/// The binary of service `name`, built by cargo as `test-<name>`, a binary of this package
+/// (see tests/Cargo.toml), next to this test executable: `target/<profile>/test-<name>`.
 fn binary_path(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("the test executable's path");
-    // target/<profile>/deps/<test-exe> → target/<profile>/<name>
+    // target/<profile>/deps/<test-exe> → target/<profile>/test-<name>
     let path = exe
         .parent()
         .and_then(|deps| deps.parent())
-        .map(|profile| profile.join(name))
+        .map(|profile| profile.join(format!("test-{name}")))
         .expect("test executable inside a cargo target directory");
     assert!(
         path.exists(),
-        "{} is missing: build the services first (`cargo test --workspace` does)",
+        "{} is missing: run the suite with `cargo test` (it builds the services first)",
         path.display()
     );
     path
