@@ -234,3 +234,23 @@ pub async fn receive_ids(
 pub fn message_notification_ids(first: u64, last: u64) -> HashSet<String> {
     (first..=last).map(|id| format!("message-{id}")).collect()
 }
+
+/// A list endpoint asked without an email — `{}` or `{"email": ""}` as the body, `?email=`,
+/// and nothing at all — answers 400 with a message about the email each time.
+pub async fn assert_email_is_required(stack: &Stack, url: &str) {
+    for (status, body) in [
+        get_with_body(stack, url, &serde_json::json!({})).await,
+        get_with_body(stack, url, &serde_json::json!({ "email": "" })).await,
+        get_with_query(stack, url, "").await,
+        reply(stack.http().get(url).send().await.expect("GET")).await,
+    ] {
+        assert_eq!(status, 400, "{body}");
+        assert_eq!(body["success"], false);
+        assert!(
+            body["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("email")),
+            "{body}"
+        );
+    }
+}

@@ -10,9 +10,9 @@ use redis::AsyncCommands;
 use serde_json::{Value, json};
 
 use crate::flow::{
-    PATIENCE, eventually, get_with_body, get_with_query, ids_of, message, message_notification_ids,
-    messages_of, receive_ids, registered_user, send, send_ok, stored_notifications,
-    wait_for_notification_outbox_drained, wait_for_notifications, watch,
+    PATIENCE, assert_email_is_required, eventually, get_with_body, get_with_query, ids_of, message,
+    message_notification_ids, messages_of, receive_ids, registered_user, send, send_ok,
+    stored_notifications, wait_for_notification_outbox_drained, wait_for_notifications, watch,
 };
 
 /// Everything in DB 1: each key with its type and a rendering of its value.
@@ -533,21 +533,7 @@ async fn list_conversations_of_an_unknown_user_is_empty() {
 #[tokio::test]
 async fn list_conversations_without_an_email_is_a_400() {
     let stack = Stack::start().await;
-    let url = stack.message_url("/list_conversations");
-
-    for (status, body) in [
-        get_with_body(&stack, &url, &json!({})).await,
-        get_with_query(&stack, &url, "").await,
-        integration_tests::reply(stack.http().get(&url).send().await.expect("GET")).await,
-    ] {
-        assert_eq!(status, 400, "{body}");
-        assert_eq!(body["success"], false);
-        assert!(
-            body["message"]
-                .as_str()
-                .is_some_and(|m| m.contains("email"))
-        );
-    }
+    assert_email_is_required(&stack, &stack.message_url("/list_conversations")).await;
 }
 
 // ---------------------------------------------------------------------------------------------

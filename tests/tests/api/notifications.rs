@@ -11,9 +11,9 @@ use redis::AsyncCommands;
 use serde_json::{Value, json};
 
 use crate::flow::{
-    PATIENCE, get_with_body, get_with_query, ids_of, is_subscribed, messages_of, registered_user,
-    send_ok, stored_notifications, wait_for_notification_outbox_drained, wait_for_notifications,
-    watch,
+    PATIENCE, assert_email_is_required, get_with_body, get_with_query, ids_of, is_subscribed,
+    messages_of, registered_user, send_ok, stored_notifications,
+    wait_for_notification_outbox_drained, wait_for_notifications, watch,
 };
 
 async fn subscribe(stack: &Stack, email: Option<&str>) -> bool {
@@ -359,21 +359,7 @@ async fn list_notifications_of_an_unknown_user_is_empty() {
 #[tokio::test]
 async fn list_notifications_without_an_email_is_a_400() {
     let stack = Stack::start().await;
-    let url = stack.notification_url("/list_notifications");
-
-    for (status, body) in [
-        get_with_body(&stack, &url, &json!({ "email": "" })).await,
-        get_with_query(&stack, &url, "").await,
-        integration_tests::reply(stack.http().get(&url).send().await.expect("GET")).await,
-    ] {
-        assert_eq!(status, 400, "{body}");
-        assert_eq!(body["success"], false);
-        assert!(
-            body["message"]
-                .as_str()
-                .is_some_and(|m| m.contains("email"))
-        );
-    }
+    assert_email_is_required(&stack, &stack.notification_url("/list_notifications")).await;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -4,10 +4,7 @@ use std::time::{Duration, Instant};
 
 use futures::future::join_all;
 use integration_tests::{Stack, reply, unique_email};
-use proto::{
-    notification_service::CheckUserSubscribedRequest,
-    user_service::{AuthenticateRequest, CheckUserExistsRequest},
-};
+use proto::user_service::{AuthenticateRequest, CheckUserExistsRequest};
 use redis::AsyncCommands;
 use serde_json::{Value, json};
 use tokio_stream::StreamExt;
@@ -346,21 +343,6 @@ async fn a_created_user_ends_up_subscribed_to_notifications() {
     );
 }
 
-/// `CheckUserSubscribed` over gRPC, asked once (no polling).
-async fn check_subscribed(stack: &Stack, email: &str) -> bool {
-    stack
-        .notification_client()
-        .await
-        .check_user_subscribed(CheckUserSubscribedRequest {
-            email: Some(email.to_owned()),
-        })
-        .await
-        .expect("CheckUserSubscribed answers OK")
-        .into_inner()
-        .subscribed
-        .expect("subscribed is always set")
-}
-
 #[tokio::test]
 async fn a_created_user_is_already_subscribed_when_the_201_arrives() {
     let stack = Stack::start().await;
@@ -376,7 +358,7 @@ async fn a_created_user_is_already_subscribed_when_the_201_arrives() {
             Some(json!({ "user_email": email, "subscribed": true })),
             "{email} was not subscribed when its 201 arrived"
         );
-        assert!(check_subscribed(&stack, &email).await, "{email}");
+        assert!(crate::flow::is_subscribed(&stack, &email).await, "{email}");
     }
 }
 
