@@ -29,6 +29,22 @@ const MAX_CONCURRENT_HASHES: usize = 2;
 /// timing does not tell whether the user exists.
 const DUMMY_HASH: &str = "$argon2id$v=19$m=7168,t=5,p=1$eNelxRPexEGaxMLaVZmjtg$wDpKFeFxL8Q7sqxh/PqwaQKICVNkjbwS2fvL2jQ7tj0";
 
+/// argon2 of `password` with `salt` (as written in a PHC string), `len` bytes long, computed in
+/// `memory`.
+fn compute(
+    argon2: &Argon2<'_>,
+    password: &str,
+    salt: password_hash::Salt<'_>,
+    len: usize,
+    memory: &mut [Block],
+) -> Result<Output, password_hash::Error> {
+    let mut salt_bytes = [0u8; 64];
+    let salt_bytes = salt.decode_b64(&mut salt_bytes)?;
+    Output::init_with(len, |out| {
+        Ok(argon2.hash_password_into_with_memory(password.as_bytes(), salt_bytes, out, memory)?)
+    })
+}
+
 /// Whether a hash made with `stored` needs exactly the working area of `ours`.
 fn same_costs(stored: &Params, ours: &Params) -> bool {
     (stored.m_cost(), stored.t_cost(), stored.p_cost())
@@ -64,16 +80,13 @@ impl PasswordHasher {
         let password = password.expose().to_owned();
         self.run(move |memory| {
             let salt = SaltString::generate(&mut OsRng);
-            let mut salt_bytes = [0u8; 64];
-            let salt_bytes = salt.as_salt().decode_b64(&mut salt_bytes)?;
-            let output = Output::init_with(Params::DEFAULT_OUTPUT_LEN, |out| {
-                Ok(argon2.hash_password_into_with_memory(
-                    password.as_bytes(),
-                    salt_bytes,
-                    out,
-                    memory,
-                )?)
-            })?;
+            let output = compute(
+                &argon2,
+                &password,
+                salt.as_salt(),
+                Params::DEFAULT_OUTPUT_LEN,
+                memory,
+            )?;
             let hash = PasswordHash {
                 algorithm: Algorithm::Argon2id.ident(),
                 version: Some(Version::V0x13.into()),
@@ -103,16 +116,7 @@ impl PasswordHasher {
                         && Params::try_from(&hash)
                             .is_ok_and(|params| same_costs(&params, argon2.params())) =>
                 {
-                    let mut salt_bytes = [0u8; 64];
-                    let salt_bytes = salt.decode_b64(&mut salt_bytes)?;
-                    let computed = Output::init_with(expected.len(), |out| {
-                        Ok(argon2.hash_password_into_with_memory(
-                            password.as_bytes(),
-                            salt_bytes,
-                            out,
-                            memory,
-                        )?)
-                    })?;
+                    let computed = compute(&argon2, &password, salt, expected.len(), memory)?;
                     // `Output`'s equality is constant-time.
                     computed == *expected
                 }
