@@ -1,7 +1,8 @@
 //! A durable outbox: work that must reach a peer service.
 //!
 //! The work is recorded as an entry of a Redis stream **in the same atomic step** as the write
-//! it belongs to (see [`Outbox::enqueue_in`]), so it exists exactly when that write does. A
+//! it belongs to (the service's Lua script runs `XADD` with [`Outbox::stream_key`] and
+//! [`Outbox::payload_field`]), so it exists exactly when that write does. A
 //! worker reads the stream through a consumer group and hands each entry to a delivery
 //! function, retrying with backoff until the peer accepts it; only then is the entry
 //! acknowledged and deleted. Entries survive a restart of the service (they live in Redis), and
@@ -25,7 +26,7 @@ use std::{
 
 use futures::future::join_all;
 use redis::{
-    AsyncCommands, Pipeline,
+    AsyncCommands,
     aio::ConnectionManager,
     streams::{StreamAutoClaimOptions, StreamId, StreamReadOptions, StreamReadReply},
 };
@@ -98,13 +99,6 @@ impl Outbox {
     /// The stream's key, for writes done by a Lua script (pass it in `KEYS`).
     pub fn stream_key(&self) -> &'static str {
         self.stream
-    }
-
-    /// Adds the entry's `XADD` to `pipeline`, which the caller runs atomically with its write.
-    pub fn enqueue_in(&self, pipeline: &mut Pipeline, payload: &str) {
-        pipeline
-            .xadd(self.stream, "*", &[(PAYLOAD_FIELD, payload)])
-            .ignore();
     }
 
     /// The `XADD` arguments after the key, for a Lua script: `XADD key * <these>`.

@@ -1,7 +1,7 @@
 //! Serving a service: its HTTP server (axum) and gRPC server (tonic) in one process, with gRPC
 //! health and reflection, background workers, and one shutdown signal for all of them.
 
-use std::{future::Future, net::SocketAddr, pin::Pin, time::Duration};
+use std::{future::Future, pin::Pin, time::Duration};
 
 use axum::Router;
 use redis::aio::ConnectionManager;
@@ -118,20 +118,6 @@ pub struct Service {
 }
 
 impl Service {
-    /// The HTTP server's real address.
-    pub fn http_addr(&self) -> Option<SocketAddr> {
-        self.http
-            .as_ref()
-            .and_then(|(listener, _)| listener.local_addr().ok())
-    }
-
-    /// The gRPC server's real address.
-    pub fn grpc_addr(&self) -> Option<SocketAddr> {
-        self.grpc
-            .as_ref()
-            .and_then(|(listener, _, _)| listener.local_addr().ok())
-    }
-
     /// Serves until SIGINT or SIGTERM, then drains both servers and the workers.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         self.run_until(async {
