@@ -101,7 +101,7 @@ impl Outbox {
         self.stream
     }
 
-    /// The `XADD` arguments after the key, for a Lua script: `XADD key * <these>`.
+    /// The field a Lua script writes the payload under: `XADD <stream_key> * <this> <payload>`.
     pub fn payload_field() -> &'static str {
         PAYLOAD_FIELD
     }
