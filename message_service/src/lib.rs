@@ -26,6 +26,14 @@ use tonic::service::Routes;
 
 pub use error::Error;
 
+/// Names of message-service's Redis keys (DB 1), for tools and tests that read the layout.
+pub mod keys {
+    pub use crate::store::{
+        MESSAGE_ID_COUNTER, NOTIFICATION_OUTBOX, conversation_key, conversations_key, message_key,
+        user_messages_key,
+    };
+}
+
 /// The contract's ports of message-service.
 pub const DEFAULT_HTTP_PORT: u16 = 8181;
 pub const DEFAULT_GRPC_PORT: u16 = 9696;

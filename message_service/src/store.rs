@@ -21,18 +21,23 @@ use service_runtime::{email::Email, outbox::Outbox, redis_store::retry_transient
 
 use crate::error::Error;
 
-const MESSAGE_ID_COUNTER: &str = "message_id_counter";
+pub const MESSAGE_ID_COUNTER: &str = "message_id_counter";
 const MESSAGE_KEY_PREFIX: &str = "message:";
+
+/// `message:{id}`.
+pub fn message_key(id: u64) -> String {
+    format!("{MESSAGE_KEY_PREFIX}{id}")
+}
 /// The stream of notifications still to be created, delivered by [`crate::notify`].
 pub const NOTIFICATION_OUTBOX: &str = "outbox:notifications";
 /// How long a `SendMessage` call is recognised when its write is retried.
 const REQUEST_TTL_SECONDS: u64 = 60;
 
-fn conversations_key(email: &str) -> String {
+pub fn conversations_key(email: &str) -> String {
     format!("user:{email}:conversations")
 }
 
-fn user_messages_key(email: &str) -> String {
+pub fn user_messages_key(email: &str) -> String {
     format!("user:{email}:messages")
 }
 
@@ -41,7 +46,7 @@ fn request_key(request: &uuid::Uuid) -> String {
 }
 
 /// The pair's hash: one per pair whichever way the message goes.
-fn conversation_key(first: &Email, second: &Email) -> String {
+pub fn conversation_key(first: &str, second: &str) -> String {
     format!("conversation:{first}:{second}")
 }
 
@@ -169,7 +174,7 @@ impl Store {
             .key(request_key(&request))
             .key(conversations_key(sender.as_str()))
             .key(conversations_key(receiver.as_str()))
-            .key(conversation_key(first, second))
+            .key(conversation_key(first.as_str(), second.as_str()))
             .key(user_messages_key(sender.as_str()))
             .key(user_messages_key(receiver.as_str()))
             .key(self.outbox.stream_key())

@@ -25,6 +25,13 @@ use tonic::service::Routes;
 
 pub use error::Error;
 
+/// Names of notification-service's Redis keys (DB 2), for tools and tests that read the layout.
+pub mod keys {
+    pub use crate::store::{
+        FRONTEND_OUTBOX, SUBSCRIPTIONS, notification_ids_key, notifications_key,
+    };
+}
+
 /// The contract's ports of notification-service.
 pub const DEFAULT_HTTP_PORT: u16 = 8282;
 pub const DEFAULT_GRPC_PORT: u16 = 9898;

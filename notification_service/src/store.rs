@@ -20,15 +20,15 @@ use service_runtime::{email::Email, outbox::Outbox, redis_store::retry_transient
 
 use crate::error::Error;
 
-const SUBSCRIPTIONS: &str = "subscriptions";
+pub const SUBSCRIPTIONS: &str = "subscriptions";
 /// The stream of notifications still to be pushed, delivered by [`crate::push`].
 pub const FRONTEND_OUTBOX: &str = "outbox:frontend";
 
-fn notifications_key(email: &str) -> String {
+pub fn notifications_key(email: &str) -> String {
     format!("notifications:{email}")
 }
 
-fn notification_ids_key(email: &str) -> String {
+pub fn notification_ids_key(email: &str) -> String {
     format!("notification_ids:{email}")
 }
 

@@ -1,7 +1,7 @@
 //! Serving a service: its HTTP server (axum) and gRPC server (tonic) in one process, with gRPC
 //! health and reflection, background workers, and one shutdown signal for all of them.
 
-use std::{future::Future, pin::Pin, time::Duration};
+use std::{future::Future, net::SocketAddr, pin::Pin, time::Duration};
 
 use axum::Router;
 use redis::aio::ConnectionManager;
@@ -118,6 +118,38 @@ pub struct Service {
 }
 
 impl Service {
+    /// The HTTP server's real address (the port is known even when 0 was asked for).
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http
+            .as_ref()
+            .and_then(|(listener, _)| listener.local_addr().ok())
+    }
+
+    /// The gRPC server's real address.
+    pub fn grpc_addr(&self) -> Option<SocketAddr> {
+        self.grpc
+            .as_ref()
+            .and_then(|(listener, _, _)| listener.local_addr().ok())
+    }
+
+    /// Writes `{"http": <port>, "grpc": <port>}` (a port `null` where there is no such server)
+    /// to the file `READY_FILE` names, if it is set: a supervisor that started the service on
+    /// port 0 learns the real ports from it, and its presence says the listeners are bound.
+    /// Written to a temporary name and renamed, so a reader never sees half of it.
+    fn announce_ports(&self) -> anyhow::Result<()> {
+        let Some(path) = crate::config::var("READY_FILE") else {
+            return Ok(());
+        };
+        let ports = serde_json::json!({
+            "http": self.http_addr().map(|addr| addr.port()),
+            "grpc": self.grpc_addr().map(|addr| addr.port()),
+        });
+        let partial = format!("{path}.partial");
+        std::fs::write(&partial, ports.to_string())
+            .and_then(|()| std::fs::rename(&partial, &path))
+            .map_err(|err| anyhow::anyhow!("cannot write READY_FILE {path:?}: {err}"))
+    }
+
     /// Serves until SIGINT or SIGTERM, then drains both servers and the workers.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         self.run_until(async {
@@ -129,6 +161,7 @@ impl Service {
 
     /// Serves until `stop` resolves or a server fails; says which server stopped and why.
     pub async fn run_until(self, stop: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
+        self.announce_ports()?;
         let (trigger, shutdown) = self.shutdown;
         let mut servers = JoinSet::new();
         if let Some((listener, routes)) = self.http {

@@ -22,6 +22,11 @@ use tonic::service::Routes;
 
 pub use error::Error;
 
+/// Names of user-service's Redis keys (DB 0), for tools and tests that read the layout.
+pub mod keys {
+    pub use crate::store::{SUBSCRIPTION_OUTBOX, user_key};
+}
+
 use crate::{password::PasswordHasher, store::Store, subscriptions::Subscriber};
 
 /// The contract's HTTP port of user-service.

@@ -96,7 +96,7 @@ pub enum UpdateOutcome {
     Changed,
 }
 
-fn user_key(email: &str) -> String {
+pub fn user_key(email: &str) -> String {
     format!("{USER_PREFIX}{email}")
 }
 
