@@ -4,68 +4,43 @@
 //! `success=false`. These are the cases where the service cannot do its job; the cause is
 //! logged in full and the client gets a message that says what failed, nothing internal.
 
-use axum::{
-    http::StatusCode,
-    response::{IntoResponse, Response},
-};
-use service_runtime::http::error_response;
+use service_runtime::error::{ApiError, Kind, kind_of};
 
 /// A failure of message-service itself.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// Redis did not answer, even after retrying: HTTP 503, gRPC `UNAVAILABLE`.
-    #[error("Redis is unavailable")]
+    /// Redis did not answer, even after retrying (503 / `UNAVAILABLE`), or answered with an
+    /// error (500 / `INTERNAL`).
+    #[error("Redis request failed")]
     Redis(#[from] redis::RedisError),
     /// user-service did not answer `CheckUserExists`: gRPC `UNAVAILABLE`.
-    #[error("user-service is unavailable")]
+    #[error("user-service call failed")]
     UserService(#[source] tonic::Status),
     /// Data in Redis that does not have the contract's shape: HTTP 500, gRPC `INTERNAL`.
     #[error("stored data is malformed: {0}")]
     Corrupt(String),
 }
 
-impl Error {
-    /// What the client is told.
-    fn public_message(&self) -> &'static str {
+impl ApiError for Error {
+    fn kind(&self) -> Kind {
         match self {
-            Self::Redis(_) => "message store (Redis) is unavailable; try again later",
+            Self::Redis(err) => kind_of(err),
+            Self::UserService(_) => Kind::Unavailable,
+            Self::Corrupt(_) => Kind::Internal,
+        }
+    }
+
+    fn public_message(&self) -> String {
+        match self {
             Self::UserService(_) => {
-                "user-service is unavailable: cannot check that sender and receiver exist"
+                "user-service is unavailable: cannot check that sender and receiver exist".into()
             }
-            Self::Corrupt(_) => "internal error",
-        }
-    }
-
-    fn log(&self) {
-        match self {
-            Self::Redis(err) => tracing::error!(error = %err, "Redis request failed"),
-            Self::UserService(status) => tracing::error!(
-                code = ?status.code(),
-                error = status.message(),
-                "user-service call failed"
-            ),
-            Self::Corrupt(what) => tracing::error!(error = what, "malformed data in Redis"),
+            Self::Redis(_) if self.kind() == Kind::Unavailable => {
+                "message store (Redis) is unavailable; try again later".into()
+            }
+            Self::Redis(_) | Self::Corrupt(_) => "internal error".into(),
         }
     }
 }
 
-impl From<Error> for tonic::Status {
-    fn from(err: Error) -> Self {
-        err.log();
-        match err {
-            Error::Redis(_) | Error::UserService(_) => Self::unavailable(err.public_message()),
-            Error::Corrupt(_) => Self::internal(err.public_message()),
-        }
-    }
-}
-
-impl IntoResponse for Error {
-    fn into_response(self) -> Response {
-        self.log();
-        let status = match self {
-            Self::Redis(_) | Self::UserService(_) => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Corrupt(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        };
-        error_response(status, self.public_message())
-    }
-}
+service_runtime::api_error_edges!(Error);

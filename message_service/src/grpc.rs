@@ -11,11 +11,13 @@ use proto::{
 };
 use service_runtime::{
     email::Email,
+    grpc_client::GrpcChannel,
     retry::{self, Backoff},
 };
-use tonic::{Code, Request, Response, Status, transport::Channel};
+use tonic::{Code, Request, Response, Status};
 
 use crate::{
+    NotificationOutbox,
     error::Error,
     store::{NewMessage, Store, StoredMessage},
 };
@@ -27,12 +29,21 @@ const USER_CHECK_RETRY_MAX: Duration = Duration::from_millis(400);
 
 pub struct MessageGrpc {
     store: Store,
-    users: UserServiceClient<Channel>,
+    users: UserServiceClient<GrpcChannel>,
+    notifications: NotificationOutbox,
 }
 
 impl MessageGrpc {
-    pub fn new(store: Store, users: UserServiceClient<Channel>) -> Self {
-        Self { store, users }
+    pub fn new(
+        store: Store,
+        users: UserServiceClient<GrpcChannel>,
+        notifications: NotificationOutbox,
+    ) -> Self {
+        Self {
+            store,
+            users,
+            notifications,
+        }
     }
 
     /// Whether user-service knows `email`; a malformed address is nobody's.
@@ -100,7 +111,7 @@ fn reply(success: bool, message: impl Into<String>) -> Response<SendMessageRespo
 impl From<StoredMessage> for Message {
     fn from(stored: StoredMessage) -> Self {
         Self {
-            message_id: Some(stored.id),
+            message_id: Some(stored.id.to_string()),
             sender_email: Some(stored.sender_email),
             receiver_email: Some(stored.receiver_email),
             content: Some(stored.content),
@@ -129,8 +140,15 @@ impl MessageService for MessageGrpc {
                 return Ok(reply(false, refusal));
             }
         };
-        let id = self.store.save(&new).await?;
-        span.record("message_id", id);
+        let saved = self.store.save(&new).await?;
+        span.record("message_id", saved.id);
+        // Created before the answer when notification-service is reachable (read-your-writes);
+        // otherwise the outbox entry written with the message is delivered later.
+        if let Some(entry) = &saved.outbox_entry {
+            self.notifications
+                .deliver_now(entry, saved.notification)
+                .await;
+        }
         tracing::info!("message sent");
         Ok(reply(true, "Message sent"))
     }

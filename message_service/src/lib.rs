@@ -13,13 +13,13 @@ mod store;
 
 use proto::{
     message_service::message_service_server::{MessageServiceServer, SERVICE_NAME},
-    notification_service::notification_service_client::NotificationServiceClient,
     user_service::user_service_client::UserServiceClient,
 };
 use service_runtime::{
     config::{Ports, url_or},
     grpc_client,
     outbox::Outbox,
+    redis_store::Redis,
     server::{Service, ServiceBuilder},
 };
 use tonic::service::Routes;
@@ -29,9 +29,11 @@ pub use error::Error;
 /// Names of message-service's Redis keys (DB 1), for tools and tests that read the layout.
 pub mod keys {
     pub use crate::store::{
-        MESSAGE_ID_COUNTER, NOTIFICATION_OUTBOX, conversation_key, conversations_key, message_key,
-        user_messages_key,
+        MESSAGE_ID_COUNTER, conversation_key, conversations_key, message_key, user_messages_key,
     };
+
+    /// The stream of notifications still to be created.
+    pub const NOTIFICATION_OUTBOX: &str = crate::store::NOTIFICATION_OUTBOX.key();
 }
 
 /// The contract's ports of message-service.
@@ -67,17 +69,20 @@ impl Config {
     }
 }
 
+/// The notification outbox of message-service.
+type NotificationOutbox = Outbox<store::NotificationRequest, notify::Notifier>;
+
 /// Binds message-service's HTTP and gRPC listeners and sets up its notification outbox.
 /// Redis and the peers are connected lazily: the service starts while they are down.
 pub async fn build(config: Config) -> anyhow::Result<Service> {
-    let redis = service_runtime::redis_store::connect(&config.redis_url, REDIS_DB)?;
-    let outbox = Outbox::new(redis.clone(), store::NOTIFICATION_OUTBOX, notify::GROUP);
-    let store = store::Store::new(redis.clone(), outbox.clone());
+    let redis = Redis::connect(&config.redis_url, REDIS_DB)?;
+    let store = store::Store::new(redis.clone());
     let users = UserServiceClient::new(grpc_client::channel(&config.user_service_url)?);
-    let notifications =
-        NotificationServiceClient::new(grpc_client::channel(&config.notification_service_url)?);
+    let notifier = notify::Notifier::new(&config.notification_service_url)?;
+    let outbox: NotificationOutbox =
+        Outbox::new(redis.clone(), &store::NOTIFICATION_OUTBOX, notifier);
 
-    let api = grpc::MessageGrpc::new(store.clone(), users);
+    let api = grpc::MessageGrpc::new(store.clone(), users, outbox.clone());
     ServiceBuilder::new("message-service")
         .redis(redis)
         .http(config.ports.http, http::router(store))
@@ -86,12 +91,7 @@ pub async fn build(config: Config) -> anyhow::Result<Service> {
             Routes::new(MessageServiceServer::new(api)),
             &[SERVICE_NAME],
         )
-        .worker("notification outbox", move |shutdown| {
-            outbox.run(
-                move |payload| notify::deliver(notifications.clone(), payload),
-                shutdown,
-            )
-        })
+        .worker("notification outbox", move |shutdown| outbox.run(shutdown))
         .bind()
         .await
 }

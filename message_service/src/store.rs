@@ -6,78 +6,77 @@
 //! | `message:{id}` | string | JSON `{"id": <number>, "sender_email", "receiver_email", "content", "timestamp"}` |
 //! | `user:{email}:conversations` | set | the user's counterparts |
 //! | `conversation:{a}:{b}` | hash | `user_1`, `user_2`, `last_message_id`, `last_timestamp`, `message_count`; `a` < `b` |
-//! | `user:{email}:messages` | list | additive: ids of the user's messages, ascending |
-//! | `outbox:notifications` | stream | additive: notifications still to be created |
-//! | `message_request:{uuid}` | string | additive: id stored by one `SendMessage` call, kept 60 s so a retried write is recognised |
+//! | `user:{email}:message_ids` | sorted set | additive: ids of the user's messages, scored by id |
+//! | `outbox:notifications` | stream | additive: notifications still to be created (JSON `payload`) |
 //!
 //! One message is one script run: no reader sees a message without its conversation entries,
 //! its index entries or its outbox entry.
 
 use std::sync::LazyLock;
 
-use redis::{AsyncCommands, Script, aio::ConnectionManager};
+use redis::Script;
 use serde::{Deserialize, Deserializer, Serialize};
-use service_runtime::{email::Email, outbox::Outbox, redis_store::retry_transient};
+use service_runtime::{
+    email::Email,
+    outbox::{OutboxStream, PAYLOAD_FIELD},
+    redis_store::Redis,
+};
 
 use crate::error::Error;
 
 pub const MESSAGE_ID_COUNTER: &str = "message_id_counter";
 const MESSAGE_KEY_PREFIX: &str = "message:";
+/// Notifications still to be created, delivered by [`crate::notify`].
+pub const NOTIFICATION_OUTBOX: OutboxStream<NotificationRequest> =
+    OutboxStream::new("outbox:notifications", "message-service");
 
 /// `message:{id}`.
 pub fn message_key(id: u64) -> String {
     format!("{MESSAGE_KEY_PREFIX}{id}")
 }
-/// The stream of notifications still to be created, delivered by [`crate::notify`].
-pub const NOTIFICATION_OUTBOX: &str = "outbox:notifications";
-/// How long a `SendMessage` call is recognised when its write is retried.
-const REQUEST_TTL_SECONDS: u64 = 60;
 
+/// `user:{email}:conversations`.
 pub fn conversations_key(email: &str) -> String {
     format!("user:{email}:conversations")
 }
 
+/// `user:{email}:message_ids`: a sorted set, so concurrent sends whose ids were taken in one
+/// order and stored in another still read back in id order.
 pub fn user_messages_key(email: &str) -> String {
-    format!("user:{email}:messages")
+    format!("user:{email}:message_ids")
 }
 
-fn request_key(request: &uuid::Uuid) -> String {
-    format!("message_request:{request}")
-}
-
-/// The pair's hash: one per pair whichever way the message goes.
+/// The pair's hash, `conversation:{first}:{second}`: one per pair whichever way the message
+/// goes.
 pub fn conversation_key(first: &str, second: &str) -> String {
     format!("conversation:{first}:{second}")
 }
 
-/// Stores one message with everything that belongs to it, atomically. The JSON documents are
-/// built by the caller without `"id"`, which only the script knows; it prepends the id.
-/// Returns the message's id. A repeated request key (a retry whose first attempt did reach
-/// Redis) returns the id already stored and writes nothing.
+/// Stores one message (its id already taken from the counter) with everything that belongs to
+/// it, atomically, and returns the notification outbox entry's id. Finding the message already
+/// there means this very write happened before (a retry after a lost reply): it answers
+/// `repeat` and writes nothing.
 static SEND: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
-        r#"
--- KEYS: 1 counter, 2 request, 3 sender's conversations, 4 receiver's conversations,
---       5 conversation hash, 6 sender's index, 7 receiver's index, 8 outbox stream
--- ARGV: 1 message key prefix, 2 sender, 3 receiver, 4 message JSON without id,
---       5 outbox payload without id, 6 timestamp, 7 request TTL, 8 user_1, 9 user_2,
---       10 outbox payload field
-local repeated = redis.call('GET', KEYS[2])
-if repeated then return tonumber(repeated) end
-local id = redis.call('INCR', KEYS[1])
-redis.call('SET', ARGV[1] .. id, '{"id":' .. id .. ',' .. string.sub(ARGV[4], 2))
+        r"
+-- KEYS: 1 message, 2 sender's conversations, 3 receiver's conversations, 4 conversation hash,
+--       5 sender's index, 6 receiver's index, 7 outbox
+-- ARGV: 1 message JSON, 2 id, 3 sender, 4 receiver, 5 user_1, 6 user_2, 7 timestamp,
+--       8 payload field, 9 payload
+if redis.call('EXISTS', KEYS[1]) == 1 then return 'repeat' end
+redis.call('SET', KEYS[1], ARGV[1])
+redis.call('SADD', KEYS[2], ARGV[4])
 redis.call('SADD', KEYS[3], ARGV[3])
-redis.call('SADD', KEYS[4], ARGV[2])
-redis.call('HSET', KEYS[5], 'user_1', ARGV[8], 'user_2', ARGV[9],
-           'last_message_id', id, 'last_timestamp', ARGV[6])
-redis.call('HINCRBY', KEYS[5], 'message_count', 1)
-redis.call('RPUSH', KEYS[6], id)
-if KEYS[7] ~= KEYS[6] then redis.call('RPUSH', KEYS[7], id) end
-redis.call('XADD', KEYS[8], '*', ARGV[10],
-           '{"notification_id":"message-' .. id .. '",' .. string.sub(ARGV[5], 2))
-redis.call('SET', KEYS[2], id, 'EX', ARGV[7])
-return id
-"#,
+redis.call('HSET', KEYS[4], 'user_1', ARGV[5], 'user_2', ARGV[6])
+local last = tonumber(redis.call('HGET', KEYS[4], 'last_message_id') or '0') or 0
+if last < tonumber(ARGV[2]) then
+  redis.call('HSET', KEYS[4], 'last_message_id', ARGV[2], 'last_timestamp', ARGV[7])
+end
+redis.call('HINCRBY', KEYS[4], 'message_count', 1)
+redis.call('ZADD', KEYS[5], ARGV[2], ARGV[2])
+redis.call('ZADD', KEYS[6], ARGV[2], ARGV[2])
+return redis.call('XADD', KEYS[7], '*', ARGV[8], ARGV[9])
+",
     )
 });
 
@@ -87,7 +86,7 @@ static MESSAGES_OF: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
 -- KEYS: 1 the user's index; ARGV: 1 message key prefix
-local ids = redis.call('LRANGE', KEYS[1], 0, -1)
+local ids = redis.call('ZRANGE', KEYS[1], 0, -1)
 local found = {}
 for first = 1, #ids, 1000 do
   local keys = {}
@@ -108,48 +107,56 @@ pub struct NewMessage {
     pub content: String,
 }
 
-/// A message as stored under `message:{id}`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+/// A message as stored under `message:{id}`: written and read by this one type.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoredMessage {
-    /// A number in what this port writes; a string is accepted too.
-    #[serde(deserialize_with = "number_or_string")]
-    pub id: String,
+    /// A number; a numeric string (as other writers may store it) is read too.
+    #[serde(deserialize_with = "number_or_numeric_string")]
+    pub id: u64,
     pub sender_email: String,
     pub receiver_email: String,
     pub content: String,
     pub timestamp: String,
 }
 
-#[derive(Serialize)]
-struct MessageFields<'a> {
-    sender_email: &'a str,
-    receiver_email: &'a str,
-    content: &'a str,
-    timestamp: &'a str,
+/// One notification outbox entry: the notification a stored message asks for.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NotificationRequest {
+    pub notification_id: String,
+    pub sender_email: String,
+    pub receiver_email: String,
 }
 
-#[derive(Serialize)]
-struct OutboxFields<'a> {
-    sender_email: &'a str,
-    receiver_email: &'a str,
+/// What [`Store::save`] wrote.
+#[derive(Debug)]
+pub struct Saved {
+    pub id: u64,
+    /// The notification outbox entry; `None` when this write had happened already.
+    pub outbox_entry: Option<String>,
+    pub notification: NotificationRequest,
 }
 
 /// message-service's storage; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
-    redis: ConnectionManager,
-    outbox: Outbox,
+    redis: Redis,
 }
 
 impl Store {
-    pub fn new(redis: ConnectionManager, outbox: Outbox) -> Self {
-        Self { redis, outbox }
+    pub fn new(redis: Redis) -> Self {
+        Self { redis }
     }
 
-    /// Stores `message` (with its conversation entries, index entries and notification outbox
-    /// entry, atomically), wakes the outbox worker and returns the new id.
+    /// Stores `message` with its conversation entries, index entries and notification outbox
+    /// entry, atomically, under a new id from the counter.
     #[tracing::instrument(skip_all, fields(sender_email = %message.sender, receiver_email = %message.receiver))]
-    pub async fn save(&self, message: &NewMessage) -> Result<u64, Error> {
+    pub async fn save(&self, message: &NewMessage) -> Result<Saved, Error> {
+        // Taken first, so the message's JSON is built here by its one serializer. A retried
+        // INCR may skip a number; ids stay unique.
+        let id: u64 = self
+            .redis
+            .query(redis::cmd("INCR").arg(MESSAGE_ID_COUNTER))
+            .await?;
         let timestamp = service_runtime::time::now_rfc3339();
         let (sender, receiver) = (&message.sender, &message.receiver);
         let (first, second) = if sender <= receiver {
@@ -157,46 +164,46 @@ impl Store {
         } else {
             (receiver, sender)
         };
-        let body = to_json(&MessageFields {
-            sender_email: sender.as_str(),
-            receiver_email: receiver.as_str(),
-            content: &message.content,
-            timestamp: &timestamp,
+        let stored = to_json(&StoredMessage {
+            id,
+            sender_email: sender.to_string(),
+            receiver_email: receiver.to_string(),
+            content: message.content.clone(),
+            timestamp: timestamp.clone(),
         })?;
-        let payload = to_json(&OutboxFields {
-            sender_email: sender.as_str(),
-            receiver_email: receiver.as_str(),
-        })?;
-        let request = uuid::Uuid::new_v4();
+        let notification = NotificationRequest {
+            notification_id: format!("message-{id}"),
+            sender_email: sender.to_string(),
+            receiver_email: receiver.to_string(),
+        };
+        let payload = NOTIFICATION_OUTBOX
+            .encode(&notification)
+            .map_err(|err| Error::Corrupt(format!("cannot encode JSON: {err}")))?;
         let mut invocation = SEND.prepare_invoke();
         invocation
-            .key(MESSAGE_ID_COUNTER)
-            .key(request_key(&request))
+            .key(message_key(id))
             .key(conversations_key(sender.as_str()))
             .key(conversations_key(receiver.as_str()))
             .key(conversation_key(first.as_str(), second.as_str()))
             .key(user_messages_key(sender.as_str()))
             .key(user_messages_key(receiver.as_str()))
-            .key(self.outbox.stream_key())
-            .arg(MESSAGE_KEY_PREFIX)
+            .key(NOTIFICATION_OUTBOX.key())
+            .arg(stored)
+            .arg(id)
             .arg(sender.as_str())
             .arg(receiver.as_str())
-            .arg(body)
-            .arg(payload)
-            .arg(&timestamp)
-            .arg(REQUEST_TTL_SECONDS)
             .arg(first.as_str())
             .arg(second.as_str())
-            .arg(Outbox::payload_field());
-        let invocation = &invocation;
-        let id: u64 = retry_transient(|| {
-            let mut redis = self.redis.clone();
-            async move { invocation.invoke_async(&mut redis).await }
-        })
-        .await?;
-        self.outbox.wake();
+            .arg(&timestamp)
+            .arg(PAYLOAD_FIELD)
+            .arg(payload);
+        let entry: String = self.redis.invoke(&invocation).await?;
         tracing::debug!(message_id = id, "message stored");
-        Ok(id)
+        Ok(Saved {
+            id,
+            outbox_entry: (entry != "repeat").then_some(entry),
+            notification,
+        })
     }
 
     /// Every message `email` sent or received, oldest first; none for an unknown user.
@@ -206,12 +213,7 @@ impl Store {
         invocation
             .key(user_messages_key(email))
             .arg(MESSAGE_KEY_PREFIX);
-        let invocation = &invocation;
-        let found: Vec<Option<String>> = retry_transient(|| {
-            let mut redis = self.redis.clone();
-            async move { invocation.invoke_async(&mut redis).await }
-        })
-        .await?;
+        let found: Vec<Option<String>> = self.redis.invoke(&invocation).await?;
         let listed = found.len();
         let messages: Vec<String> = found.into_iter().flatten().collect();
         if messages.len() < listed {
@@ -234,13 +236,10 @@ impl Store {
     /// The counterparts `email` has exchanged messages with, sorted; none for an unknown user.
     #[tracing::instrument(skip_all, fields(user_email = email))]
     pub async fn conversations_of(&self, email: &str) -> Result<Vec<String>, Error> {
-        let key = conversations_key(email);
-        let mut counterparts: Vec<String> = retry_transient(|| {
-            let mut redis = self.redis.clone();
-            let key = &key;
-            async move { redis.smembers(key).await }
-        })
-        .await?;
+        let mut counterparts: Vec<String> = self
+            .redis
+            .query(redis::cmd("SMEMBERS").arg(conversations_key(email)))
+            .await?;
         counterparts.sort();
         Ok(counterparts)
     }
@@ -250,15 +249,15 @@ fn to_json(value: &impl Serialize) -> Result<String, Error> {
     serde_json::to_string(value).map_err(|err| Error::Corrupt(format!("cannot encode JSON: {err}")))
 }
 
-fn number_or_string<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+fn number_or_numeric_string<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum Id {
         Number(u64),
         Text(String),
     }
-    Ok(match Id::deserialize(deserializer)? {
-        Id::Number(n) => n.to_string(),
-        Id::Text(text) => text,
-    })
+    match Id::deserialize(deserializer)? {
+        Id::Number(n) => Ok(n),
+        Id::Text(text) => text.parse().map_err(serde::de::Error::custom),
+    }
 }

@@ -6,18 +6,23 @@ use proto::notification_service::{
     UnsubscribeUserRequest, UnsubscribeUserResponse,
     notification_service_server::NotificationService,
 };
-use service_runtime::email::Email;
+use service_runtime::{email::Email, request_id};
 use tonic::{Request, Response, Status};
+use tracing::Instrument;
 
-use crate::store::{Created, Store};
+use crate::{
+    FrontendOutbox,
+    store::{Created, Store},
+};
 
 pub struct NotificationGrpc {
     store: Store,
+    frontend: FrontendOutbox,
 }
 
 impl NotificationGrpc {
-    pub fn new(store: Store) -> Self {
-        Self { store }
+    pub fn new(store: Store, frontend: FrontendOutbox) -> Self {
+        Self { store, frontend }
     }
 }
 
@@ -58,7 +63,17 @@ impl NotificationService for NotificationGrpc {
         span.record("notification_id", id.as_str());
         let created = self.store.create(&receiver, &sender, id).await?;
         match created {
-            Created::New => tracing::info!("notification created"),
+            Created::New {
+                notification,
+                outbox_entry,
+            } => {
+                tracing::info!("notification created");
+                // The answer does not wait for the push (only storing is promised); it starts
+                // now rather than when the outbox worker next looks.
+                let frontend = self.frontend.clone();
+                let push = async move { frontend.deliver_now(&outbox_entry, notification).await };
+                tokio::spawn(request_id::carry(push).in_current_span());
+            }
             Created::Repeated => tracing::info!("notification already stored; repeat ignored"),
             Created::NotSubscribed => return refused("receiver is not subscribed"),
         }

@@ -11,14 +11,13 @@ mod http;
 mod push;
 mod store;
 
-use proto::{
-    frontend_service::frontend_service_client::FrontendServiceClient,
-    notification_service::notification_service_server::{NotificationServiceServer, SERVICE_NAME},
+use proto::notification_service::notification_service_server::{
+    NotificationServiceServer, SERVICE_NAME,
 };
 use service_runtime::{
     config::{Ports, url_or},
-    grpc_client,
     outbox::Outbox,
+    redis_store::Redis,
     server::{Service, ServiceBuilder},
 };
 use tonic::service::Routes;
@@ -27,9 +26,10 @@ pub use error::Error;
 
 /// Names of notification-service's Redis keys (DB 2), for tools and tests that read the layout.
 pub mod keys {
-    pub use crate::store::{
-        FRONTEND_OUTBOX, SUBSCRIPTIONS, notification_ids_key, notifications_key,
-    };
+    pub use crate::store::{SUBSCRIPTIONS, notification_ids_key, notifications_key};
+
+    /// The stream of notifications still to be pushed to frontend-service.
+    pub const FRONTEND_OUTBOX: &str = crate::store::FRONTEND_OUTBOX.key();
 }
 
 /// The contract's ports of notification-service.
@@ -62,15 +62,18 @@ impl Config {
     }
 }
 
+/// The frontend outbox of notification-service.
+type FrontendOutbox = Outbox<store::StoredNotification, push::Pusher>;
+
 /// Binds notification-service's HTTP and gRPC listeners and sets up its frontend outbox.
 /// Redis and frontend-service are connected lazily: the service starts while they are down.
 pub async fn build(config: Config) -> anyhow::Result<Service> {
-    let redis = service_runtime::redis_store::connect(&config.redis_url, REDIS_DB)?;
-    let outbox = Outbox::new(redis.clone(), store::FRONTEND_OUTBOX, push::GROUP);
-    let store = store::Store::new(redis.clone(), outbox.clone());
-    let frontend = FrontendServiceClient::new(grpc_client::channel(&config.frontend_service_url)?);
+    let redis = Redis::connect(&config.redis_url, REDIS_DB)?;
+    let store = store::Store::new(redis.clone());
+    let pusher = push::Pusher::new(&config.frontend_service_url)?;
+    let outbox: FrontendOutbox = Outbox::new(redis.clone(), &store::FRONTEND_OUTBOX, pusher);
 
-    let api = grpc::NotificationGrpc::new(store.clone());
+    let api = grpc::NotificationGrpc::new(store.clone(), outbox.clone());
     ServiceBuilder::new("notification-service")
         .redis(redis)
         .http(config.ports.http, http::router(store))
@@ -79,12 +82,7 @@ pub async fn build(config: Config) -> anyhow::Result<Service> {
             Routes::new(NotificationServiceServer::new(api)),
             &[SERVICE_NAME],
         )
-        .worker("frontend outbox", move |shutdown| {
-            outbox.run(
-                move |payload| push::deliver(frontend.clone(), payload),
-                shutdown,
-            )
-        })
+        .worker("frontend outbox", move |shutdown| outbox.run(shutdown))
         .bind()
         .await
 }

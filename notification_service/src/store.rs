@@ -13,16 +13,21 @@
 
 use std::sync::LazyLock;
 
-use redis::{AsyncCommands, Script, aio::ConnectionManager};
+use redis::Script;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use service_runtime::{email::Email, outbox::Outbox, redis_store::retry_transient};
+use service_runtime::{
+    email::Email,
+    outbox::{OutboxStream, PAYLOAD_FIELD},
+    redis_store::Redis,
+};
 
 use crate::error::Error;
 
 pub const SUBSCRIPTIONS: &str = "subscriptions";
-/// The stream of notifications still to be pushed, delivered by [`crate::push`].
-pub const FRONTEND_OUTBOX: &str = "outbox:frontend";
+/// Notifications still to be pushed to frontend-service, delivered by [`crate::push`].
+pub const FRONTEND_OUTBOX: OutboxStream<StoredNotification> =
+    OutboxStream::new("outbox:frontend", "notification-service");
 
 pub fn notifications_key(email: &str) -> String {
     format!("notifications:{email}")
@@ -32,22 +37,23 @@ pub fn notification_ids_key(email: &str) -> String {
     format!("notification_ids:{email}")
 }
 
-/// Returns 1 when stored, 2 when the id was stored before (nothing written), 0 when the
-/// receiver is not subscribed (nothing written).
+/// Returns the outbox entry's id when stored, `repeat` when the id was stored before (nothing
+/// written), `unsubscribed` when the receiver is not subscribed (nothing written).
 static CREATE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
 -- KEYS: 1 subscriptions, 2 receiver's notification ids, 3 receiver's notifications, 4 outbox
 -- ARGV: 1 receiver, 2 notification id, 3 notification JSON, 4 outbox payload field
-if redis.call('SISMEMBER', KEYS[2], ARGV[2]) == 1 then return 2 end
+if redis.call('SISMEMBER', KEYS[2], ARGV[2]) == 1 then return 'repeat' end
 local subscription = redis.call('HGET', KEYS[1], ARGV[1])
-if not subscription then return 0 end
+if not subscription then return 'unsubscribed' end
 local ok, decoded = pcall(cjson.decode, subscription)
-if not ok or type(decoded) ~= 'table' or decoded['subscribed'] ~= true then return 0 end
+if not ok or type(decoded) ~= 'table' or decoded['subscribed'] ~= true then
+  return 'unsubscribed'
+end
 redis.call('SADD', KEYS[2], ARGV[2])
 redis.call('LPUSH', KEYS[3], ARGV[3])
-redis.call('XADD', KEYS[4], '*', ARGV[4], ARGV[3])
-return 1
+return redis.call('XADD', KEYS[4], '*', ARGV[4], ARGV[3])
 ",
     )
 });
@@ -72,10 +78,13 @@ struct Subscription {
 }
 
 /// What became of a notification handed to [`Store::create`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Created {
-    /// Stored and queued for frontend-service.
-    New,
+    /// Stored and queued for frontend-service as this outbox entry.
+    New {
+        notification: StoredNotification,
+        outbox_entry: String,
+    },
     /// Its id was stored before: nothing written.
     Repeated,
     /// The receiver is not subscribed: nothing written.
@@ -85,17 +94,16 @@ pub enum Created {
 /// notification-service's storage; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
-    redis: ConnectionManager,
-    outbox: Outbox,
+    redis: Redis,
 }
 
 impl Store {
-    pub fn new(redis: ConnectionManager, outbox: Outbox) -> Self {
-        Self { redis, outbox }
+    pub fn new(redis: Redis) -> Self {
+        Self { redis }
     }
 
-    /// Stores `notification` for its receiver if they are subscribed and it is not a repeat,
-    /// queues its push to frontend-service, and wakes the outbox worker.
+    /// Stores a notification for `receiver` if they are subscribed and `notification_id` is
+    /// not a repeat, and queues its push to frontend-service, atomically.
     #[tracing::instrument(skip_all, fields(receiver_email = %receiver, notification_id))]
     pub async fn create(
         &self,
@@ -111,31 +119,27 @@ impl Store {
             read: false,
             notification_id: Some(notification_id.clone()),
         };
-        let json = serde_json::to_string(&notification)
+        let json = FRONTEND_OUTBOX
+            .encode(&notification)
             .map_err(|err| Error::Corrupt(format!("cannot encode a notification: {err}")))?;
         let mut invocation = CREATE.prepare_invoke();
         invocation
             .key(SUBSCRIPTIONS)
             .key(notification_ids_key(receiver.as_str()))
             .key(notifications_key(receiver.as_str()))
-            .key(self.outbox.stream_key())
+            .key(FRONTEND_OUTBOX.key())
             .arg(receiver.as_str())
             .arg(&notification_id)
             .arg(json)
-            .arg(Outbox::payload_field());
-        let invocation = &invocation;
-        let outcome: u8 = retry_transient(|| {
-            let mut redis = self.redis.clone();
-            async move { invocation.invoke_async(&mut redis).await }
-        })
-        .await?;
-        Ok(match outcome {
-            1 => {
-                self.outbox.wake();
-                Created::New
-            }
-            2 => Created::Repeated,
-            _ => Created::NotSubscribed,
+            .arg(PAYLOAD_FIELD);
+        let outcome: String = self.redis.invoke(&invocation).await?;
+        Ok(match outcome.as_str() {
+            "repeat" => Created::Repeated,
+            "unsubscribed" => Created::NotSubscribed,
+            _ => Created::New {
+                notification,
+                outbox_entry: outcome,
+            },
         })
     }
 
@@ -147,27 +151,24 @@ impl Store {
             subscribed,
         })
         .map_err(|err| Error::Corrupt(format!("cannot encode a subscription: {err}")))?;
-        let value = &value;
-        retry_transient(|| {
-            let mut redis = self.redis.clone();
-            async move {
-                redis
-                    .hset::<_, _, _, ()>(SUBSCRIPTIONS, email.as_str(), value)
-                    .await
-            }
-        })
-        .await?;
+        self.redis
+            .query::<()>(
+                redis::cmd("HSET")
+                    .arg(SUBSCRIPTIONS)
+                    .arg(email.as_str())
+                    .arg(value),
+            )
+            .await?;
         Ok(())
     }
 
     /// Whether `email` is subscribed; an unknown user is not.
     #[tracing::instrument(skip_all, fields(user_email = %email))]
     pub async fn is_subscribed(&self, email: &Email) -> Result<bool, Error> {
-        let stored: Option<String> = retry_transient(|| {
-            let mut redis = self.redis.clone();
-            async move { redis.hget(SUBSCRIPTIONS, email.as_str()).await }
-        })
-        .await?;
+        let stored: Option<String> = self
+            .redis
+            .query(redis::cmd("HGET").arg(SUBSCRIPTIONS).arg(email.as_str()))
+            .await?;
         let Some(stored) = stored else {
             return Ok(false);
         };
@@ -179,13 +180,15 @@ impl Store {
     /// The receiver's notifications, newest first, as stored (each a JSON object).
     #[tracing::instrument(skip_all, fields(user_email = email))]
     pub async fn notifications_of(&self, email: &str) -> Result<Vec<Value>, Error> {
-        let key = notifications_key(email);
-        let key = &key;
-        let stored: Vec<String> = retry_transient(|| {
-            let mut redis = self.redis.clone();
-            async move { redis.lrange(key, 0, -1).await }
-        })
-        .await?;
+        let stored: Vec<String> = self
+            .redis
+            .query(
+                redis::cmd("LRANGE")
+                    .arg(notifications_key(email))
+                    .arg(0)
+                    .arg(-1),
+            )
+            .await?;
         stored
             .into_iter()
             .map(|json| match serde_json::from_str::<Value>(&json) {

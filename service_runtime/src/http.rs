@@ -14,9 +14,10 @@ use axum::{
     response::{IntoResponse, Response},
     routing::get,
 };
-use redis::aio::ConnectionManager;
 use serde::{Deserialize, de::DeserializeOwned};
 use serde_json::json;
+
+use crate::redis_store::Redis;
 
 /// Largest request body accepted; the contract's bodies are a few hundred bytes.
 pub const BODY_LIMIT_BYTES: usize = 64 * 1024;
@@ -101,17 +102,18 @@ impl<S: Send + Sync> FromRequest<S> for EmailParam {
 
 /// Wraps a service's routes with what every HTTP server has: `GET /health`, the body limit
 /// and a JSON 404.
-pub fn with_common_routes(routes: Router, redis: Option<ConnectionManager>) -> Router {
+pub fn with_common_routes(routes: Router, redis: Option<Redis>) -> Router {
     routes
         .route("/health", get(move || health(redis.clone())))
         .fallback(|| async { error_response(StatusCode::NOT_FOUND, "no such endpoint") })
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
+        .layer(axum::middleware::from_fn(crate::telemetry::http_request))
 }
 
 /// 200 when Redis answers, 503 when it does not.
-async fn health(redis: Option<ConnectionManager>) -> Response {
+async fn health(redis: Option<Redis>) -> Response {
     let redis_up = match &redis {
-        Some(connection) => crate::redis_store::is_reachable(connection).await,
+        Some(redis) => redis.is_reachable().await,
         None => true,
     };
     let status = if redis_up {

@@ -6,10 +6,12 @@
 
 pub mod config;
 pub mod email;
+pub mod error;
 pub mod grpc_client;
 pub mod http;
 pub mod outbox;
 pub mod redis_store;
+pub mod request_id;
 pub mod retry;
 pub mod server;
 pub mod shutdown;

@@ -1,49 +1,80 @@
-//! A durable outbox: work that must reach a peer service.
+//! A durable outbox: work that must reach a peer service, delivered inline first and by a
+//! worker when that did not succeed.
 //!
 //! The work is recorded as an entry of a Redis stream **in the same atomic step** as the write
-//! it belongs to (the service's Lua script runs `XADD` with [`Outbox::stream_key`] and
-//! [`Outbox::payload_field`]), so it exists exactly when that write does. A
-//! worker reads the stream through a consumer group and hands each entry to a delivery
-//! function, retrying with backoff until the peer accepts it; only then is the entry
-//! acknowledged and deleted. Entries survive a restart of the service (they live in Redis), and
-//! entries left in flight by a crashed worker are re-read on start or claimed after
-//! [`CLAIM_IDLE`]. Delivery is therefore at-least-once: peers recognise repeats by the stable
-//! id the payload carries.
+//! it belongs to: the service's Lua script runs
+//! `XADD <OutboxStream::key> * <PAYLOAD_FIELD> <payload JSON>` and returns the entry's id. The
+//! payload is a typed value serialized in Rust ([`OutboxStream::encode`]); scripts never build
+//! JSON.
 //!
-//! A caller that wants to answer only once its entry has reached the peer registers a
-//! [`DeliveryWaiter`] with [`Outbox::watch_delivery`] *before* its write and waits on it after
-//! (bounded); the entry stays durable whether or not the wait succeeds.
+//! Then the request that wrote it tries the delivery itself ([`Outbox::deliver_now`], with a
+//! short deadline) and deletes the entry once the peer took it, so when the peer is up the
+//! answer already means "delivered" — on whichever replica the request ran. When the peer is
+//! down or slow, the entry stays and a worker ([`Outbox::run`]) delivers it: it reads the
+//! stream through a consumer group, leaves an entry alone for [`INLINE_GRACE`] (its request may
+//! still be delivering it), then retries with backoff until the peer accepts it; only then is
+//! the entry acknowledged and deleted. Entries survive restarts (they live in Redis), entries
+//! left in flight by a crashed worker are re-read on start or claimed after [`CLAIM_IDLE`].
+//! Delivery is therefore at-least-once: peers recognise repeats by the stable id the payload
+//! carries.
 
-use std::{
-    collections::HashMap,
-    future::Future,
-    sync::{
-        Arc, Mutex, MutexGuard, PoisonError,
-        atomic::{AtomicU64, Ordering},
-    },
-    time::Duration,
-};
+use std::{future::Future, marker::PhantomData, sync::Arc, time::Duration};
 
 use futures::future::join_all;
 use redis::{
     AsyncCommands,
     aio::ConnectionManager,
-    streams::{StreamAutoClaimOptions, StreamId, StreamReadOptions, StreamReadReply},
+    streams::{
+        StreamAutoClaimOptions, StreamId, StreamRangeReply, StreamReadOptions, StreamReadReply,
+    },
 };
-use tokio::sync::{Notify, oneshot};
+use serde::{Serialize, de::DeserializeOwned};
 
-use crate::{retry::Backoff, shutdown::Shutdown};
+use crate::{redis_store::Redis, retry::Backoff, shutdown::Shutdown};
 
-/// The stream field holding an entry's payload.
-const PAYLOAD_FIELD: &str = "payload";
+/// The stream field holding an entry's payload (pass it to the script that writes the entry).
+pub const PAYLOAD_FIELD: &str = "payload";
+/// How long the inline delivery of a request may take before the request answers anyway.
+pub const INLINE_DEADLINE: Duration = Duration::from_secs(1);
+/// How old an entry must be before the worker delivers it: longer than [`INLINE_DEADLINE`], so
+/// the worker does not race the request that is delivering it inline.
+pub const INLINE_GRACE: Duration = Duration::from_secs(2);
 /// Entries read and delivered concurrently per round.
 const BATCH: usize = 128;
-/// How often the stream is polled when nothing woke the worker (entries from other processes).
-const POLL_INTERVAL: Duration = Duration::from_secs(1);
+/// How often the stream is polled for entries.
+const POLL_INTERVAL: Duration = Duration::from_millis(500);
 /// An entry in flight this long without acknowledgement is taken over from its consumer.
 const CLAIM_IDLE: Duration = Duration::from_secs(30);
 const RETRY_MIN: Duration = Duration::from_millis(50);
 const RETRY_MAX: Duration = Duration::from_secs(2);
+
+/// An outbox stream: its key, the consumer group that delivers it and its payload type,
+/// declared together as a `const` in the service's `store.rs`.
+pub struct OutboxStream<P> {
+    key: &'static str,
+    group: &'static str,
+    payload: PhantomData<fn() -> P>,
+}
+
+impl<P: Serialize + DeserializeOwned> OutboxStream<P> {
+    pub const fn new(key: &'static str, group: &'static str) -> Self {
+        Self {
+            key,
+            group,
+            payload: PhantomData,
+        }
+    }
+
+    /// The stream's key, for the script that writes entries (pass it in `KEYS`).
+    pub const fn key(&self) -> &'static str {
+        self.key
+    }
+
+    /// The payload as the script writes it under [`PAYLOAD_FIELD`].
+    pub fn encode(&self, payload: &P) -> serde_json::Result<String> {
+        serde_json::to_string(payload)
+    }
+}
 
 /// What became of one delivery attempt.
 #[derive(Debug)]
@@ -52,7 +83,7 @@ pub enum Delivery {
     Done,
     /// The peer could not take it now (down, slow, erroring): try again later.
     Retry(String),
-    /// The entry can never be delivered (it does not parse): log it and drop it.
+    /// The entry can never be delivered: log it and drop it.
     Reject(String),
 }
 
@@ -70,68 +101,99 @@ impl Delivery {
     }
 }
 
-/// One outbox stream and the consumer group that delivers it.
-#[derive(Clone)]
-pub struct Outbox {
-    redis: ConnectionManager,
-    stream: &'static str,
-    group: &'static str,
-    consumer: String,
-    wake: Arc<Notify>,
-    watchers: Arc<Watchers>,
+/// How an outbox's payloads reach the peer; the same for the inline try and the worker.
+pub trait Deliver<P>: Send + Sync + 'static {
+    fn deliver(&self, payload: P) -> impl Future<Output = Delivery> + Send;
 }
 
-impl Outbox {
-    /// The outbox in stream `stream`, delivered by consumer group `group`. The consumer name is
-    /// the host name when there is one, so each replica re-reads its own in-flight entries.
-    pub fn new(redis: ConnectionManager, stream: &'static str, group: &'static str) -> Self {
-        let consumer = crate::config::var("HOSTNAME").unwrap_or_else(|| group.to_owned());
+/// One outbox stream with its delivery; cheap to clone.
+pub struct Outbox<P, D> {
+    redis: Redis,
+    key: &'static str,
+    group: &'static str,
+    consumer: Arc<str>,
+    deliver: Arc<D>,
+    payload: PhantomData<fn() -> P>,
+}
+
+impl<P, D> Clone for Outbox<P, D> {
+    fn clone(&self) -> Self {
+        Self {
+            redis: self.redis.clone(),
+            key: self.key,
+            group: self.group,
+            consumer: Arc::clone(&self.consumer),
+            deliver: Arc::clone(&self.deliver),
+            payload: PhantomData,
+        }
+    }
+}
+
+impl<P, D> Outbox<P, D>
+where
+    P: Serialize + DeserializeOwned + Send + 'static,
+    D: Deliver<P>,
+{
+    /// The outbox of `stream`, delivered by `deliver`. The worker's consumer name is the host
+    /// name plus the process id, unique per process, so each replica re-reads only its own
+    /// in-flight entries.
+    pub fn new(redis: Redis, stream: &OutboxStream<P>, deliver: D) -> Self {
+        let host = crate::config::var("HOSTNAME").unwrap_or_else(|| "localhost".to_owned());
         Self {
             redis,
-            stream,
-            group,
-            consumer,
-            wake: Arc::new(Notify::new()),
-            watchers: Arc::default(),
+            key: stream.key,
+            group: stream.group,
+            consumer: format!("{host}-{}", std::process::id()).into(),
+            deliver: Arc::new(deliver),
+            payload: PhantomData,
         }
     }
 
-    /// The stream's key, for writes done by a Lua script (pass it in `KEYS`).
-    pub fn stream_key(&self) -> &'static str {
-        self.stream
+    /// Delivers the payload of the just-written entry `entry_id` at once, for at most
+    /// [`INLINE_DEADLINE`]; deletes the entry when the peer took it (or refused it for good).
+    /// Returns whether the peer took it. Otherwise the entry stays and the worker delivers it.
+    pub async fn deliver_now(&self, entry_id: &str, payload: P) -> bool {
+        let outcome = tokio::time::timeout(INLINE_DEADLINE, self.deliver.deliver(payload)).await;
+        let delivered = match outcome {
+            Ok(Delivery::Done) => true,
+            Ok(Delivery::Reject(reason)) => {
+                tracing::warn!(
+                    stream = self.key,
+                    id = entry_id,
+                    reason,
+                    "outbox entry rejected; dropped"
+                );
+                false
+            }
+            Ok(Delivery::Retry(reason)) => {
+                tracing::warn!(
+                    stream = self.key,
+                    id = entry_id,
+                    reason,
+                    "inline delivery failed; the outbox worker retries it"
+                );
+                return false;
+            }
+            Err(_) => {
+                tracing::warn!(stream = self.key, id = entry_id, deadline = ?INLINE_DEADLINE, "inline delivery timed out; the outbox worker retries it");
+                return false;
+            }
+        };
+        // Once deleted the worker skips it; if deleting fails it is delivered again, harmlessly.
+        let deleted: redis::RedisResult<i64> = self
+            .redis
+            .query(redis::cmd("XDEL").arg(self.key).arg(entry_id))
+            .await;
+        if let Err(err) = deleted {
+            tracing::warn!(stream = self.key, id = entry_id, error = %err, "delivered entry not deleted; it will be delivered again");
+        }
+        delivered
     }
 
-    /// The field a Lua script writes the payload under: `XADD <stream_key> * <this> <payload>`.
-    pub fn payload_field() -> &'static str {
-        PAYLOAD_FIELD
-    }
-
-    /// Starts delivering now rather than at the next poll; call after an enqueue committed.
-    pub fn wake(&self) {
-        self.wake.notify_one();
-    }
-
-    /// A waiter for the delivery of the entry whose payload is exactly `payload`. Register it
-    /// **before** the write that enqueues the entry runs, so no delivery can slip in between;
-    /// then wake the worker and [`DeliveryWaiter::wait`]. Dropping the waiter (after a timeout,
-    /// or because the write did not enqueue after all) unregisters it.
-    ///
-    /// The payload is the key: it must be unique among the entries pending at the same time,
-    /// or any entry with an identical payload resolves the waiter — harmless only where
-    /// identical payloads mean identical, idempotent work. Only deliveries made by this
-    /// process (a [`Outbox::run`] of a clone of this outbox) are seen: if another replica's
-    /// worker delivers the entry, the wait runs into its timeout.
-    pub fn watch_delivery(&self, payload: &str) -> DeliveryWaiter {
-        self.watchers.register(payload)
-    }
-
-    /// Delivers entries with `deliver` until `shutdown`. Entries still in flight at shutdown
-    /// stay in the stream and are delivered by the next run.
-    pub async fn run<F, Fut>(mut self, deliver: F, shutdown: Shutdown)
-    where
-        F: Fn(String) -> Fut,
-        Fut: Future<Output = Delivery>,
-    {
+    /// Delivers entries the inline try left until `shutdown`. Entries still in flight at
+    /// shutdown stay in the stream and are delivered by the next run.
+    pub async fn run(self, shutdown: Shutdown) {
+        let mut redis = self.redis.connection();
         let mut backoff = Backoff::new(RETRY_MIN, RETRY_MAX);
         // After a (re)start, first re-deliver what this consumer had in flight.
         let mut own_pending_first = true;
@@ -141,17 +203,17 @@ impl Outbox {
         while !shutdown.is_triggered() {
             let round = async {
                 if !group_ready {
-                    self.ensure_group().await?;
+                    self.ensure_group(&mut redis).await?;
                     group_ready = true;
                 }
                 let mut entries = if own_pending_first {
-                    self.read("0").await?
+                    self.read(&mut redis, "0").await?
                 } else {
-                    self.read(">").await?
+                    self.read(&mut redis, ">").await?
                 };
                 if entries.is_empty() && tokio::time::Instant::now() >= claim_due {
                     claim_due = tokio::time::Instant::now() + CLAIM_IDLE;
-                    entries = self.claim_stale().await?;
+                    entries = self.claim_stale(&mut redis).await?;
                 }
                 anyhow::Ok(entries)
             };
@@ -166,7 +228,7 @@ impl Outbox {
                     // our pending list, where only re-reading it (not `>`) finds them before
                     // they are claimed as stale.
                     own_pending_first = true;
-                    tracing::warn!(stream = self.stream, error = %err, "outbox read failed; retrying");
+                    tracing::warn!(stream = self.key, error = %err, "outbox read failed; retrying");
                     sleep_or_shutdown(backoff.next_delay(), &shutdown).await;
                     continue;
                 }
@@ -176,88 +238,72 @@ impl Outbox {
                     own_pending_first = false;
                     continue;
                 }
-                tokio::select! {
-                    () = self.wake.notified() => {}
-                    () = tokio::time::sleep(POLL_INTERVAL) => {}
-                    () = shutdown.clone().wait() => {}
-                }
+                sleep_or_shutdown(POLL_INTERVAL, &shutdown).await;
                 continue;
             }
             let delivered = join_all(
                 entries
                     .into_iter()
-                    .map(|entry| self.deliver_one(entry, &deliver, &shutdown)),
+                    .map(|entry| self.deliver_one(entry, &shutdown)),
             )
             .await;
-            let finished: Vec<Finished> = delivered.into_iter().flatten().collect();
-            let ids: Vec<&str> = finished.iter().map(|entry| entry.id.as_str()).collect();
-            match self.acknowledge(&ids).await {
-                Ok(()) => {
-                    for entry in finished {
-                        if let Some((payload, delivered)) = entry.outcome {
-                            self.watchers.resolve(&payload, delivered);
-                        }
-                    }
-                }
-                Err(err) => {
-                    // They stay pending for us and are re-read (and recognised as repeats by the
-                    // peer); their waiters are resolved when a later acknowledgement succeeds.
-                    tracing::warn!(stream = self.stream, error = %err, "outbox acknowledge failed");
-                    own_pending_first = true;
-                }
+            let finished: Vec<String> = delivered.into_iter().flatten().collect();
+            if let Err(err) = self.acknowledge(&mut redis, &finished).await {
+                // They stay pending for us and are re-read (and recognised as repeats by the
+                // peer).
+                tracing::warn!(stream = self.key, error = %err, "outbox acknowledge failed");
+                own_pending_first = true;
             }
         }
     }
 
-    /// Delivers one entry, retrying until it is done or shutdown; returns it once done
-    /// (delivered or dropped), `None` if shutdown came first.
-    async fn deliver_one<F, Fut>(
-        &self,
-        entry: StreamId,
-        deliver: &F,
-        shutdown: &Shutdown,
-    ) -> Option<Finished>
-    where
-        F: Fn(String) -> Fut,
-        Fut: Future<Output = Delivery>,
-    {
-        let Some(payload) = entry.get::<String>(PAYLOAD_FIELD) else {
-            tracing::error!(
-                stream = self.stream,
-                id = entry.id,
-                "outbox entry has no payload; dropped"
-            );
-            return Some(Finished {
-                id: entry.id,
-                outcome: None,
-            });
+    /// Delivers one entry, retrying until it is done or shutdown; returns its id once done
+    /// (delivered, dropped, or already delivered inline), `None` if shutdown came first.
+    async fn deliver_one(&self, entry: StreamId, shutdown: &Shutdown) -> Option<String> {
+        // A pending entry deleted by its inline delivery comes back without fields.
+        let Some(raw) = entry.get::<String>(PAYLOAD_FIELD) else {
+            return Some(entry.id);
         };
+        sleep_or_shutdown(grace_left(&entry.id), shutdown).await;
+        if shutdown.is_triggered() {
+            return None;
+        }
+        match self.still_queued(&entry.id).await {
+            Ok(false) => return Some(entry.id),
+            Ok(true) => {}
+            // Deliver anyway: a repeat is recognised by the peer.
+            Err(err) => {
+                tracing::warn!(stream = self.key, id = entry.id, error = %err, "cannot check the entry; delivering it")
+            }
+        }
         let mut backoff = Backoff::new(RETRY_MIN, RETRY_MAX);
         loop {
-            match deliver(payload.clone()).await {
-                Delivery::Done => {
-                    return Some(Finished {
-                        id: entry.id,
-                        outcome: Some((payload, true)),
-                    });
+            let payload: P = match serde_json::from_str(&raw) {
+                Ok(payload) => payload,
+                Err(err) => {
+                    tracing::error!(stream = self.key, id = entry.id, raw, error = %err, "outbox payload does not parse; dropped");
+                    return Some(entry.id);
                 }
+            };
+            match self.deliver.deliver(payload).await {
+                Delivery::Done => return Some(entry.id),
                 Delivery::Reject(reason) => {
-                    tracing::error!(stream = self.stream, id = entry.id, %payload, reason, "outbox entry rejected; dropped");
-                    return Some(Finished {
-                        id: entry.id,
-                        outcome: Some((payload, false)),
-                    });
+                    tracing::warn!(
+                        stream = self.key,
+                        id = entry.id,
+                        raw,
+                        reason,
+                        "outbox entry rejected; dropped"
+                    );
+                    return Some(entry.id);
                 }
                 Delivery::Retry(reason) => {
                     tracing::warn!(
-                        stream = self.stream,
+                        stream = self.key,
                         id = entry.id,
                         reason,
                         "delivery failed; will retry"
                     );
-                    if shutdown.is_triggered() {
-                        return None;
-                    }
                     sleep_or_shutdown(backoff.next_delay(), shutdown).await;
                     if shutdown.is_triggered() {
                         return None;
@@ -267,10 +313,18 @@ impl Outbox {
         }
     }
 
-    async fn ensure_group(&mut self) -> anyhow::Result<()> {
-        let created: redis::RedisResult<()> = self
+    /// Whether the entry is still in the stream (not yet deleted by its inline delivery).
+    async fn still_queued(&self, id: &str) -> redis::RedisResult<bool> {
+        let found: StreamRangeReply = self
             .redis
-            .xgroup_create_mkstream(self.stream, self.group, "0")
+            .query(redis::cmd("XRANGE").arg(self.key).arg(id).arg(id))
+            .await?;
+        Ok(!found.ids.is_empty())
+    }
+
+    async fn ensure_group(&self, redis: &mut ConnectionManager) -> anyhow::Result<()> {
+        let created: redis::RedisResult<()> = redis
+            .xgroup_create_mkstream(self.key, self.group, "0")
             .await;
         match created {
             Ok(()) => Ok(()),
@@ -279,14 +333,16 @@ impl Outbox {
         }
     }
 
-    async fn read(&mut self, from: &str) -> anyhow::Result<Vec<StreamId>> {
+    async fn read(
+        &self,
+        redis: &mut ConnectionManager,
+        from: &str,
+    ) -> anyhow::Result<Vec<StreamId>> {
         let options = StreamReadOptions::default()
-            .group(self.group, &self.consumer)
+            .group(self.group, &*self.consumer)
             .count(BATCH);
-        let reply: Option<StreamReadReply> = self
-            .redis
-            .xread_options(&[self.stream], &[from], &options)
-            .await?;
+        let reply: Option<StreamReadReply> =
+            redis.xread_options(&[self.key], &[from], &options).await?;
         Ok(reply
             .into_iter()
             .flat_map(|reply| reply.keys)
@@ -294,13 +350,12 @@ impl Outbox {
             .collect())
     }
 
-    async fn claim_stale(&mut self) -> anyhow::Result<Vec<StreamId>> {
-        let reply: redis::streams::StreamAutoClaimReply = self
-            .redis
+    async fn claim_stale(&self, redis: &mut ConnectionManager) -> anyhow::Result<Vec<StreamId>> {
+        let reply: redis::streams::StreamAutoClaimReply = redis
             .xautoclaim_options(
-                self.stream,
+                self.key,
                 self.group,
-                &self.consumer,
+                &*self.consumer,
                 CLAIM_IDLE.as_millis() as u64,
                 "0",
                 StreamAutoClaimOptions::default().count(BATCH),
@@ -309,115 +364,47 @@ impl Outbox {
         Ok(reply.claimed)
     }
 
-    async fn acknowledge(&mut self, ids: &[&str]) -> anyhow::Result<()> {
+    async fn acknowledge(
+        &self,
+        redis: &mut ConnectionManager,
+        ids: &[String],
+    ) -> anyhow::Result<()> {
         if ids.is_empty() {
             return Ok(());
         }
         let mut pipeline = redis::pipe();
         pipeline
             .atomic()
-            .xack(self.stream, self.group, ids)
+            .xack(self.key, self.group, ids)
             .ignore()
-            .xdel(self.stream, ids)
+            .xdel(self.key, ids)
             .ignore();
-        pipeline.query_async::<()>(&mut self.redis).await?;
+        pipeline.query_async::<()>(redis).await?;
         Ok(())
     }
 }
 
-/// An entry the worker is finished with: acknowledge it, then tell its waiters.
-struct Finished {
-    id: String,
-    /// The payload and whether the peer accepted it (`false`: rejected); `None` without one.
-    outcome: Option<(String, bool)>,
-}
-
-/// Per payload, each registered waiter's id and the sender that resolves it.
-type WaitingMap = HashMap<String, Vec<(u64, oneshot::Sender<bool>)>>;
-
-/// The registry behind [`Outbox::watch_delivery`]: who waits for which payload.
-#[derive(Default)]
-struct Watchers {
-    next_id: AtomicU64,
-    waiting: Mutex<WaitingMap>,
-}
-
-impl Watchers {
-    fn register(self: &Arc<Self>, payload: &str) -> DeliveryWaiter {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let (sender, receiver) = oneshot::channel();
-        self.lock()
-            .entry(payload.to_owned())
-            .or_default()
-            .push((id, sender));
-        DeliveryWaiter {
-            watchers: Arc::clone(self),
-            payload: payload.to_owned(),
-            id,
-            receiver,
+/// How much longer an entry is left to its inline delivery: [`INLINE_GRACE`] from the time in
+/// its id (`<milliseconds>-<sequence>`), never more than that in case of clock skew.
+fn grace_left(entry_id: &str) -> Duration {
+    let written_ms = entry_id
+        .split_once('-')
+        .and_then(|(ms, _)| ms.parse::<u64>().ok());
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |now| now.as_millis() as u64);
+    match written_ms {
+        Some(written) => {
+            INLINE_GRACE.saturating_sub(Duration::from_millis(now_ms.saturating_sub(written)))
         }
-    }
-
-    /// Tells everyone waiting for `payload` how it ended, and forgets them.
-    fn resolve(&self, payload: &str, delivered: bool) {
-        let waiting = self.lock().remove(payload);
-        for (_, sender) in waiting.into_iter().flatten() {
-            // A waiter that gave up in the meantime no longer listens; nothing to tell.
-            let _ = sender.send(delivered);
-        }
-    }
-
-    fn unregister(&self, payload: &str, id: u64) {
-        let mut waiting = self.lock();
-        if let Some(senders) = waiting.get_mut(payload) {
-            senders.retain(|(waiter, _)| *waiter != id);
-            if senders.is_empty() {
-                waiting.remove(payload);
-            }
-        }
-    }
-
-    fn lock(&self) -> MutexGuard<'_, WaitingMap> {
-        // The map stays consistent even if a holder panicked: every change is one call.
-        self.waiting.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    #[cfg(test)]
-    fn len(&self) -> usize {
-        self.lock().len()
-    }
-}
-
-/// Waits for the delivery of one outbox entry; see [`Outbox::watch_delivery`]. Unregisters
-/// itself when dropped.
-#[must_use = "wait on it after the enqueuing write; dropping it unregisters it"]
-pub struct DeliveryWaiter {
-    watchers: Arc<Watchers>,
-    payload: String,
-    id: u64,
-    receiver: oneshot::Receiver<bool>,
-}
-
-impl DeliveryWaiter {
-    /// Waits at most `timeout` for the worker to finish the entry. `true` once the peer
-    /// accepted it ([`Delivery::Done`]) **and** the entry was acknowledged; `false` if it was
-    /// rejected ([`Delivery::Reject`], answered at once: it will never be delivered), or if
-    /// `timeout` passed first — the entry then stays in the outbox and is still delivered.
-    pub async fn wait(mut self, timeout: Duration) -> bool {
-        matches!(
-            tokio::time::timeout(timeout, &mut self.receiver).await,
-            Ok(Ok(true))
-        )
-    }
-}
-
-impl Drop for DeliveryWaiter {
-    fn drop(&mut self) {
-        self.watchers.unregister(&self.payload, self.id);
+        None => Duration::ZERO,
     }
 }
 
 async fn sleep_or_shutdown(delay: Duration, shutdown: &Shutdown) {
+    if delay.is_zero() {
+        return;
+    }
     tokio::select! {
         () = tokio::time::sleep(delay) => {}
         () = shutdown.clone().wait() => {}
@@ -428,64 +415,17 @@ async fn sleep_or_shutdown(delay: Duration, shutdown: &Shutdown) {
 mod tests {
     use super::*;
 
-    const SHORT: Duration = Duration::from_millis(20);
-
-    #[tokio::test]
-    async fn a_waiter_resolves_true_once_its_payload_is_delivered() {
-        let watchers = Arc::new(Watchers::default());
-        let waiter = watchers.register(r#"{"email":"a@b.io"}"#);
-
-        watchers.resolve(r#"{"email":"a@b.io"}"#, true);
-
-        assert!(waiter.wait(Duration::from_secs(5)).await);
-        assert_eq!(watchers.len(), 0);
-    }
-
-    #[tokio::test]
-    async fn a_waiter_resolves_false_at_once_when_its_payload_is_rejected() {
-        let watchers = Arc::new(Watchers::default());
-        let waiter = watchers.register("p");
-
-        watchers.resolve("p", false);
-
-        let started = tokio::time::Instant::now();
-        assert!(!waiter.wait(Duration::from_secs(5)).await);
-        assert!(started.elapsed() < Duration::from_secs(1));
-    }
-
-    #[tokio::test]
-    async fn another_payloads_delivery_does_not_resolve_a_waiter() {
-        let watchers = Arc::new(Watchers::default());
-        let waiter = watchers.register("mine");
-
-        watchers.resolve("theirs", true);
-
-        assert!(!waiter.wait(SHORT).await);
-    }
-
-    #[tokio::test]
-    async fn every_waiter_of_one_payload_is_resolved() {
-        let watchers = Arc::new(Watchers::default());
-        let (first, second) = (watchers.register("p"), watchers.register("p"));
-
-        watchers.resolve("p", true);
-
-        assert!(first.wait(SHORT).await);
-        assert!(second.wait(SHORT).await);
-    }
-
-    #[tokio::test]
-    async fn a_waiter_that_timed_out_or_was_dropped_leaves_nothing_registered() {
-        let watchers = Arc::new(Watchers::default());
-        let timed_out = watchers.register("p");
-        let dropped = watchers.register("p");
-        let other = watchers.register("q");
-
-        assert!(!timed_out.wait(SHORT).await);
-        drop(dropped);
-        assert_eq!(watchers.len(), 1, "only q's waiter is left");
-        drop(other);
-        assert_eq!(watchers.len(), 0);
-        watchers.resolve("p", true);
+    #[test]
+    fn an_old_entry_has_no_grace_left_and_a_new_one_at_most_the_whole_grace() {
+        assert_eq!(grace_left("1000-0"), Duration::ZERO);
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|now| now.as_millis())
+            .unwrap_or_default();
+        let fresh = grace_left(&format!("{now_ms}-0"));
+        assert!(fresh > Duration::ZERO && fresh <= INLINE_GRACE, "{fresh:?}");
+        let future = grace_left(&format!("{}-0", now_ms + 60_000));
+        assert_eq!(future, INLINE_GRACE);
+        assert_eq!(grace_left("not-an-id"), Duration::ZERO);
     }
 }

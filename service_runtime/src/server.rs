@@ -4,12 +4,14 @@
 use std::{future::Future, net::SocketAddr, pin::Pin, time::Duration};
 
 use axum::Router;
-use redis::aio::ConnectionManager;
 use tokio::{net::TcpListener, task::JoinSet};
 use tonic::{service::Routes, transport::server::TcpIncoming};
 use tonic_health::ServingStatus;
 
-use crate::shutdown::{self, Shutdown, ShutdownTrigger};
+use crate::{
+    redis_store::Redis,
+    shutdown::{self, Shutdown, ShutdownTrigger},
+};
 
 type Worker = Box<dyn FnOnce(Shutdown) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
 
@@ -24,7 +26,7 @@ pub struct ServiceBuilder {
     name: &'static str,
     http: Option<(u16, Router)>,
     grpc: Option<(u16, Routes, Vec<&'static str>)>,
-    redis: Option<ConnectionManager>,
+    redis: Option<Redis>,
     workers: Vec<(&'static str, Worker)>,
     shutdown: (ShutdownTrigger, Shutdown),
 }
@@ -62,8 +64,8 @@ impl ServiceBuilder {
     }
 
     /// The Redis connection whose reachability `/health` reports.
-    pub fn redis(mut self, connection: ConnectionManager) -> Self {
-        self.redis = Some(connection);
+    pub fn redis(mut self, redis: Redis) -> Self {
+        self.redis = Some(redis);
         self
     }
 
@@ -306,6 +308,7 @@ async fn serve_grpc(
             .add_service(reflection_v1alpha);
         let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
         tonic::transport::Server::builder()
+            .layer(crate::telemetry::GrpcTelemetryLayer)
             .add_routes(routes)
             .serve_with_incoming_shutdown(incoming, shutdown.wait())
             .await?;

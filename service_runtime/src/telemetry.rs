@@ -1,9 +1,19 @@
 //! Tracing setup: `RUST_LOG` filters (default `info`); `LOG_FORMAT=json` switches from
-//! human-readable lines to JSON lines for log collectors.
+//! human-readable lines to JSON lines for log collectors. A span per HTTP request and per gRPC
+//! call (method, route, request id), and one event when it finished (status, latency).
 
-use std::io::IsTerminal;
+use std::{
+    future::Future,
+    io::IsTerminal,
+    pin::Pin,
+    task::{Context, Poll},
+    time::Instant,
+};
 
+use tracing::Instrument;
 use tracing_subscriber::{EnvFilter, fmt, layer::SubscriberExt, util::SubscriberInitExt};
+
+use crate::request_id;
 
 /// Installs the global subscriber. Call once, first thing in `main`.
 pub fn init() {
@@ -23,5 +33,102 @@ pub fn init() {
         registry
             .with(fmt::layer().with_ansi(std::io::stdout().is_terminal()))
             .init();
+    }
+}
+
+/// HTTP middleware: a span per request (method, route template, request id) around the
+/// handler, the request id as a task-local for outbound calls and echoed in the reply's
+/// `x-request-id`, and one event with the status and latency when the reply is ready.
+pub async fn http_request(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let id = request_id::from_headers(request.headers());
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or("unmatched", |path| path.as_str())
+        .to_owned();
+    let span = tracing::info_span!("http", method = %request.method(), route, request_id = %id);
+    let started = Instant::now();
+    let mut response = request_id::scope(id.clone(), next.run(request))
+        .instrument(span.clone())
+        .await;
+    let status = response.status().as_u16();
+    span.in_scope(|| finished(status, status >= 500, started));
+    if let Ok(value) = id.parse() {
+        response.headers_mut().insert(request_id::HEADER, value);
+    }
+    response
+}
+
+/// gRPC middleware: what [`http_request`] does, for gRPC calls (`method` is the full path,
+/// `/package.Service/Method`; the status is the `grpc-status` of the response head).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct GrpcTelemetryLayer;
+
+impl<S> tower::Layer<S> for GrpcTelemetryLayer {
+    type Service = GrpcTelemetry<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        GrpcTelemetry { inner }
+    }
+}
+
+/// See [`GrpcTelemetryLayer`].
+#[derive(Debug, Clone)]
+pub struct GrpcTelemetry<S> {
+    inner: S,
+}
+
+impl<S, B, R> tower::Service<axum::http::Request<B>> for GrpcTelemetry<S>
+where
+    S: tower::Service<axum::http::Request<B>, Response = axum::http::Response<R>>,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    R: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: axum::http::Request<B>) -> Self::Future {
+        let id = request_id::from_headers(request.headers());
+        let span = tracing::info_span!("grpc", method = %request.uri().path(), request_id = %id);
+        let started = Instant::now();
+        let call = span.in_scope(|| self.inner.call(request));
+        let traced = async move {
+            let response = call.await;
+            if let Ok(response) = &response {
+                // Present in the head only for an error (a "trailers-only" reply); OK otherwise.
+                let code = response
+                    .headers()
+                    .get("grpc-status")
+                    .and_then(|value| value.to_str().ok())
+                    .and_then(|code| code.parse::<i32>().ok())
+                    .unwrap_or(0);
+                let failed = matches!(
+                    tonic::Code::from(code),
+                    tonic::Code::Internal | tonic::Code::Unavailable | tonic::Code::Unknown
+                );
+                finished(u16::try_from(code).unwrap_or(u16::MAX), failed, started);
+            }
+            response
+        };
+        Box::pin(request_id::scope(id, traced.instrument(span)))
+    }
+}
+
+/// One event per finished request: at debug level, or warn when the service failed.
+fn finished(status: u16, failed: bool, started: Instant) {
+    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    if failed {
+        tracing::warn!(status, latency_ms, "request failed");
+    } else {
+        tracing::debug!(status, latency_ms, "request finished");
     }
 }

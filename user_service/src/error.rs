@@ -1,12 +1,8 @@
 //! The one error type of user-service and its two edges: an HTTP reply and a gRPC status.
 //! Internal causes are logged here with their context and answered generically.
 
-use axum::{
-    http::StatusCode,
-    response::{IntoResponse, Response},
-};
-use redis::{ErrorKind, RedisError, ServerErrorKind};
-use service_runtime::http::error_response;
+use redis::RedisError;
+use service_runtime::error::{ApiError, Kind, kind_of};
 
 /// Everything a user-service request can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -43,43 +39,22 @@ impl Error {
     pub fn store(action: &'static str) -> impl FnOnce(RedisError) -> Self {
         move |source| Self::Store { action, source }
     }
+}
 
-    /// Whether the cause is Redis being out of reach (rather than a bug or a bad reply).
-    fn is_unavailable(&self) -> bool {
+impl ApiError for Error {
+    fn kind(&self) -> Kind {
         match self {
-            Self::Store { source, .. } => {
-                source.is_io_error()
-                    || source.is_connection_dropped()
-                    || source.is_connection_refusal()
-                    || source.is_timeout()
-                    || matches!(
-                        source.kind(),
-                        ErrorKind::Server(
-                            ServerErrorKind::BusyLoading
-                                | ServerErrorKind::TryAgain
-                                | ServerErrorKind::MasterDown
-                        )
-                    )
-            }
-            _ => false,
+            Self::Invalid(_) | Self::AlreadyExists | Self::EmailTaken => Kind::InvalidInput,
+            Self::NotFound => Kind::NotFound,
+            Self::Conflict => Kind::Conflict,
+            Self::Store { source, .. } => kind_of(source),
+            Self::Internal(_) => Kind::Internal,
         }
     }
 
-    /// Logs what a client will not see: the cause behind a 5xx.
-    fn log(&self) {
-        match self {
-            Self::Store { action, source } => {
-                tracing::error!(action, error = %source, "Redis request failed");
-            }
-            Self::Internal(err) => tracing::error!(error = ?err, "internal error"),
-            _ => {}
-        }
-    }
-
-    /// The message a client may see.
     fn public_message(&self) -> String {
         match self {
-            Self::Store { action, .. } if self.is_unavailable() => {
+            Self::Store { action, .. } if self.kind() == Kind::Unavailable => {
                 format!("user store (Redis) unreachable while {action}")
             }
             Self::Store { action, .. } => format!("user store error while {action}"),
@@ -88,32 +63,4 @@ impl Error {
     }
 }
 
-impl IntoResponse for Error {
-    fn into_response(self) -> Response {
-        self.log();
-        let status = match &self {
-            Self::Invalid(_) | Self::AlreadyExists | Self::EmailTaken => StatusCode::BAD_REQUEST,
-            Self::NotFound => StatusCode::NOT_FOUND,
-            Self::Conflict => StatusCode::CONFLICT,
-            Self::Store { .. } if self.is_unavailable() => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Store { .. } | Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        };
-        error_response(status, self.public_message())
-    }
-}
-
-impl From<Error> for tonic::Status {
-    fn from(err: Error) -> Self {
-        err.log();
-        let message = err.public_message();
-        match &err {
-            Error::Invalid(_) | Error::EmailTaken | Error::AlreadyExists => {
-                Self::invalid_argument(message)
-            }
-            Error::NotFound => Self::not_found(message),
-            Error::Conflict => Self::aborted(message),
-            Error::Store { .. } if err.is_unavailable() => Self::unavailable(message),
-            Error::Store { .. } | Error::Internal(_) => Self::internal(message),
-        }
-    }
-}
+service_runtime::api_error_edges!(Error);

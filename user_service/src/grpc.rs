@@ -9,16 +9,16 @@ use proto::user_service::{
 use service_runtime::email::Email;
 use tonic::{Request, Response, Status};
 
-use crate::AppState;
+use crate::accounts::Accounts;
 
 /// The gRPC handlers over the shared state.
 pub struct UserGrpc {
-    state: AppState,
+    accounts: Accounts,
 }
 
 impl UserGrpc {
-    pub fn new(state: AppState) -> Self {
-        Self { state }
+    pub fn new(accounts: Accounts) -> Self {
+        Self { accounts }
     }
 }
 
@@ -35,7 +35,7 @@ impl UserService for UserGrpc {
         request: Request<CheckUserExistsRequest>,
     ) -> Result<Response<CheckUserExistsResponse>, Status> {
         let exists = match well_formed(request.get_ref().email.as_ref()) {
-            Some(email) => self.state.store.exists(&email).await?,
+            Some(email) => self.accounts.exists(&email).await?,
             None => false,
         };
         Ok(Response::new(CheckUserExistsResponse {
@@ -52,14 +52,7 @@ impl UserService for UserGrpc {
         let password = password.unwrap_or_default();
         let success = match well_formed(email.as_ref()) {
             Some(address) if !password.is_empty() => {
-                let stored = self
-                    .state
-                    .store
-                    .get(&address)
-                    .await?
-                    .map(|(user, _)| user.password);
-                // An unknown user is still verified (against a dummy hash): same answer, same time.
-                self.state.passwords.verify(&password, stored).await?
+                self.accounts.authenticate(&address, &password).await?
             }
             _ => false,
         };
@@ -76,8 +69,7 @@ impl UserService for UserGrpc {
         _request: Request<()>,
     ) -> Result<Response<ListUsersResponse>, Status> {
         let users = self
-            .state
-            .store
+            .accounts
             .list()
             .await?
             .into_iter()

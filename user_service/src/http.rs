@@ -15,17 +15,15 @@ use service_runtime::{
 };
 
 use crate::{
-    AppState,
+    accounts::Accounts,
     domain::{
-        EmailBody, NewUser, NewUserBody, UpdateRequestBody, UserRecord, UserUpdate, UserUpdateBody,
-        parse_email,
+        EmailBody, NewUser, NewUserBody, UpdateRequestBody, UserUpdate, UserUpdateBody, parse_email,
     },
     error::Error,
-    store::{Store, UpdateOutcome},
 };
 
 /// user-service's routes; `/health` and the JSON 404 are added by the service runtime.
-pub fn router(state: AppState) -> Router {
+pub fn router(accounts: Accounts) -> Router {
     // `/users/email` is a static segment, so it wins over `/users/{email}`; no valid address
     // is literally "email", so no user is shadowed.
     Router::new()
@@ -41,27 +39,16 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(|| async {
             error_response(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
         })
-        .with_state(state)
+        .with_state(accounts)
 }
 
 /// 201 with the created user's name and email (never the password).
 #[tracing::instrument(skip_all, fields(email = %body.email))]
 async fn create_user(
-    State(state): State<AppState>,
+    State(accounts): State<Accounts>,
     ApiJson(body): ApiJson<NewUserBody>,
 ) -> Result<Response, Error> {
-    let user = NewUser::try_from(body)?;
-    // Hashing is the expensive part; a cheap look first spares it for obvious duplicates.
-    // The SET NX below is what decides a race.
-    if state.store.exists(&user.email).await? {
-        return Err(Error::AlreadyExists);
-    }
-    let record = UserRecord {
-        name: user.name,
-        email: user.email.into_string(),
-        password: state.passwords.hash(&user.password).await?,
-    };
-    state.store.create(&record).await?;
+    let record = accounts.create(NewUser::try_from(body)?).await?;
     tracing::info!(email = record.email, "user created");
     Ok((
         StatusCode::CREATED,
@@ -76,31 +63,30 @@ async fn create_user(
 
 #[tracing::instrument(skip_all, fields(email = %body.email))]
 async fn update_user_by_body(
-    State(state): State<AppState>,
+    State(accounts): State<Accounts>,
     ApiJson(body): ApiJson<UpdateRequestBody>,
 ) -> Result<Response, Error> {
     let email = parse_email("email", body.email)?;
-    update_user(&state, email, body.data).await
+    update_user(&accounts, email, body.data).await
 }
 
 #[tracing::instrument(skip_all)]
 async fn update_user_by_path(
-    State(state): State<AppState>,
+    State(accounts): State<Accounts>,
     path: Result<Path<String>, PathRejection>,
     ApiJson(data): ApiJson<UserUpdateBody>,
 ) -> Result<Response, Error> {
     let email = email_from_path(path)?;
-    update_user(&state, email, data).await
+    update_user(&accounts, email, data).await
 }
 
 /// 200 with the user's name and (possibly new) email.
 async fn update_user(
-    state: &AppState,
+    accounts: &Accounts,
     email: Email,
     data: UserUpdateBody,
 ) -> Result<Response, Error> {
-    let update = UserUpdate::try_from(data)?;
-    let updated = apply_update(state, &email, update).await?;
+    let updated = accounts.update(&email, UserUpdate::try_from(data)?).await?;
     tracing::info!(%email, new_email = updated.email, "user updated");
     Ok((
         StatusCode::OK,
@@ -113,61 +99,27 @@ async fn update_user(
         .into_response())
 }
 
-/// Read, change, compare-and-swap; read again when someone else wrote in between, so no
-/// concurrent update is lost. The password is hashed once, outside the loop.
-async fn apply_update(
-    state: &AppState,
-    email: &Email,
-    update: UserUpdate,
-) -> Result<UserRecord, Error> {
-    let Some(mut current) = state.store.get(email).await? else {
-        return Err(Error::NotFound);
-    };
-    let new_hash = match &update.password {
-        Some(password) => Some(state.passwords.hash(password).await?),
-        None => None,
-    };
-    for _ in 0..Store::update_attempts() {
-        let (record, raw) = current;
-        let updated = UserRecord {
-            name: update.name.clone().unwrap_or(record.name),
-            email: update
-                .email
-                .as_ref()
-                .map_or(record.email, |new| new.as_str().to_owned()),
-            password: new_hash.clone().unwrap_or(record.password),
-        };
-        match state.store.replace(email, &raw, &updated).await? {
-            UpdateOutcome::Updated => return Ok(updated),
-            UpdateOutcome::Changed => {
-                current = state.store.get(email).await?.ok_or(Error::NotFound)?;
-            }
-        }
-    }
-    Err(Error::Conflict)
-}
-
 #[tracing::instrument(skip_all, fields(email = %body.email))]
 async fn delete_user_by_body(
-    State(state): State<AppState>,
+    State(accounts): State<Accounts>,
     ApiJson(body): ApiJson<EmailBody>,
 ) -> Result<StatusCode, Error> {
     let email = parse_email("email", body.email)?;
-    delete_user(&state.store, &email).await
+    delete_user(&accounts, &email).await
 }
 
 #[tracing::instrument(skip_all)]
 async fn delete_user_by_path(
-    State(state): State<AppState>,
+    State(accounts): State<Accounts>,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<StatusCode, Error> {
     let email = email_from_path(path)?;
-    delete_user(&state.store, &email).await
+    delete_user(&accounts, &email).await
 }
 
 /// 204 with an empty body.
-async fn delete_user(store: &Store, email: &Email) -> Result<StatusCode, Error> {
-    store.delete(email).await?;
+async fn delete_user(accounts: &Accounts, email: &Email) -> Result<StatusCode, Error> {
+    accounts.delete(email).await?;
     tracing::info!(%email, "user deleted");
     Ok(StatusCode::NO_CONTENT)
 }

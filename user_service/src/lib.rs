@@ -2,6 +2,7 @@
 //! `user_service.UserService` over gRPC, and subscribes every new address to notifications
 //! through a durable outbox.
 
+mod accounts;
 mod domain;
 mod error;
 mod grpc;
@@ -10,12 +11,11 @@ mod password;
 mod store;
 mod subscriptions;
 
-use std::sync::Arc;
-
 use proto::user_service::user_service_server::{SERVICE_NAME, UserServiceServer};
 use service_runtime::{
     config::{self, Ports},
     outbox::Outbox,
+    redis_store::Redis,
     server::{Service, ServiceBuilder},
 };
 use tonic::service::Routes;
@@ -24,10 +24,15 @@ pub use error::Error;
 
 /// Names of user-service's Redis keys (DB 0), for tools and tests that read the layout.
 pub mod keys {
-    pub use crate::store::{SUBSCRIPTION_OUTBOX, user_key};
+    pub use crate::store::user_key;
+
+    /// The stream of subscriptions still to be delivered.
+    pub const SUBSCRIPTION_OUTBOX: &str = crate::store::SUBSCRIPTION_OUTBOX.key();
 }
 
-use crate::{password::PasswordHasher, store::Store, subscriptions::Subscriber};
+use crate::{
+    accounts::Accounts, password::PasswordHasher, store::Store, subscriptions::Subscriber,
+};
 
 /// The contract's HTTP port of user-service.
 pub const DEFAULT_HTTP_PORT: u16 = 8080;
@@ -64,35 +69,25 @@ impl Config {
     }
 }
 
-/// What every HTTP and gRPC handler shares; cheap to clone.
-#[derive(Clone)]
-pub(crate) struct AppState {
-    pub store: Store,
-    pub passwords: Arc<PasswordHasher>,
-}
-
 /// Binds user-service's HTTP and gRPC listeners and wires the subscription outbox worker.
 /// Nothing connects yet: Redis and notification-service may come up later.
 pub async fn build(config: Config) -> anyhow::Result<Service> {
-    let redis = service_runtime::redis_store::connect(&config.redis_url, REDIS_DB)?;
-    let outbox = Outbox::new(
-        redis.clone(),
-        store::SUBSCRIPTION_OUTBOX,
-        store::SUBSCRIPTION_OUTBOX_GROUP,
-    );
-    let state = AppState {
-        store: Store::new(redis.clone(), outbox.clone()),
-        passwords: Arc::new(PasswordHasher::new()?),
-    };
+    let redis = Redis::connect(&config.redis_url, REDIS_DB)?;
     let subscriber = Subscriber::new(&config.notification_service_url)?;
-    let routes = Routes::new(UserServiceServer::new(grpc::UserGrpc::new(state.clone())));
+    let outbox = Outbox::new(redis.clone(), &store::SUBSCRIPTION_OUTBOX, subscriber);
+    let accounts = Accounts::new(
+        Store::new(redis.clone()),
+        PasswordHasher::new()?,
+        outbox.clone(),
+    );
+    let routes = Routes::new(UserServiceServer::new(grpc::UserGrpc::new(
+        accounts.clone(),
+    )));
     ServiceBuilder::new("user-service")
         .redis(redis)
-        .http(config.ports.http, http::router(state))
+        .http(config.ports.http, http::router(accounts))
         .grpc(config.ports.grpc, routes, &[SERVICE_NAME])
-        .worker("subscription-outbox", move |shutdown| {
-            outbox.run(move |payload| subscriber.clone().deliver(payload), shutdown)
-        })
+        .worker("subscription-outbox", move |shutdown| outbox.run(shutdown))
         .bind()
         .await
 }

@@ -181,9 +181,16 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn an_unknown_user_never_authenticates() {
+    async fn an_unknown_user_costs_a_full_verification() {
         let hasher = PasswordHasher::new().expect("valid parameters");
+        let areas = || hasher.memory.lock().map_or(0, |pool| pool.len());
+        assert_eq!(areas(), 0);
+
         assert!(!hasher.verify("anything", None).await.expect("verified"));
+
+        // A working area only enters the pool after an argon2 computation ran in it: the
+        // unknown user was verified against the dummy hash, not answered early.
+        assert_eq!(areas(), 1);
     }
 
     #[tokio::test]

@@ -8,70 +8,74 @@
 //!
 //! The outbox key deliberately does not match `users:*`, which `ListUsers` scans.
 
-use std::{sync::Arc, time::Duration};
+use std::sync::LazyLock;
 
-use redis::{Cmd, FromRedisValue, RedisResult, Script, aio::ConnectionManager};
+use redis::Script;
 use serde::{Deserialize, Serialize};
 use service_runtime::{
     email::Email,
-    outbox::{DeliveryWaiter, Outbox},
-    redis_store::retry_transient,
+    outbox::{OutboxStream, PAYLOAD_FIELD},
+    redis_store::Redis,
 };
 
 use crate::{domain::UserRecord, error::Error};
 
-/// The stream of addresses waiting to be subscribed at notification-service.
-pub const SUBSCRIPTION_OUTBOX: &str = "outbox:subscriptions";
-/// The consumer group delivering [`SUBSCRIPTION_OUTBOX`].
-pub const SUBSCRIPTION_OUTBOX_GROUP: &str = "subscription-delivery";
+/// Addresses waiting to be subscribed at notification-service, delivered by
+/// [`crate::subscriptions`].
+pub const SUBSCRIPTION_OUTBOX: OutboxStream<SubscriptionRequest> =
+    OutboxStream::new("outbox:subscriptions", "subscription-delivery");
 
 const USER_PREFIX: &str = "users:";
 /// Keys per SCAN step and per MGET when listing users.
 const LIST_BATCH: usize = 1000;
-/// Compare-and-swap attempts of an update before giving up with [`Error::Conflict`].
-const UPDATE_ATTEMPTS: usize = 10;
-/// How long a create (or a move to a new address) waits for its subscription to reach
-/// notification-service before answering anyway. Normally delivery takes milliseconds, so the
-/// answer means "subscribed" and a client may message the user at once; when
-/// notification-service is down the answer comes after this long, the outbox entry stays, and
-/// the subscription lands once notification-service is back. Short, because a create must not
-/// hang on a peer that is down.
-pub const SUBSCRIPTION_WAIT: Duration = Duration::from_secs(2);
 
 /// `SET NX` of the user and, only if it was created, the subscription outbox entry: the entry
-/// exists exactly when the user does. Returns 1 if created, 0 if the key existed.
+/// exists exactly when the user does. Returns the entry's id if created, `exists` if the key
+/// was taken.
 ///
-/// A repeat of a create whose reply was lost (see `retry_transient`) finds its own JSON, which
-/// no other request can produce (the hash has a random salt), and answers 1 without a second
-/// outbox entry.
-const CREATE_SCRIPT: &str = r"
+/// A repeat of a create whose reply was lost (see `Redis::invoke`) finds its own JSON, which
+/// no other request can produce (the hash has a random salt), and answers `repeat` without a
+/// second outbox entry.
+static CREATE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+-- KEYS: 1 the user, 2 the outbox; ARGV: 1 user JSON, 2 payload field, 3 payload
 if redis.call('SET', KEYS[1], ARGV[1], 'NX') then
-  redis.call('XADD', KEYS[2], '*', ARGV[2], ARGV[3])
-  return 1
+  return redis.call('XADD', KEYS[2], '*', ARGV[2], ARGV[3])
 end
-if redis.call('GET', KEYS[1]) == ARGV[1] then return 1 end
-return 0
-";
+if redis.call('GET', KEYS[1]) == ARGV[1] then return 'repeat' end
+return 'exists'
+",
+    )
+});
 
 /// Replaces the user only if its JSON is still what the caller read (compare-and-swap), moving
 /// it to `KEYS[2]` if that differs from `KEYS[1]` and enqueuing the new address's subscription
-/// in the same step. Returns `ok`, `missing`, `changed` or `taken`.
+/// in the same step. Returns `ok` (or, after a move, the outbox entry's id), `missing`,
+/// `changed` or `taken`.
 ///
 /// Finding the new JSON already in place means this very write already happened (a repeat
 /// after a lost reply) and answers `ok`.
-const UPDATE_SCRIPT: &str = r"
+static UPDATE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+-- KEYS: 1 the user, 2 its new key, 3 the outbox
+-- ARGV: 1 JSON read before, 2 new JSON, 3 payload field, 4 payload
 if redis.call('GET', KEYS[2]) == ARGV[2] then return 'ok' end
 local current = redis.call('GET', KEYS[1])
 if not current then return 'missing' end
 if current ~= ARGV[1] then return 'changed' end
-if KEYS[1] ~= KEYS[2] then
-  if redis.call('EXISTS', KEYS[2]) == 1 then return 'taken' end
-  redis.call('DEL', KEYS[1])
-  redis.call('XADD', KEYS[3], '*', ARGV[3], ARGV[4])
+if KEYS[1] == KEYS[2] then
+  redis.call('SET', KEYS[1], ARGV[2])
+  return 'ok'
 end
+if redis.call('EXISTS', KEYS[2]) == 1 then return 'taken' end
+redis.call('DEL', KEYS[1])
 redis.call('SET', KEYS[2], ARGV[2])
-return 'ok'
-";
+return redis.call('XADD', KEYS[3], '*', ARGV[3], ARGV[4])
+",
+    )
+});
 
 /// What the subscription worker is asked to do for one entry.
 #[derive(Debug, Serialize, Deserialize)]
@@ -79,92 +83,81 @@ pub struct SubscriptionRequest {
     pub email: String,
 }
 
-/// Handle to user-service's data; cheap to clone.
-#[derive(Clone)]
-pub struct Store {
-    redis: ConnectionManager,
-    outbox: Outbox,
-    create_script: Arc<Script>,
-    update_script: Arc<Script>,
+/// How a create ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Created {
+    /// Stored, with the subscription outbox entry of this id.
+    New { subscription_entry: String },
+    /// This very write had happened already (a retry after a lost reply).
+    Repeated,
+    /// The address belongs to someone already.
+    Exists,
 }
 
 /// How a compare-and-swap update ended.
 #[derive(Debug, PartialEq, Eq)]
-pub enum UpdateOutcome {
-    Updated,
+pub enum Replaced {
+    /// Written; after a move, with the new address's subscription outbox entry.
+    Updated { subscription_entry: Option<String> },
     /// The record changed since it was read: read again and retry.
     Changed,
 }
 
+/// Handle to user-service's data; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    redis: Redis,
+}
+
+/// `users:{email}`.
 pub fn user_key(email: &str) -> String {
     format!("{USER_PREFIX}{email}")
 }
 
 impl Store {
-    pub fn new(redis: ConnectionManager, outbox: Outbox) -> Self {
-        Self {
-            redis,
-            outbox,
-            create_script: Arc::new(Script::new(CREATE_SCRIPT)),
-            update_script: Arc::new(Script::new(UPDATE_SCRIPT)),
-        }
+    pub fn new(redis: Redis) -> Self {
+        Self { redis }
     }
 
-    /// Runs `cmd`, retried across a reconnect (every command sent this way is idempotent).
-    async fn query<T: FromRedisValue>(&self, cmd: &Cmd) -> RedisResult<T> {
-        retry_transient(|| {
-            let mut redis = self.redis.clone();
-            let cmd = cmd.clone();
-            async move { cmd.query_async(&mut redis).await }
-        })
-        .await
-    }
-
-    /// Stores `user` unless its address is taken, and enqueues its subscription atomically with
-    /// it; then waits (at most [`SUBSCRIPTION_WAIT`]) for that subscription to be delivered.
-    /// [`Error::AlreadyExists`] leaves the existing record untouched.
+    /// Stores `user` unless its address is taken, and enqueues its subscription atomically
+    /// with it. [`Created::Exists`] leaves the existing record untouched.
     #[tracing::instrument(skip_all, fields(email = %user.email))]
-    pub async fn create(&self, user: &UserRecord) -> Result<(), Error> {
-        let (key, record) = (user_key(&user.email), to_json(user)?);
-        let payload = subscription_payload(&user.email)?;
-        // Before the write, so the delivery cannot come first. The payload names the address,
-        // which no other pending create has (the SET NX decides that).
-        let subscription = self.outbox.watch_delivery(&payload);
-        let created: i64 = retry_transient(|| {
-            let mut redis = self.redis.clone();
-            let mut invocation = self.create_script.prepare_invoke();
-            invocation
-                .key(&key)
-                .key(self.outbox.stream_key())
-                .arg(&record)
-                .arg(Outbox::payload_field())
-                .arg(&payload);
-            async move { invocation.invoke_async(&mut redis).await }
+    pub async fn create(&self, user: &UserRecord) -> Result<Created, Error> {
+        let mut invocation = CREATE.prepare_invoke();
+        invocation
+            .key(user_key(&user.email))
+            .key(SUBSCRIPTION_OUTBOX.key())
+            .arg(to_json(user)?)
+            .arg(PAYLOAD_FIELD)
+            .arg(subscription_payload(&user.email)?);
+        let outcome: String = self
+            .redis
+            .invoke(&invocation)
+            .await
+            .map_err(Error::store("creating the user"))?;
+        Ok(match outcome.as_str() {
+            "exists" => Created::Exists,
+            "repeat" => Created::Repeated,
+            _ => Created::New {
+                subscription_entry: outcome,
+            },
         })
-        .await
-        .map_err(Error::store("creating the user"))?;
-        if created == 1 {
-            self.outbox.wake();
-            await_subscription(subscription, &user.email).await;
-            Ok(())
-        } else {
-            Err(Error::AlreadyExists)
-        }
     }
 
     /// The user's record and its raw JSON (the compare-and-swap token of [`Store::replace`]).
     #[tracing::instrument(skip_all, fields(%email))]
     pub async fn get(&self, email: &Email) -> Result<Option<(UserRecord, String)>, Error> {
         let raw: Option<String> = self
+            .redis
             .query(redis::cmd("GET").arg(user_key(email.as_str())))
             .await
             .map_err(Error::store("reading the user"))?;
         raw.map(|raw| Ok((parse_record(&raw)?, raw))).transpose()
     }
 
-    /// Writes `updated` in place of the record `email` held as `expected` (moving it if the
-    /// address changed, and then enqueuing the new address's subscription and waiting for it
-    /// as [`Store::create`] does) — only if nobody changed it since. [`Error::NotFound`] if it is gone, [`Error::EmailTaken`] if the new
+    /// Writes `updated` in place of the record `email` held as `expected` (moving it, and
+    /// enqueuing the new address's subscription, if the address changed) — only if nobody
+    /// changed it since. [`Error::NotFound`] if it is gone, [`Error::EmailTaken`] if the new
     /// address belongs to someone else.
     #[tracing::instrument(skip_all, fields(%email, new_email = %updated.email))]
     pub async fn replace(
@@ -172,45 +165,32 @@ impl Store {
         email: &Email,
         expected: &str,
         updated: &UserRecord,
-    ) -> Result<UpdateOutcome, Error> {
-        let moved = updated.email != email.as_str();
-        let (old_key, new_key) = (user_key(email.as_str()), user_key(&updated.email));
-        let record = to_json(updated)?;
-        let payload = subscription_payload(&updated.email)?;
-        let subscription = moved.then(|| self.outbox.watch_delivery(&payload));
-        let outcome: String = retry_transient(|| {
-            let mut redis = self.redis.clone();
-            let mut invocation = self.update_script.prepare_invoke();
-            invocation
-                .key(&old_key)
-                .key(&new_key)
-                .key(self.outbox.stream_key())
-                .arg(expected)
-                .arg(&record)
-                .arg(Outbox::payload_field())
-                .arg(&payload);
-            async move { invocation.invoke_async(&mut redis).await }
-        })
-        .await
-        .map_err(Error::store("updating the user"))?;
+    ) -> Result<Replaced, Error> {
+        let mut invocation = UPDATE.prepare_invoke();
+        invocation
+            .key(user_key(email.as_str()))
+            .key(user_key(&updated.email))
+            .key(SUBSCRIPTION_OUTBOX.key())
+            .arg(expected)
+            .arg(to_json(updated)?)
+            .arg(PAYLOAD_FIELD)
+            .arg(subscription_payload(&updated.email)?);
+        let outcome: String = self
+            .redis
+            .invoke(&invocation)
+            .await
+            .map_err(Error::store("updating the user"))?;
         match outcome.as_str() {
-            "ok" => {
-                if let Some(subscription) = subscription {
-                    self.outbox.wake();
-                    await_subscription(subscription, &updated.email).await;
-                }
-                Ok(UpdateOutcome::Updated)
-            }
-            "changed" => Ok(UpdateOutcome::Changed),
+            "ok" => Ok(Replaced::Updated {
+                subscription_entry: None,
+            }),
+            "changed" => Ok(Replaced::Changed),
             "missing" => Err(Error::NotFound),
             "taken" => Err(Error::EmailTaken),
-            other => Err(anyhow::anyhow!("update script answered {other:?}").into()),
+            _ => Ok(Replaced::Updated {
+                subscription_entry: Some(outcome),
+            }),
         }
-    }
-
-    /// How many times [`Store::replace`] is tried before the update gives up.
-    pub const fn update_attempts() -> usize {
-        UPDATE_ATTEMPTS
     }
 
     /// Deletes the user; [`Error::NotFound`] if there was none. (If a reply is lost and the
@@ -219,6 +199,7 @@ impl Store {
     #[tracing::instrument(skip_all, fields(%email))]
     pub async fn delete(&self, email: &Email) -> Result<(), Error> {
         let deleted: i64 = self
+            .redis
             .query(redis::cmd("DEL").arg(user_key(email.as_str())))
             .await
             .map_err(Error::store("deleting the user"))?;
@@ -232,7 +213,8 @@ impl Store {
     /// Whether a user has this address.
     #[tracing::instrument(skip_all, fields(%email))]
     pub async fn exists(&self, email: &Email) -> Result<bool, Error> {
-        self.query(redis::cmd("EXISTS").arg(user_key(email.as_str())))
+        self.redis
+            .query(redis::cmd("EXISTS").arg(user_key(email.as_str())))
             .await
             .map_err(Error::store("checking whether the user exists"))
     }
@@ -247,6 +229,7 @@ impl Store {
         let mut users = Vec::new();
         loop {
             let (next, keys): (u64, Vec<String>) = self
+                .redis
                 .query(
                     redis::cmd("SCAN")
                         .arg(cursor)
@@ -259,6 +242,7 @@ impl Store {
                 .map_err(Error::store("listing users"))?;
             if !keys.is_empty() {
                 let values: Vec<Option<String>> = self
+                    .redis
                     .query(redis::cmd("MGET").arg(&keys))
                     .await
                     .map_err(Error::store("reading users"))?;
@@ -280,26 +264,16 @@ impl Store {
     }
 }
 
-/// Waits for a just-enqueued subscription, at most [`SUBSCRIPTION_WAIT`]. The entry is durable
-/// either way, so a late one only costs the caller the wait.
-async fn await_subscription(subscription: DeliveryWaiter, email: &str) {
-    if !subscription.wait(SUBSCRIPTION_WAIT).await {
-        tracing::warn!(
-            email,
-            wait = ?SUBSCRIPTION_WAIT,
-            "subscription not confirmed in time; answering now, the outbox delivers it later"
-        );
-    }
-}
-
 fn to_json<T: Serialize>(value: &T) -> Result<String, Error> {
     serde_json::to_string(value).map_err(|err| anyhow::Error::from(err).into())
 }
 
 fn subscription_payload(email: &str) -> Result<String, Error> {
-    to_json(&SubscriptionRequest {
-        email: email.to_owned(),
-    })
+    SUBSCRIPTION_OUTBOX
+        .encode(&SubscriptionRequest {
+            email: email.to_owned(),
+        })
+        .map_err(|err| anyhow::Error::from(err).into())
 }
 
 fn parse_record(raw: &str) -> Result<UserRecord, Error> {

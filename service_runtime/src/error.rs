@@ -1,0 +1,154 @@
+//! One classification of failures for every service, with one mapping to an HTTP reply and
+//! one to a gRPC status.
+//!
+//! Each service keeps its own error enum; it says which [`Kind`] each variant is and what a
+//! client may read ([`ApiError`]), and [`api_error_edges!`](crate::api_error_edges) derives
+//! both edges from that. Causes behind a 5xx / `UNAVAILABLE` / `INTERNAL` are logged in full
+//! here and never shown to the client.
+
+use axum::{http::StatusCode, response::Response};
+use redis::{ErrorKind, RedisError, ServerErrorKind};
+
+/// What kind of failure an error is; decides the HTTP status and the gRPC code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// The request is not acceptable as it is: 400 / `INVALID_ARGUMENT`.
+    InvalidInput,
+    /// What the request names does not exist: 404 / `NOT_FOUND`.
+    NotFound,
+    /// It collided with a concurrent change; retrying may work: 409 / `ABORTED`.
+    Conflict,
+    /// No or no valid credentials: 401 / `UNAUTHENTICATED`.
+    Unauthenticated,
+    /// Valid credentials that do not allow this: 403 / `PERMISSION_DENIED`.
+    Forbidden,
+    /// Too many attempts: 429 / `RESOURCE_EXHAUSTED`.
+    TooManyRequests,
+    /// A dependency (Redis, a peer) cannot be reached now: 503 / `UNAVAILABLE`.
+    Unavailable,
+    /// A bug or broken data: 500 / `INTERNAL`.
+    Internal,
+}
+
+impl Kind {
+    pub fn http_status(self) -> StatusCode {
+        match self {
+            Self::InvalidInput => StatusCode::BAD_REQUEST,
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::Conflict => StatusCode::CONFLICT,
+            Self::Unauthenticated => StatusCode::UNAUTHORIZED,
+            Self::Forbidden => StatusCode::FORBIDDEN,
+            Self::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
+            Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn grpc_code(self) -> tonic::Code {
+        match self {
+            Self::InvalidInput => tonic::Code::InvalidArgument,
+            Self::NotFound => tonic::Code::NotFound,
+            Self::Conflict => tonic::Code::Aborted,
+            Self::Unauthenticated => tonic::Code::Unauthenticated,
+            Self::Forbidden => tonic::Code::PermissionDenied,
+            Self::TooManyRequests => tonic::Code::ResourceExhausted,
+            Self::Unavailable => tonic::Code::Unavailable,
+            Self::Internal => tonic::Code::Internal,
+        }
+    }
+
+    /// Whether the cause is the service's own failure, worth an error line in the log.
+    fn is_failure(self) -> bool {
+        matches!(self, Self::Unavailable | Self::Internal)
+    }
+}
+
+/// Redis out of reach (down, restarting, loading, failing over) is [`Kind::Unavailable`];
+/// anything else it answers with (a script error, a wrong type) is a bug: [`Kind::Internal`].
+pub fn kind_of(err: &RedisError) -> Kind {
+    let unreachable = err.is_io_error()
+        || err.is_connection_dropped()
+        || err.is_connection_refusal()
+        || err.is_timeout()
+        || matches!(
+            err.kind(),
+            ErrorKind::Server(
+                ServerErrorKind::BusyLoading
+                    | ServerErrorKind::TryAgain
+                    | ServerErrorKind::MasterDown
+            )
+        );
+    if unreachable {
+        Kind::Unavailable
+    } else {
+        Kind::Internal
+    }
+}
+
+/// A service's error: its kind and what a client may read.
+pub trait ApiError: std::error::Error {
+    fn kind(&self) -> Kind;
+
+    /// The message a client sees; by default the error's `Display`.
+    fn public_message(&self) -> String {
+        self.to_string()
+    }
+}
+
+/// Logs the full cause of a failure of the service itself; client mistakes are not logged here.
+fn log<E: ApiError>(err: &E) {
+    if err.kind().is_failure() {
+        let mut causes = String::new();
+        let mut source = err.source();
+        while let Some(cause) = source {
+            causes.push_str(": ");
+            causes.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        tracing::error!(kind = ?err.kind(), error = %err, causes, "request failed");
+    }
+}
+
+/// The contract's JSON error reply for `err`.
+pub fn http_reply<E: ApiError>(err: &E) -> Response {
+    log(err);
+    crate::http::error_response(err.kind().http_status(), err.public_message())
+}
+
+/// The gRPC status for `err`.
+pub fn grpc_status<E: ApiError>(err: &E) -> tonic::Status {
+    log(err);
+    tonic::Status::new(err.kind().grpc_code(), err.public_message())
+}
+
+/// `impl IntoResponse` and `impl From<_> for tonic::Status` for a service's [`ApiError`]
+/// type, both through the one classification above.
+#[macro_export]
+macro_rules! api_error_edges {
+    ($error:ty) => {
+        impl ::axum::response::IntoResponse for $error {
+            fn into_response(self) -> ::axum::response::Response {
+                $crate::error::http_reply(&self)
+            }
+        }
+
+        impl From<$error> for ::tonic::Status {
+            fn from(err: $error) -> Self {
+                $crate::error::grpc_status(&err)
+            }
+        }
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unreachable_redis_is_unavailable_and_a_script_error_is_internal() {
+        let refused = RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+        assert_eq!(kind_of(&refused), Kind::Unavailable);
+        let script = RedisError::from((ErrorKind::Client, "bad reply"));
+        assert_eq!(kind_of(&script), Kind::Internal);
+    }
+}

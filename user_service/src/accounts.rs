@@ -1,0 +1,136 @@
+//! The rules of user accounts, between the handlers (which only translate requests and
+//! replies) and the store (which only knows keys and scripts): a new or moved address is
+//! subscribed to notifications before the request answers, updates are compare-and-swap
+//! retried, passwords are hashed and verified.
+
+use std::sync::Arc;
+
+use service_runtime::{email::Email, outbox::Outbox};
+
+use crate::{
+    domain::{NewUser, UserRecord, UserUpdate},
+    error::Error,
+    password::PasswordHasher,
+    store::{Created, Replaced, Store, SubscriptionRequest},
+    subscriptions::Subscriber,
+};
+
+/// Compare-and-swap attempts of an update before giving up with [`Error::Conflict`].
+const UPDATE_ATTEMPTS: usize = 10;
+
+/// The subscription outbox of user-service.
+pub type SubscriptionOutbox = Outbox<SubscriptionRequest, Subscriber>;
+
+/// user-service's operations; cheap to clone, shared by the HTTP and gRPC handlers.
+#[derive(Clone)]
+pub struct Accounts {
+    store: Store,
+    passwords: Arc<PasswordHasher>,
+    subscriptions: SubscriptionOutbox,
+}
+
+impl Accounts {
+    pub fn new(store: Store, passwords: PasswordHasher, subscriptions: SubscriptionOutbox) -> Self {
+        Self {
+            store,
+            passwords: Arc::new(passwords),
+            subscriptions,
+        }
+    }
+
+    /// Stores a new user and subscribes it; [`Error::AlreadyExists`] if the address is taken.
+    ///
+    /// The subscription is written with the user (a durable outbox entry) and delivered
+    /// inline, so when notification-service is reachable the answer means "subscribed"; when
+    /// it is not, the answer comes anyway and the outbox worker subscribes the user later.
+    pub async fn create(&self, user: NewUser) -> Result<UserRecord, Error> {
+        // Hashing is the expensive part; a cheap look first spares it for obvious duplicates.
+        // The SET NX in the store is what decides a race.
+        if self.store.exists(&user.email).await? {
+            return Err(Error::AlreadyExists);
+        }
+        let record = UserRecord {
+            name: user.name,
+            email: user.email.into_string(),
+            password: self.passwords.hash(&user.password).await?,
+        };
+        match self.store.create(&record).await? {
+            Created::New { subscription_entry } => {
+                self.subscribe_now(&subscription_entry, &record.email).await;
+            }
+            Created::Repeated => {}
+            Created::Exists => return Err(Error::AlreadyExists),
+        }
+        Ok(record)
+    }
+
+    /// Applies `update`: read, change, compare-and-swap; read again when someone else wrote
+    /// in between, so no concurrent update is lost. The password is hashed once, outside the
+    /// loop. A moved user is subscribed at the new address as [`Accounts::create`] does.
+    pub async fn update(&self, email: &Email, update: UserUpdate) -> Result<UserRecord, Error> {
+        let Some(mut current) = self.store.get(email).await? else {
+            return Err(Error::NotFound);
+        };
+        let new_hash = match &update.password {
+            Some(password) => Some(self.passwords.hash(password).await?),
+            None => None,
+        };
+        for _ in 0..UPDATE_ATTEMPTS {
+            let (record, raw) = current;
+            let updated = UserRecord {
+                name: update.name.clone().unwrap_or(record.name),
+                email: update
+                    .email
+                    .as_ref()
+                    .map_or(record.email, |new| new.as_str().to_owned()),
+                password: new_hash.clone().unwrap_or(record.password),
+            };
+            match self.store.replace(email, &raw, &updated).await? {
+                Replaced::Updated { subscription_entry } => {
+                    if let Some(entry) = subscription_entry {
+                        self.subscribe_now(&entry, &updated.email).await;
+                    }
+                    return Ok(updated);
+                }
+                Replaced::Changed => {
+                    current = self.store.get(email).await?.ok_or(Error::NotFound)?;
+                }
+            }
+        }
+        Err(Error::Conflict)
+    }
+
+    /// Deletes the user; [`Error::NotFound`] if there is none.
+    pub async fn delete(&self, email: &Email) -> Result<(), Error> {
+        self.store.delete(email).await
+    }
+
+    /// Whether a user has this address.
+    pub async fn exists(&self, email: &Email) -> Result<bool, Error> {
+        self.store.exists(email).await
+    }
+
+    /// Whether `password` is the user's. An unknown user is still verified (against a dummy
+    /// hash): same answer, same time as a wrong password.
+    pub async fn authenticate(&self, email: &Email, password: &str) -> Result<bool, Error> {
+        let stored = self.store.get(email).await?.map(|(user, _)| user.password);
+        self.passwords.verify(password, stored).await
+    }
+
+    /// Every user, ordered by email.
+    pub async fn list(&self) -> Result<Vec<UserRecord>, Error> {
+        self.store.list().await
+    }
+
+    async fn subscribe_now(&self, entry: &str, email: &str) {
+        let request = SubscriptionRequest {
+            email: email.to_owned(),
+        };
+        if !self.subscriptions.deliver_now(entry, request).await {
+            tracing::warn!(
+                email,
+                "subscription not confirmed yet; answering now, the outbox delivers it later"
+            );
+        }
+    }
+}
