@@ -4,9 +4,8 @@
 mod grpc;
 mod inbox;
 
-use proto::frontend_service::frontend_service_server::{FrontendServiceServer, SERVICE_NAME};
+use proto::frontend_service::frontend_service_server::FrontendServiceServer;
 use service_runtime::server::{Service, ServiceBuilder};
-use tonic::service::Routes;
 
 pub use inbox::{Inbox, InboxLimits};
 
@@ -35,9 +34,8 @@ pub async fn build(config: Config) -> anyhow::Result<Service> {
     let builder = ServiceBuilder::new("frontend-service");
     let inbox = Inbox::new(config.limits);
     let api = grpc::FrontendGrpc::new(inbox, builder.shutdown_signal());
-    let routes = Routes::new(FrontendServiceServer::new(api));
     builder
-        .grpc(config.grpc_port, routes, &[SERVICE_NAME])
+        .grpc(config.grpc_port, FrontendServiceServer::new(api))
         .bind()
         .await
 }

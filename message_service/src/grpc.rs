@@ -140,7 +140,7 @@ impl MessageService for MessageGrpc {
                 return Ok(reply(false, refusal));
             }
         };
-        let saved = self.store.save(&new).await?;
+        let saved = self.store.save(&new).await.map_err(Error::from)?;
         span.record("message_id", saved.id);
         // Created before the answer when notification-service is reachable (read-your-writes);
         // otherwise the outbox entry written with the message is delivered later.
@@ -162,7 +162,7 @@ impl MessageService for MessageGrpc {
             return Ok(Response::new(GetMessagesResponse::default()));
         };
         tracing::Span::current().record("user_email", email.as_str());
-        let messages = self.store.messages_of(&email).await?;
+        let messages = self.store.messages_of(&email).await.map_err(Error::from)?;
         Ok(Response::new(GetMessagesResponse {
             messages: messages.into_iter().map(Message::from).collect(),
         }))

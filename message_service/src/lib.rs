@@ -12,17 +12,16 @@ mod notify;
 mod store;
 
 use proto::{
-    message_service::message_service_server::{MessageServiceServer, SERVICE_NAME},
+    message_service::message_service_server::MessageServiceServer,
+    notification_service::notification_service_client::NotificationServiceClient,
     user_service::user_service_client::UserServiceClient,
 };
 use service_runtime::{
-    config::{Ports, url_or},
+    config::{Common, url_or},
     grpc_client,
     outbox::Outbox,
-    redis_store::Redis,
     server::{Service, ServiceBuilder},
 };
-use tonic::service::Routes;
 
 pub use error::Error;
 
@@ -47,9 +46,7 @@ pub const DEFAULT_NOTIFICATION_SERVICE_GRPC_URL: &str = "http://127.0.0.1:9898";
 /// Everything message-service reads from its environment.
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub ports: Ports,
-    /// Redis without a database index; [`REDIS_DB`] is selected.
-    pub redis_url: String,
+    pub common: Common,
     pub user_service_url: String,
     pub notification_service_url: String,
 }
@@ -58,8 +55,7 @@ impl Config {
     /// The contract's variables, with the contract's defaults.
     pub fn from_env() -> anyhow::Result<Self> {
         Ok(Self {
-            ports: Ports::from_env(DEFAULT_HTTP_PORT, DEFAULT_GRPC_PORT)?,
-            redis_url: service_runtime::config::redis_base_url()?,
+            common: Common::from_env(DEFAULT_HTTP_PORT, DEFAULT_GRPC_PORT)?,
             user_service_url: url_or("USER_SERVICE_GRPC_URL", DEFAULT_USER_SERVICE_GRPC_URL),
             notification_service_url: url_or(
                 "NOTIFICATION_SERVICE_GRPC_URL",
@@ -70,28 +66,28 @@ impl Config {
 }
 
 /// The notification outbox of message-service.
-type NotificationOutbox = Outbox<store::NotificationRequest, notify::Notifier>;
+type NotificationOutbox = Outbox<store::NotificationRequest>;
 
 /// Binds message-service's HTTP and gRPC listeners and sets up its notification outbox.
 /// Redis and the peers are connected lazily: the service starts while they are down.
 pub async fn build(config: Config) -> anyhow::Result<Service> {
-    let redis = Redis::connect(&config.redis_url, REDIS_DB)?;
-    let store = store::Store::new(redis.clone());
+    let (service, redis) =
+        ServiceBuilder::with_redis("message-service", &config.common.redis_url, REDIS_DB)?;
     let users = UserServiceClient::new(grpc_client::channel(&config.user_service_url)?);
-    let notifier = notify::Notifier::new(&config.notification_service_url)?;
-    let outbox: NotificationOutbox =
-        Outbox::new(redis.clone(), &store::NOTIFICATION_OUTBOX, notifier);
-
+    let notifications =
+        NotificationServiceClient::new(grpc_client::channel(&config.notification_service_url)?);
+    let outbox = Outbox::new(redis.clone(), &store::NOTIFICATION_OUTBOX, move |request| {
+        notify::deliver(notifications.clone(), request)
+    });
+    let store = store::Store {
+        redis: redis.clone(),
+    };
     let api = grpc::MessageGrpc::new(store.clone(), users, outbox.clone());
-    ServiceBuilder::new("message-service")
-        .redis(redis)
-        .http(config.ports.http, http::router(store))
-        .grpc(
-            config.ports.grpc,
-            Routes::new(MessageServiceServer::new(api)),
-            &[SERVICE_NAME],
-        )
-        .worker("notification outbox", move |shutdown| outbox.run(shutdown))
+    let ports = config.common.ports;
+    service
+        .http(ports.http, http::router(store))
+        .grpc(ports.grpc, MessageServiceServer::new(api))
+        .outbox("notification outbox", outbox)
         .bind()
         .await
 }

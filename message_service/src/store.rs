@@ -18,11 +18,10 @@ use redis::Script;
 use serde::{Deserialize, Deserializer, Serialize};
 use service_runtime::{
     email::Email,
+    error::StoreError,
     outbox::{OutboxStream, PAYLOAD_FIELD},
     redis_store::Redis,
 };
-
-use crate::error::Error;
 
 pub const MESSAGE_ID_COUNTER: &str = "message_id_counter";
 const MESSAGE_KEY_PREFIX: &str = "message:";
@@ -139,18 +138,14 @@ pub struct Saved {
 /// message-service's storage; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
-    redis: Redis,
+    pub redis: Redis,
 }
 
 impl Store {
-    pub fn new(redis: Redis) -> Self {
-        Self { redis }
-    }
-
     /// Stores `message` with its conversation entries, index entries and notification outbox
     /// entry, atomically, under a new id from the counter.
     #[tracing::instrument(skip_all, fields(sender_email = %message.sender, receiver_email = %message.receiver))]
-    pub async fn save(&self, message: &NewMessage) -> Result<Saved, Error> {
+    pub async fn save(&self, message: &NewMessage) -> Result<Saved, StoreError> {
         // Taken first, so the message's JSON is built here by its one serializer. A retried
         // INCR may skip a number; ids stay unique.
         let id: u64 = self
@@ -178,7 +173,7 @@ impl Store {
         };
         let payload = NOTIFICATION_OUTBOX
             .encode(&notification)
-            .map_err(|err| Error::Corrupt(format!("cannot encode JSON: {err}")))?;
+            .map_err(|err| StoreError::Corrupt(format!("cannot encode JSON: {err}")))?;
         let mut invocation = SEND.prepare_invoke();
         invocation
             .key(message_key(id))
@@ -208,7 +203,7 @@ impl Store {
 
     /// Every message `email` sent or received, oldest first; none for an unknown user.
     #[tracing::instrument(skip_all, fields(user_email = email))]
-    pub async fn messages_of(&self, email: &str) -> Result<Vec<StoredMessage>, Error> {
+    pub async fn messages_of(&self, email: &str) -> Result<Vec<StoredMessage>, StoreError> {
         let mut invocation = MESSAGES_OF.prepare_invoke();
         invocation
             .key(user_messages_key(email))
@@ -228,14 +223,14 @@ impl Store {
             .into_iter()
             .map(|json| {
                 serde_json::from_str(&json)
-                    .map_err(|err| Error::Corrupt(format!("message {json:?}: {err}")))
+                    .map_err(|err| StoreError::Corrupt(format!("message {json:?}: {err}")))
             })
             .collect()
     }
 
     /// The counterparts `email` has exchanged messages with, sorted; none for an unknown user.
     #[tracing::instrument(skip_all, fields(user_email = email))]
-    pub async fn conversations_of(&self, email: &str) -> Result<Vec<String>, Error> {
+    pub async fn conversations_of(&self, email: &str) -> Result<Vec<String>, StoreError> {
         let mut counterparts: Vec<String> = self
             .redis
             .query(redis::cmd("SMEMBERS").arg(conversations_key(email)))
@@ -245,8 +240,9 @@ impl Store {
     }
 }
 
-fn to_json(value: &impl Serialize) -> Result<String, Error> {
-    serde_json::to_string(value).map_err(|err| Error::Corrupt(format!("cannot encode JSON: {err}")))
+fn to_json(value: &impl Serialize) -> Result<String, StoreError> {
+    serde_json::to_string(value)
+        .map_err(|err| StoreError::Corrupt(format!("cannot encode JSON: {err}")))
 }
 
 fn number_or_numeric_string<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {

@@ -11,7 +11,7 @@ use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
 use crate::{
-    FrontendOutbox,
+    Error, FrontendOutbox,
     store::{Created, Store},
 };
 
@@ -61,7 +61,11 @@ impl NotificationService for NotificationGrpc {
         let id =
             non_empty(request.notification_id).unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
         span.record("notification_id", id.as_str());
-        let created = self.store.create(&receiver, &sender, id).await?;
+        let created = self
+            .store
+            .create(&receiver, &sender, id)
+            .await
+            .map_err(Error::from)?;
         match created {
             Created::New {
                 notification,
@@ -90,7 +94,10 @@ impl NotificationService for NotificationGrpc {
         let subscribed = match email(request.into_inner().email) {
             Some(email) => {
                 tracing::Span::current().record("user_email", email.as_str());
-                self.store.is_subscribed(&email).await?
+                self.store
+                    .is_subscribed(&email)
+                    .await
+                    .map_err(Error::from)?
             }
             None => false,
         };
@@ -134,7 +141,10 @@ impl NotificationGrpc {
             return Ok(false);
         };
         tracing::Span::current().record("user_email", email.as_str());
-        self.store.set_subscribed(&email, subscribed).await?;
+        self.store
+            .set_subscribed(&email, subscribed)
+            .await
+            .map_err(Error::from)?;
         tracing::info!(subscribed, "subscription recorded");
         Ok(true)
     }

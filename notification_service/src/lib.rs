@@ -11,16 +11,16 @@ mod http;
 mod push;
 mod store;
 
-use proto::notification_service::notification_service_server::{
-    NotificationServiceServer, SERVICE_NAME,
+use proto::{
+    frontend_service::frontend_service_client::FrontendServiceClient,
+    notification_service::notification_service_server::NotificationServiceServer,
 };
 use service_runtime::{
-    config::{Ports, url_or},
+    config::{Common, url_or},
+    grpc_client,
     outbox::Outbox,
-    redis_store::Redis,
     server::{Service, ServiceBuilder},
 };
-use tonic::service::Routes;
 
 pub use error::Error;
 
@@ -42,9 +42,7 @@ pub const DEFAULT_FRONTEND_SERVICE_GRPC_URL: &str = "http://127.0.0.1:3030";
 /// Everything notification-service reads from its environment.
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub ports: Ports,
-    /// Redis without a database index; [`REDIS_DB`] is selected.
-    pub redis_url: String,
+    pub common: Common,
     pub frontend_service_url: String,
 }
 
@@ -52,8 +50,7 @@ impl Config {
     /// The contract's variables, with the contract's defaults.
     pub fn from_env() -> anyhow::Result<Self> {
         Ok(Self {
-            ports: Ports::from_env(DEFAULT_HTTP_PORT, DEFAULT_GRPC_PORT)?,
-            redis_url: service_runtime::config::redis_base_url()?,
+            common: Common::from_env(DEFAULT_HTTP_PORT, DEFAULT_GRPC_PORT)?,
             frontend_service_url: url_or(
                 "FRONTEND_SERVICE_GRPC_URL",
                 DEFAULT_FRONTEND_SERVICE_GRPC_URL,
@@ -63,26 +60,26 @@ impl Config {
 }
 
 /// The frontend outbox of notification-service.
-type FrontendOutbox = Outbox<store::StoredNotification, push::Pusher>;
+type FrontendOutbox = Outbox<store::StoredNotification>;
 
 /// Binds notification-service's HTTP and gRPC listeners and sets up its frontend outbox.
 /// Redis and frontend-service are connected lazily: the service starts while they are down.
 pub async fn build(config: Config) -> anyhow::Result<Service> {
-    let redis = Redis::connect(&config.redis_url, REDIS_DB)?;
-    let store = store::Store::new(redis.clone());
-    let pusher = push::Pusher::new(&config.frontend_service_url)?;
-    let outbox: FrontendOutbox = Outbox::new(redis.clone(), &store::FRONTEND_OUTBOX, pusher);
-
-    let api = grpc::NotificationGrpc::new(store.clone(), outbox.clone());
-    ServiceBuilder::new("notification-service")
-        .redis(redis)
-        .http(config.ports.http, http::router(store))
-        .grpc(
-            config.ports.grpc,
-            Routes::new(NotificationServiceServer::new(api)),
-            &[SERVICE_NAME],
-        )
-        .worker("frontend outbox", move |shutdown| outbox.run(shutdown))
+    let (service, redis) =
+        ServiceBuilder::with_redis("notification-service", &config.common.redis_url, REDIS_DB)?;
+    let frontend = FrontendServiceClient::new(grpc_client::channel(&config.frontend_service_url)?);
+    let pushes = Outbox::new(redis.clone(), &store::FRONTEND_OUTBOX, move |stored| {
+        push::deliver(frontend.clone(), stored)
+    });
+    let store = store::Store {
+        redis: redis.clone(),
+    };
+    let api = grpc::NotificationGrpc::new(store.clone(), pushes.clone());
+    let ports = config.common.ports;
+    service
+        .http(ports.http, http::router(store))
+        .grpc(ports.grpc, NotificationServiceServer::new(api))
+        .outbox("frontend outbox", pushes)
         .bind()
         .await
 }

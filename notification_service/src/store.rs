@@ -18,11 +18,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use service_runtime::{
     email::Email,
+    error::StoreError,
     outbox::{OutboxStream, PAYLOAD_FIELD},
     redis_store::Redis,
 };
-
-use crate::error::Error;
 
 pub const SUBSCRIPTIONS: &str = "subscriptions";
 /// Notifications still to be pushed to frontend-service, delivered by [`crate::push`].
@@ -94,14 +93,10 @@ pub enum Created {
 /// notification-service's storage; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
-    redis: Redis,
+    pub redis: Redis,
 }
 
 impl Store {
-    pub fn new(redis: Redis) -> Self {
-        Self { redis }
-    }
-
     /// Stores a notification for `receiver` if they are subscribed and `notification_id` is
     /// not a repeat, and queues its push to frontend-service, atomically.
     #[tracing::instrument(skip_all, fields(receiver_email = %receiver, notification_id))]
@@ -110,7 +105,7 @@ impl Store {
         receiver: &Email,
         sender: &str,
         notification_id: String,
-    ) -> Result<Created, Error> {
+    ) -> Result<Created, StoreError> {
         tracing::Span::current().record("notification_id", notification_id.as_str());
         let notification = StoredNotification {
             sender_email: sender.to_owned(),
@@ -121,7 +116,7 @@ impl Store {
         };
         let json = FRONTEND_OUTBOX
             .encode(&notification)
-            .map_err(|err| Error::Corrupt(format!("cannot encode a notification: {err}")))?;
+            .map_err(|err| StoreError::Corrupt(format!("cannot encode a notification: {err}")))?;
         let mut invocation = CREATE.prepare_invoke();
         invocation
             .key(SUBSCRIPTIONS)
@@ -145,12 +140,12 @@ impl Store {
 
     /// Records whether `email` wants notifications; setting the same value again changes nothing.
     #[tracing::instrument(skip_all, fields(user_email = %email, subscribed))]
-    pub async fn set_subscribed(&self, email: &Email, subscribed: bool) -> Result<(), Error> {
+    pub async fn set_subscribed(&self, email: &Email, subscribed: bool) -> Result<(), StoreError> {
         let value = serde_json::to_string(&Subscription {
             user_email: email.to_string(),
             subscribed,
         })
-        .map_err(|err| Error::Corrupt(format!("cannot encode a subscription: {err}")))?;
+        .map_err(|err| StoreError::Corrupt(format!("cannot encode a subscription: {err}")))?;
         self.redis
             .query::<()>(
                 redis::cmd("HSET")
@@ -164,7 +159,7 @@ impl Store {
 
     /// Whether `email` is subscribed; an unknown user is not.
     #[tracing::instrument(skip_all, fields(user_email = %email))]
-    pub async fn is_subscribed(&self, email: &Email) -> Result<bool, Error> {
+    pub async fn is_subscribed(&self, email: &Email) -> Result<bool, StoreError> {
         let stored: Option<String> = self
             .redis
             .query(redis::cmd("HGET").arg(SUBSCRIPTIONS).arg(email.as_str()))
@@ -173,13 +168,13 @@ impl Store {
             return Ok(false);
         };
         let subscription: Subscription = serde_json::from_str(&stored)
-            .map_err(|err| Error::Corrupt(format!("subscription {stored:?}: {err}")))?;
+            .map_err(|err| StoreError::Corrupt(format!("subscription {stored:?}: {err}")))?;
         Ok(subscription.subscribed)
     }
 
     /// The receiver's notifications, newest first, as stored (each a JSON object).
     #[tracing::instrument(skip_all, fields(user_email = email))]
-    pub async fn notifications_of(&self, email: &str) -> Result<Vec<Value>, Error> {
+    pub async fn notifications_of(&self, email: &str) -> Result<Vec<Value>, StoreError> {
         let stored: Vec<String> = self
             .redis
             .query(
@@ -193,7 +188,7 @@ impl Store {
             .into_iter()
             .map(|json| match serde_json::from_str::<Value>(&json) {
                 Ok(value @ Value::Object(_)) => Ok(value),
-                Ok(_) | Err(_) => Err(Error::Corrupt(format!("notification {json:?}"))),
+                Ok(_) | Err(_) => Err(StoreError::Corrupt(format!("notification {json:?}"))),
             })
             .collect()
     }

@@ -64,6 +64,26 @@ impl Ports {
     }
 }
 
+/// What every service with a Redis database reads: its listening ports and where Redis is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Common {
+    /// HTTP and gRPC listening ports; 0 picks free ones.
+    pub ports: Ports,
+    /// `redis://host:port` without a database index; each service selects its own.
+    pub redis_url: String,
+}
+
+impl Common {
+    /// `HTTP_PORT`, `GRPC_PORT` (defaulting to the service's contract ports), `REDIS_URL` or
+    /// `REDIS_HOST`/`REDIS_PORT`.
+    pub fn from_env(default_http: u16, default_grpc: u16) -> anyhow::Result<Self> {
+        Ok(Self {
+            ports: Ports::from_env(default_http, default_grpc)?,
+            redis_url: redis_base_url()?,
+        })
+    }
+}
+
 fn strip_db_index(url: &str) -> String {
     let trimmed = url.trim().trim_end_matches('/');
     match trimmed.rsplit_once('/') {

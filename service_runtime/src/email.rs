@@ -50,20 +50,6 @@ fn is_well_formed(raw: &str) -> bool {
             .all(|label| !label.is_empty() && !label.starts_with('-') && !label.ends_with('-'))
 }
 
-impl TryFrom<String> for Email {
-    type Error = InvalidEmail;
-
-    fn try_from(raw: String) -> Result<Self, Self::Error> {
-        Self::parse(raw)
-    }
-}
-
-impl AsRef<str> for Email {
-    fn as_ref(&self) -> &str {
-        &self.0
-    }
-}
-
 impl fmt::Display for Email {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)

@@ -85,6 +85,35 @@ pub fn kind_of(err: &RedisError) -> Kind {
     }
 }
 
+/// A failure of a service's own Redis database: out of reach (or answering with an error), or
+/// holding data without the contract's shape.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// 503 / `UNAVAILABLE` when Redis is out of reach after retrying, else 500 / `INTERNAL`.
+    #[error("Redis request failed")]
+    Redis(#[from] RedisError),
+    /// 500 / `INTERNAL`: stored data that does not parse, or a value that does not encode.
+    #[error("stored data is malformed: {0}")]
+    Corrupt(String),
+}
+
+impl ApiError for StoreError {
+    fn kind(&self) -> Kind {
+        match self {
+            Self::Redis(err) => kind_of(err),
+            Self::Corrupt(_) => Kind::Internal,
+        }
+    }
+
+    fn public_message(&self) -> String {
+        if self.kind() == Kind::Unavailable {
+            "store (Redis) is unavailable; try again later".into()
+        } else {
+            "internal error".into()
+        }
+    }
+}
+
 /// A service's error: its kind and what a client may read.
 pub trait ApiError: std::error::Error {
     fn kind(&self) -> Kind;

@@ -20,7 +20,7 @@
 
 use std::{future::Future, marker::PhantomData, sync::Arc, time::Duration};
 
-use futures::future::join_all;
+use futures::future::{BoxFuture, join_all};
 use redis::{
     AsyncCommands,
     aio::ConnectionManager,
@@ -102,21 +102,18 @@ impl Delivery {
 }
 
 /// How an outbox's payloads reach the peer; the same for the inline try and the worker.
-pub trait Deliver<P>: Send + Sync + 'static {
-    fn deliver(&self, payload: P) -> impl Future<Output = Delivery> + Send;
-}
+type DeliverFn<P> = dyn Fn(P) -> BoxFuture<'static, Delivery> + Send + Sync;
 
 /// One outbox stream with its delivery; cheap to clone.
-pub struct Outbox<P, D> {
+pub struct Outbox<P> {
     redis: Redis,
     key: &'static str,
     group: &'static str,
     consumer: Arc<str>,
-    deliver: Arc<D>,
-    payload: PhantomData<fn() -> P>,
+    deliver: Arc<DeliverFn<P>>,
 }
 
-impl<P, D> Clone for Outbox<P, D> {
+impl<P> Clone for Outbox<P> {
     fn clone(&self) -> Self {
         Self {
             redis: self.redis.clone(),
@@ -124,28 +121,29 @@ impl<P, D> Clone for Outbox<P, D> {
             group: self.group,
             consumer: Arc::clone(&self.consumer),
             deliver: Arc::clone(&self.deliver),
-            payload: PhantomData,
         }
     }
 }
 
-impl<P, D> Outbox<P, D>
+impl<P> Outbox<P>
 where
     P: Serialize + DeserializeOwned + Send + 'static,
-    D: Deliver<P>,
 {
-    /// The outbox of `stream`, delivered by `deliver`. The worker's consumer name is the host
-    /// name plus the process id, unique per process, so each replica re-reads only its own
-    /// in-flight entries.
-    pub fn new(redis: Redis, stream: &OutboxStream<P>, deliver: D) -> Self {
+    /// The outbox of `stream`, delivered by `deliver` (a call to the peer). The worker's
+    /// consumer name is the host name plus the process id, unique per process, so each
+    /// replica re-reads only its own in-flight entries.
+    pub fn new<F, Fut>(redis: Redis, stream: &OutboxStream<P>, deliver: F) -> Self
+    where
+        F: Fn(P) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Delivery> + Send + 'static,
+    {
         let host = crate::config::var("HOSTNAME").unwrap_or_else(|| "localhost".to_owned());
         Self {
             redis,
             key: stream.key,
             group: stream.group,
             consumer: format!("{host}-{}", std::process::id()).into(),
-            deliver: Arc::new(deliver),
-            payload: PhantomData,
+            deliver: Arc::new(move |payload| Box::pin(deliver(payload))),
         }
     }
 
@@ -153,7 +151,7 @@ where
     /// [`INLINE_DEADLINE`]; deletes the entry when the peer took it (or refused it for good).
     /// Returns whether the peer took it. Otherwise the entry stays and the worker delivers it.
     pub async fn deliver_now(&self, entry_id: &str, payload: P) -> bool {
-        let outcome = tokio::time::timeout(INLINE_DEADLINE, self.deliver.deliver(payload)).await;
+        let outcome = tokio::time::timeout(INLINE_DEADLINE, (self.deliver)(payload)).await;
         let delivered = match outcome {
             Ok(Delivery::Done) => true,
             Ok(Delivery::Reject(reason)) => {
@@ -285,7 +283,7 @@ where
                     return Some(entry.id);
                 }
             };
-            match self.deliver.deliver(payload).await {
+            match (self.deliver)(payload).await {
                 Delivery::Done => return Some(entry.id),
                 Delivery::Reject(reason) => {
                     tracing::warn!(

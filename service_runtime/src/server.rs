@@ -5,10 +5,11 @@ use std::{future::Future, net::SocketAddr, pin::Pin, time::Duration};
 
 use axum::Router;
 use tokio::{net::TcpListener, task::JoinSet};
-use tonic::{service::Routes, transport::server::TcpIncoming};
+use tonic::{server::NamedService, service::Routes, transport::server::TcpIncoming};
 use tonic_health::ServingStatus;
 
 use crate::{
+    outbox::Outbox,
     redis_store::Redis,
     shutdown::{self, Shutdown, ShutdownTrigger},
 };
@@ -20,6 +21,33 @@ const WORKER_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long open connections get to close after shutdown. A client that never acts on the
 /// server's GOAWAY (hung, or its runtime blocked) would otherwise keep the process alive.
 const SERVER_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What every service's `main` does: install tracing, read the config from the environment,
+/// bind, and serve until SIGINT or SIGTERM.
+pub async fn run_from_env<C, Build, Built>(
+    config_from_env: impl FnOnce() -> anyhow::Result<C>,
+    build: Build,
+) -> anyhow::Result<()>
+where
+    Build: FnOnce(C) -> Built,
+    Built: Future<Output = anyhow::Result<Service>>,
+{
+    crate::telemetry::init();
+    let config = config_from_env()?;
+    build(config).await?.run_until_stopped().await
+}
+
+/// A service binary's whole `main`: `service_main!(message_service)` runs
+/// [`run_from_env`] with that crate's `Config::from_env` and `build`.
+#[macro_export]
+macro_rules! service_main {
+    ($service:ident) => {
+        #[tokio::main]
+        async fn main() -> anyhow::Result<()> {
+            $crate::server::run_from_env($service::Config::from_env, $service::build).await
+        }
+    };
+}
 
 /// Describes a service before its listeners are bound.
 pub struct ServiceBuilder {
@@ -56,17 +84,45 @@ impl ServiceBuilder {
         self
     }
 
-    /// Serves `routes` (plus health and reflection) on `port`; 0 picks a free port.
-    /// `service_names` are reported SERVING by the gRPC health service.
-    pub fn grpc(mut self, port: u16, routes: Routes, service_names: &[&'static str]) -> Self {
-        self.grpc = Some((port, routes, service_names.to_vec()));
+    /// Serves the generated gRPC `server` (plus health and reflection) on `port`; 0 picks a
+    /// free port. Its service name is reported by the gRPC health service and reflection.
+    pub fn grpc<S>(mut self, port: u16, server: S) -> Self
+    where
+        S: tower::Service<
+                axum::http::Request<tonic::body::Body>,
+                Response = axum::http::Response<tonic::body::Body>,
+                Error = std::convert::Infallible,
+            > + NamedService
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Future: Send + 'static,
+    {
+        self.grpc = Some((port, Routes::new(server), vec![S::NAME]));
         self
     }
 
-    /// The Redis connection whose reachability `/health` reports.
-    pub fn redis(mut self, redis: Redis) -> Self {
-        self.redis = Some(redis);
-        self
+    /// Runs the delivery worker of `outbox` beside the servers.
+    pub fn outbox<P>(self, name: &'static str, outbox: Outbox<P>) -> Self
+    where
+        P: serde::Serialize + serde::de::DeserializeOwned + Send + 'static,
+    {
+        self.worker(name, move |shutdown| outbox.run(shutdown))
+    }
+
+    /// A service called `name` that works on database `db` of the Redis at `redis_url`
+    /// (connected lazily: the service starts while Redis is down); its health reports
+    /// whether that Redis answers. Returns the Redis handle too.
+    pub fn with_redis(
+        name: &'static str,
+        redis_url: &str,
+        db: u8,
+    ) -> anyhow::Result<(Self, Redis)> {
+        let redis = Redis::connect(redis_url, db)?;
+        let mut builder = Self::new(name);
+        builder.redis = Some(redis.clone());
+        Ok((builder, redis))
     }
 
     /// Runs `worker` beside the servers; it must return soon after its [`Shutdown`] fires.

@@ -12,14 +12,13 @@ use crate::{
     error::Error,
     password::PasswordHasher,
     store::{Created, Replaced, Store, SubscriptionRequest},
-    subscriptions::Subscriber,
 };
 
 /// Compare-and-swap attempts of an update before giving up with [`Error::Conflict`].
 const UPDATE_ATTEMPTS: usize = 10;
 
 /// The subscription outbox of user-service.
-pub type SubscriptionOutbox = Outbox<SubscriptionRequest, Subscriber>;
+pub type SubscriptionOutbox = Outbox<SubscriptionRequest>;
 
 /// user-service's operations; cheap to clone, shared by the HTTP and gRPC handlers.
 #[derive(Clone)]

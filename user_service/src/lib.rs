@@ -11,14 +11,16 @@ mod password;
 mod store;
 mod subscriptions;
 
-use proto::user_service::user_service_server::{SERVICE_NAME, UserServiceServer};
+use proto::{
+    notification_service::notification_service_client::NotificationServiceClient,
+    user_service::user_service_server::UserServiceServer,
+};
 use service_runtime::{
-    config::{self, Ports},
+    config::{Common, url_or},
+    grpc_client,
     outbox::Outbox,
-    redis_store::Redis,
     server::{Service, ServiceBuilder},
 };
-use tonic::service::Routes;
 
 pub use error::Error;
 
@@ -30,9 +32,7 @@ pub mod keys {
     pub const SUBSCRIPTION_OUTBOX: &str = crate::store::SUBSCRIPTION_OUTBOX.key();
 }
 
-use crate::{
-    accounts::Accounts, password::PasswordHasher, store::Store, subscriptions::Subscriber,
-};
+use crate::{accounts::Accounts, password::PasswordHasher, store::Store};
 
 /// The contract's HTTP port of user-service.
 pub const DEFAULT_HTTP_PORT: u16 = 8080;
@@ -46,10 +46,7 @@ pub const REDIS_DB: u8 = 0;
 /// Everything user-service reads from its environment.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// HTTP and gRPC listening ports; 0 picks free ones.
-    pub ports: Ports,
-    /// `redis://host:port` without a database index.
-    pub redis_url: String,
+    pub common: Common,
     /// notification-service's gRPC endpoint, for subscribing new users.
     pub notification_service_url: String,
 }
@@ -59,9 +56,8 @@ impl Config {
     /// `NOTIFICATION_SERVICE_GRPC_URL` (`http://127.0.0.1:9898`).
     pub fn from_env() -> anyhow::Result<Self> {
         Ok(Self {
-            ports: Ports::from_env(DEFAULT_HTTP_PORT, DEFAULT_GRPC_PORT)?,
-            redis_url: config::redis_base_url()?,
-            notification_service_url: config::url_or(
+            common: Common::from_env(DEFAULT_HTTP_PORT, DEFAULT_GRPC_PORT)?,
+            notification_service_url: url_or(
                 "NOTIFICATION_SERVICE_GRPC_URL",
                 DEFAULT_NOTIFICATION_SERVICE_GRPC_URL,
             ),
@@ -72,22 +68,25 @@ impl Config {
 /// Binds user-service's HTTP and gRPC listeners and wires the subscription outbox worker.
 /// Nothing connects yet: Redis and notification-service may come up later.
 pub async fn build(config: Config) -> anyhow::Result<Service> {
-    let redis = Redis::connect(&config.redis_url, REDIS_DB)?;
-    let subscriber = Subscriber::new(&config.notification_service_url)?;
-    let outbox = Outbox::new(redis.clone(), &store::SUBSCRIPTION_OUTBOX, subscriber);
-    let accounts = Accounts::new(
-        Store::new(redis.clone()),
-        PasswordHasher::new()?,
-        outbox.clone(),
-    );
-    let routes = Routes::new(UserServiceServer::new(grpc::UserGrpc::new(
-        accounts.clone(),
-    )));
-    ServiceBuilder::new("user-service")
-        .redis(redis)
-        .http(config.ports.http, http::router(accounts))
-        .grpc(config.ports.grpc, routes, &[SERVICE_NAME])
-        .worker("subscription-outbox", move |shutdown| outbox.run(shutdown))
+    let (service, redis) =
+        ServiceBuilder::with_redis("user-service", &config.common.redis_url, REDIS_DB)?;
+    let notifications =
+        NotificationServiceClient::new(grpc_client::channel(&config.notification_service_url)?);
+    let subscriptions = Outbox::new(redis.clone(), &store::SUBSCRIPTION_OUTBOX, move |request| {
+        subscriptions::deliver(notifications.clone(), request)
+    });
+    let store = Store {
+        redis: redis.clone(),
+    };
+    let accounts = Accounts::new(store, PasswordHasher::new()?, subscriptions.clone());
+    let ports = config.common.ports;
+    service
+        .http(ports.http, http::router(accounts.clone()))
+        .grpc(
+            ports.grpc,
+            UserServiceServer::new(grpc::UserGrpc::new(accounts)),
+        )
+        .outbox("subscription outbox", subscriptions)
         .bind()
         .await
 }

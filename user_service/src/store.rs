@@ -106,7 +106,7 @@ pub enum Replaced {
 /// Handle to user-service's data; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
-    redis: Redis,
+    pub redis: Redis,
 }
 
 /// `users:{email}`.
@@ -115,10 +115,6 @@ pub fn user_key(email: &str) -> String {
 }
 
 impl Store {
-    pub fn new(redis: Redis) -> Self {
-        Self { redis }
-    }
-
     /// Stores `user` unless its address is taken, and enqueues its subscription atomically
     /// with it. [`Created::Exists`] leaves the existing record untouched.
     #[tracing::instrument(skip_all, fields(email = %user.email))]
