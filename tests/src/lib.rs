@@ -1,5 +1,5 @@
-//! Test harness: a real `redis-server` and the real service binaries, each on free ports,
-//! killed when their guard drops. Nothing is mocked.
+//! Test harness: a real `redis-server` and the real service binaries, each on ports it chose
+//! itself and reported back, killed when their guard drops. Nothing is mocked.
 //!
 //! The services run as binaries of this package (`test-user-service`, …, built from each
 //! service's own `main.rs`; see Cargo.toml), which cargo builds before running the tests.
@@ -8,6 +8,6 @@ mod process;
 mod redis_server;
 mod stack;
 
-pub use process::ServiceProcess;
+pub use process::{BoundPorts, ServiceProcess};
 pub use redis_server::RedisServer;
-pub use stack::{Ports, Stack, free_port, reply, unique_email};
+pub use stack::{Ports, Stack, reply, unique_email};

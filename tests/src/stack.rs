@@ -1,9 +1,7 @@
-//! The whole system on free ports: Redis plus the four services, wired to each other.
+//! The whole system: Redis plus the four services, each on ports it chose itself, wired to
+//! each other.
 
-use std::{
-    net::TcpListener,
-    sync::atomic::{AtomicU32, Ordering},
-};
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use proto::{
     frontend_service::frontend_service_client::FrontendServiceClient,
@@ -15,24 +13,6 @@ use tonic::transport::Channel;
 
 use crate::{process::ServiceProcess, redis_server::RedisServer};
 
-/// A port nobody listens on right now. Ports come from below the kernel's ephemeral range
-/// (32768+), so an outgoing connection cannot take one between this check and the service
-/// binding it; each test process starts at its own offset so parallel runs rarely meet.
-pub fn free_port() -> u16 {
-    const FIRST: u16 = 20_000;
-    const SPAN: u16 = 12_000;
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    let offset = (std::process::id() % u32::from(SPAN)) as u16;
-    for _ in 0..SPAN {
-        let n = NEXT.fetch_add(1, Ordering::Relaxed) as u16;
-        let port = FIRST + (offset + n % SPAN) % SPAN;
-        if TcpListener::bind(("0.0.0.0", port)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no free port between {FIRST} and {}", FIRST + SPAN);
-}
-
 /// An email no other test uses: `<prefix>-<pid>-<n>@example.com`.
 pub fn unique_email(prefix: &str) -> String {
     static NEXT: AtomicU32 = AtomicU32::new(0);
@@ -40,11 +20,20 @@ pub fn unique_email(prefix: &str) -> String {
     format!("{prefix}-{}-{n}@example.com", std::process::id())
 }
 
-/// Ports of one service.
+/// Ports of one service that serves both HTTP and gRPC.
 #[derive(Debug, Clone, Copy)]
 pub struct Ports {
     pub http: u16,
     pub grpc: u16,
+}
+
+impl Ports {
+    fn of(process: &ServiceProcess) -> Self {
+        Self {
+            http: process.ports().http.expect("the service serves HTTP"),
+            grpc: process.grpc_port(),
+        }
+    }
 }
 
 /// Redis and the four services, each a real process; everything stops on drop.
@@ -62,69 +51,35 @@ pub struct Stack {
 }
 
 impl Stack {
-    /// Starts everything, peers before the services that call them.
+    /// Starts everything, peers before the services that call them: frontend-service,
+    /// notification-service, user-service, message-service. Each binds ports of its own
+    /// choosing and reports them (see [`ServiceProcess`]), so by the time a service starts,
+    /// the URLs of the peers it calls are known.
     pub async fn start() -> Self {
         let redis = RedisServer::start().await;
-        let frontend_port = free_port();
-        let notification_ports = Ports {
-            http: free_port(),
-            grpc: free_port(),
-        };
-        let user_ports = Ports {
-            http: free_port(),
-            grpc: free_port(),
-        };
-        let message_ports = Ports {
-            http: free_port(),
-            grpc: free_port(),
-        };
-        let grpc_url = |port: u16| format!("http://127.0.0.1:{port}");
-        let common = vec![
-            ("REDIS_URL".to_owned(), redis.url()),
-            (
-                "USER_SERVICE_GRPC_URL".to_owned(),
-                grpc_url(user_ports.grpc),
-            ),
-            (
-                "NOTIFICATION_SERVICE_GRPC_URL".to_owned(),
-                grpc_url(notification_ports.grpc),
-            ),
-            (
-                "FRONTEND_SERVICE_GRPC_URL".to_owned(),
-                grpc_url(frontend_port),
-            ),
-        ];
-        let env = |ports: Ports| {
-            let mut env = common.clone();
-            env.push(("HTTP_PORT".to_owned(), ports.http.to_string()));
-            env.push(("GRPC_PORT".to_owned(), ports.grpc.to_string()));
-            env
-        };
-        let frontend = ServiceProcess::start(
-            "frontend-service",
-            vec![("GRPC_PORT".to_owned(), frontend_port.to_string())],
-            frontend_port,
-        )
-        .await;
-        let notification = ServiceProcess::start(
-            "notification-service",
-            env(notification_ports),
-            notification_ports.grpc,
-        )
-        .await;
-        let user = ServiceProcess::start("user-service", env(user_ports), user_ports.grpc).await;
-        let message =
-            ServiceProcess::start("message-service", env(message_ports), message_ports.grpc).await;
+        let grpc_url =
+            |process: &ServiceProcess| format!("http://127.0.0.1:{}", process.grpc_port());
+        let mut env = vec![("REDIS_URL".to_owned(), redis.url())];
+        let frontend = ServiceProcess::start("frontend-service", Vec::new()).await;
+        env.push(("FRONTEND_SERVICE_GRPC_URL".to_owned(), grpc_url(&frontend)));
+        let notification = ServiceProcess::start("notification-service", env.clone()).await;
+        env.push((
+            "NOTIFICATION_SERVICE_GRPC_URL".to_owned(),
+            grpc_url(&notification),
+        ));
+        let user = ServiceProcess::start("user-service", env.clone()).await;
+        env.push(("USER_SERVICE_GRPC_URL".to_owned(), grpc_url(&user)));
+        let message = ServiceProcess::start("message-service", env).await;
         Self {
+            frontend_port: frontend.grpc_port(),
+            notification_ports: Ports::of(&notification),
+            user_ports: Ports::of(&user),
+            message_ports: Ports::of(&message),
             redis,
             frontend,
             notification,
             user,
             message,
-            frontend_port,
-            notification_ports,
-            user_ports,
-            message_ports,
             http: reqwest::Client::new(),
         }
     }
