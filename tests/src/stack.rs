@@ -1,8 +1,6 @@
 //! The whole system: Redis plus the four services, each on ports it chose itself, wired to
 //! each other.
 
-use std::sync::atomic::{AtomicU32, Ordering};
-
 use proto::{
     frontend_service::frontend_service_client::FrontendServiceClient,
     message_service::message_service_client::MessageServiceClient,
@@ -12,13 +10,6 @@ use proto::{
 use tonic::transport::Channel;
 
 use crate::{process::ServiceProcess, redis_server::RedisServer};
-
-/// An email no other test uses: `<prefix>-<pid>-<n>@example.com`.
-pub fn unique_email(prefix: &str) -> String {
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    format!("{prefix}-{}-{n}@example.com", std::process::id())
-}
 
 /// Ports of one service that serves both HTTP and gRPC.
 #[derive(Debug, Clone, Copy)]
@@ -84,7 +75,7 @@ impl Stack {
         }
     }
 
-    /// A plain HTTP client for requests the helpers below do not cover.
+    /// A plain HTTP client, for requests the helpers (`crate::helpers`) do not cover.
     pub fn http(&self) -> &reqwest::Client {
         &self.http
     }
@@ -128,39 +119,4 @@ impl Stack {
     pub async fn frontend_client(&self) -> FrontendServiceClient<Channel> {
         FrontendServiceClient::new(Self::channel(self.frontend_port).await)
     }
-
-    /// `POST /users` with a JSON body; returns the status and the JSON reply.
-    pub async fn create_user(
-        &self,
-        email: &str,
-        password: &str,
-        name: &str,
-    ) -> (u16, serde_json::Value) {
-        let body = serde_json::json!({ "email": email, "password": password, "name": name });
-        let response = self
-            .http
-            .post(self.user_url("/users"))
-            .json(&body)
-            .send()
-            .await
-            .expect("POST /users");
-        reply(response).await
-    }
-}
-
-/// The status and JSON body of a reply (`Value::Null` when the body is empty, e.g. 204).
-pub async fn reply(response: reqwest::Response) -> (u16, serde_json::Value) {
-    let status = response.status().as_u16();
-    let bytes = response.bytes().await.expect("read the reply body");
-    let body = if bytes.is_empty() {
-        serde_json::Value::Null
-    } else {
-        serde_json::from_slice(&bytes).unwrap_or_else(|err| {
-            panic!(
-                "reply is not JSON ({err}): {}",
-                String::from_utf8_lossy(&bytes)
-            )
-        })
-    };
-    (status, body)
 }
