@@ -49,6 +49,10 @@ use redis::AsyncCommands;
 use serde_json::{Value, json};
 use tonic::{Streaming, transport::Channel};
 
+use message_service::keys::NOTIFICATION_OUTBOX;
+use notification_service::keys::{FRONTEND_OUTBOX, SUBSCRIPTIONS, notifications_key};
+use user_service::keys::user_key;
+
 use crate::Stack;
 
 /// How long anything eventual may take before the test fails.
@@ -231,15 +235,15 @@ impl Stack {
         email
     }
 
-    /// `users:{email}` in DB 0, parsed, or `None` when the key is absent.
+    /// The user record of `email` in DB 0 ([`user_key`]), parsed, or `None` when absent.
     pub async fn stored_user(&self, email: &str) -> Option<Value> {
         let raw: Option<String> = self
             .redis
             .db(0)
             .await
-            .get(format!("users:{email}"))
+            .get(user_key(email))
             .await
-            .expect("GET users:{email}");
+            .expect("GET the user");
         raw.map(|raw| serde_json::from_str(&raw).expect("stored user is JSON"))
     }
 }
@@ -336,7 +340,7 @@ impl Stack {
     /// Waits until the notification outbox of message-service (DB 1) is empty: every stored
     /// message has had its `CreateNotification` answered.
     pub async fn wait_for_notification_outbox_drained(&self) {
-        self.wait_for_empty_stream(1, "outbox:notifications").await;
+        self.wait_for_empty_stream(1, NOTIFICATION_OUTBOX).await;
     }
 }
 
@@ -452,15 +456,16 @@ impl Stack {
             .into_inner()
     }
 
-    /// The `subscriptions` hash field of `email` in DB 2, parsed, or `None`.
+    /// The field of `email` in the subscriptions hash of DB 2 ([`SUBSCRIPTIONS`]), parsed, or
+    /// `None`.
     pub async fn stored_subscription(&self, email: &str) -> Option<Value> {
         let raw: Option<String> = self
             .redis
             .db(2)
             .await
-            .hget("subscriptions", email)
+            .hget(SUBSCRIPTIONS, email)
             .await
-            .expect("HGET subscriptions");
+            .expect("HGET the subscriptions");
         raw.map(|raw| serde_json::from_str(&raw).expect("stored subscription is JSON"))
     }
 
@@ -472,15 +477,16 @@ impl Stack {
         .await
     }
 
-    /// `notifications:{email}` in DB 2, each parsed, head (newest) first.
+    /// The notifications of `email` in DB 2 ([`notifications_key`]), each parsed, head (newest)
+    /// first.
     pub async fn stored_notifications(&self, email: &str) -> Vec<Value> {
         let raw: Vec<String> = self
             .redis
             .db(2)
             .await
-            .lrange(format!("notifications:{email}"), 0, -1)
+            .lrange(notifications_key(email), 0, -1)
             .await
-            .expect("LRANGE notifications:{email}");
+            .expect("LRANGE the notifications");
         raw.iter()
             .map(|json| serde_json::from_str(json).expect("a stored notification is JSON"))
             .collect()
@@ -503,7 +509,7 @@ impl Stack {
     /// Waits until the frontend outbox of notification-service (DB 2) is empty: every stored
     /// notification has been taken by frontend-service.
     pub async fn wait_for_frontend_outbox_drained(&self) {
-        self.wait_for_empty_stream(2, "outbox:frontend").await;
+        self.wait_for_empty_stream(2, FRONTEND_OUTBOX).await;
     }
 }
 

@@ -13,6 +13,7 @@ use integration_tests::{
     Stack,
     helpers::{eventually, ids_of, message, message_notification_ids, receive_ids},
 };
+use message_service::keys::MESSAGE_ID_COUNTER;
 use proto::message_service::{SendMessageResponse, message_service_client::MessageServiceClient};
 use redis::AsyncCommands;
 use tokio::task::JoinHandle;
@@ -63,9 +64,9 @@ async fn message_counter(stack: &Stack) -> u64 {
         .redis
         .db(1)
         .await
-        .get::<_, Option<u64>>("message_id_counter")
+        .get::<_, Option<u64>>(MESSAGE_ID_COUNTER)
         .await
-        .expect("GET message_id_counter")
+        .expect("GET the message id counter")
         .unwrap_or(0)
 }
 

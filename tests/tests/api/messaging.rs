@@ -11,6 +11,9 @@ use integration_tests::{
         message_notification_ids, receive_ids, send_over, unique_email,
     },
 };
+use message_service::keys::{
+    MESSAGE_ID_COUNTER, NOTIFICATION_OUTBOX, conversation_key, conversations_key, user_messages_key,
+};
 use proto::message_service::SendMessageRequest;
 use redis::AsyncCommands;
 use serde_json::{Value, json};
@@ -65,7 +68,7 @@ async fn assert_refused_and_nothing_written(
             .redis
             .db(1)
             .await
-            .exists("outbox:notifications")
+            .exists(NOTIFICATION_OUTBOX)
             .await
             .expect("EXISTS");
         exists.then_some(())
@@ -170,8 +173,10 @@ async fn a_stored_message_has_the_exact_db1_layout() {
     stack.send_ok(&alice, &bob, "second").await;
 
     let mut db = stack.redis.db(1).await;
-    let counter: String = db.get("message_id_counter").await.expect("GET counter");
+    let counter: String = db.get(MESSAGE_ID_COUNTER).await.expect("GET counter");
     assert_eq!(counter, "2");
+    // The contract's key spelled out, the one literal key name in the suite's DB 1 checks:
+    // everywhere else keys come from `message_service::keys`.
     let raw: String = db.get("message:2").await.expect("GET message:2");
     let stored: Value = serde_json::from_str(&raw).expect("message JSON");
     let keys: Vec<&String> = stored.as_object().expect("an object").keys().collect();
@@ -196,11 +201,11 @@ async fn a_stored_message_has_the_exact_db1_layout() {
         "RFC 3339 UTC: {timestamp}"
     );
     let alices: HashSet<String> = db
-        .smembers(format!("user:{alice}:conversations"))
+        .smembers(conversations_key(&alice))
         .await
         .expect("SMEMBERS");
     let bobs: HashSet<String> = db
-        .smembers(format!("user:{bob}:conversations"))
+        .smembers(conversations_key(&bob))
         .await
         .expect("SMEMBERS");
     assert_eq!(alices, HashSet::from([bob.clone()]));
@@ -211,7 +216,7 @@ async fn a_stored_message_has_the_exact_db1_layout() {
         (&bob, &alice)
     };
     let conversation: BTreeMap<String, String> = db
-        .hgetall(format!("conversation:{first}:{second}"))
+        .hgetall(conversation_key(first, second))
         .await
         .expect("HGETALL conversation");
     assert_eq!(conversation["user_1"], *first);
@@ -220,13 +225,13 @@ async fn a_stored_message_has_the_exact_db1_layout() {
     assert_eq!(conversation["last_timestamp"], timestamp);
     assert_eq!(conversation["message_count"], "2");
     let reversed: bool = db
-        .exists(format!("conversation:{second}:{first}"))
+        .exists(conversation_key(second, first))
         .await
         .expect("EXISTS");
     assert!(!reversed, "a pair has one conversation hash");
     for user in [&alice, &bob] {
         let index: Vec<u64> = db
-            .lrange(format!("user:{user}:messages"), 0, -1)
+            .lrange(user_messages_key(user), 0, -1)
             .await
             .expect("LRANGE index");
         assert_eq!(index, [1, 2]);
@@ -244,7 +249,7 @@ async fn a_message_to_oneself_is_indexed_once() {
         .redis
         .db(1)
         .await
-        .lrange(format!("user:{alice}:messages"), 0, -1)
+        .lrange(user_messages_key(&alice), 0, -1)
         .await
         .expect("LRANGE index");
     assert_eq!(index, [1]);
@@ -372,7 +377,7 @@ async fn two_hundred_concurrent_sends_get_unique_ids_and_none_is_lost() {
         .redis
         .db(1)
         .await
-        .get("message_id_counter")
+        .get(MESSAGE_ID_COUNTER)
         .await
         .expect("GET counter");
     assert_eq!(counter, 200);

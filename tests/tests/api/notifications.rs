@@ -7,6 +7,7 @@ use integration_tests::{
     Stack,
     helpers::{EmailIn, PATIENCE, assert_email_is_required, ids_of, unique_email},
 };
+use notification_service::keys::{FRONTEND_OUTBOX, SUBSCRIPTIONS, notification_ids_key};
 use redis::AsyncCommands;
 use serde_json::json;
 
@@ -63,7 +64,7 @@ async fn a_missing_empty_or_malformed_email_cannot_subscribe_or_unsubscribe() {
         .redis
         .db(2)
         .await
-        .hlen("subscriptions")
+        .hlen(SUBSCRIPTIONS)
         .await
         .expect("HLEN");
     assert_eq!(stored, 0);
@@ -136,7 +137,7 @@ async fn a_notification_for_an_unsubscribed_or_unknown_receiver_is_refused_and_n
             .redis
             .db(2)
             .await
-            .exists(format!("notification_ids:{receiver}"))
+            .exists(notification_ids_key(receiver))
             .await
             .expect("EXISTS");
         assert!(!ids, "no id recorded for a refused notification");
@@ -168,7 +169,7 @@ async fn a_repeated_notification_id_is_stored_and_pushed_once() {
         ["other-id", "same-id"],
         "newest first, once each"
     );
-    let queued = stack.entries_ever_added(2, "outbox:frontend").await;
+    let queued = stack.entries_ever_added(2, FRONTEND_OUTBOX).await;
     assert_eq!(queued, 2, "a repeat queues no push");
     let mut live = stack.watch(&receiver).await;
     let mut pushed = HashSet::new();

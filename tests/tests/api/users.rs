@@ -16,6 +16,7 @@ use tonic_reflection::pb::v1::{
     ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
     server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
 };
+use user_service::keys::{SUBSCRIPTION_OUTBOX, user_key};
 
 // ---------------------------------------------------------------------------------------------
 // POST /users
@@ -38,10 +39,16 @@ async fn creating_a_user_returns_201_and_stores_it_under_users_email_with_an_arg
         !body.to_string().contains("s3cret-pw"),
         "password echoed: {body}"
     );
-    let stored = stack
-        .stored_user(&email)
+    // The contract's key spelled out, the one literal key name in the suite's DB 0 checks:
+    // everywhere else it is `user_service::keys::user_key`.
+    let raw: String = stack
+        .redis
+        .db(0)
+        .await
+        .get(format!("users:{email}"))
         .await
         .expect("users:{email} exists");
+    let stored: Value = serde_json::from_str(&raw).expect("stored user is JSON");
     let keys: Vec<&String> = stored.as_object().expect("an object").keys().collect();
     assert_eq!(keys, ["email", "name", "password"]);
     assert_eq!(stored["name"], "Ada Lovelace");
@@ -194,7 +201,7 @@ async fn of_twenty_concurrent_creates_of_one_email_exactly_one_wins() {
         .redis
         .db(0)
         .await
-        .xlen("outbox:subscriptions")
+        .xlen(SUBSCRIPTION_OUTBOX)
         .await
         .expect("XLEN");
     assert!(
@@ -668,9 +675,7 @@ async fn list_users_pages_through_thousands_of_users_and_ignores_other_keys() {
         let email = format!("bulk-{i:04}@example.com");
         let user =
             json!({ "name": format!("User {i}"), "email": email, "password": "$argon2id$x" });
-        pipeline
-            .set(format!("users:{email}"), user.to_string())
-            .ignore();
+        pipeline.set(user_key(&email), user.to_string()).ignore();
     }
     pipeline.set("unrelated", "x").ignore();
     let () = pipeline.query_async(&mut db0).await.expect("arrange users");
