@@ -1,13 +1,17 @@
-//! Test harness: a real `redis-server` and the real service binaries, each on free ports,
-//! killed when their guard drops. Nothing is mocked.
+//! Test harness: a real `redis-server` and the real service binaries, each on ports it chose
+//! itself and reported back, killed when their guard drops. Nothing is mocked.
+//!
+//! [`helpers`] is what the tests do with the running system: one helper per endpoint and RPC,
+//! readers of the stored data, and the one way to wait for something eventual.
 //!
 //! The services run as binaries of this package (`test-user-service`, …, built from each
 //! service's own `main.rs`; see Cargo.toml), which cargo builds before running the tests.
 
+pub mod helpers;
 mod process;
 mod redis_server;
 mod stack;
 
-pub use process::ServiceProcess;
+pub use process::{BoundPorts, ServiceProcess};
 pub use redis_server::RedisServer;
-pub use stack::{Ports, Stack, free_port, reply, unique_email};
+pub use stack::{Ports, Stack};

@@ -1,8 +1,13 @@
 //! One service binary running as a real process.
+//!
+//! The harness does not pick ports: it starts the binary with `HTTP_PORT=0` and `GRPC_PORT=0`,
+//! the service binds whatever the kernel gives it and writes the real ports to the file
+//! `READY_FILE` names (see `service_runtime::server`), and the harness reads them from there.
 
 use std::{
-    path::PathBuf,
+    path::{Path, PathBuf},
     process::{Child, Command, Stdio},
+    sync::atomic::{AtomicU32, Ordering},
     time::{Duration, Instant},
 };
 
@@ -10,26 +15,64 @@ use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
 };
 
+/// How long a service may take to bind its ports and report SERVING.
+const START_UP: Duration = Duration::from_secs(15);
+
+/// The ports a service announced in its `READY_FILE`; `None` where it has no such server
+/// (frontend-service serves gRPC only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BoundPorts {
+    pub http: Option<u16>,
+    pub grpc: Option<u16>,
+}
+
 /// A running service binary; killed on drop. Its output goes to the test's stderr when
 /// `TEST_LOG` is set, and nowhere otherwise.
 pub struct ServiceProcess {
     binary: &'static str,
     env: Vec<(String, String)>,
-    grpc_port: u16,
+    /// This process's own directory, for its `READY_FILE`; removed on drop.
+    dir: PathBuf,
+    ports: BoundPorts,
     child: Option<Child>,
 }
 
 impl ServiceProcess {
-    /// Starts `binary` with `env` and waits until its gRPC health service answers SERVING.
-    pub async fn start(binary: &'static str, env: Vec<(String, String)>, grpc_port: u16) -> Self {
+    /// Starts `binary` with `env` on ports of its own choosing, reads them from its
+    /// `READY_FILE`, and waits until its gRPC health service answers SERVING.
+    pub async fn start(binary: &'static str, env: Vec<(String, String)>) -> Self {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("it-{binary}-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("create the service's directory");
         let mut process = Self {
             binary,
             env,
-            grpc_port,
+            dir,
+            ports: BoundPorts {
+                http: None,
+                grpc: None,
+            },
             child: None,
         };
-        process.spawn().await;
+        process.ports = process
+            .spawn(BoundPorts {
+                http: Some(0),
+                grpc: Some(0),
+            })
+            .await;
+        process.wait_until_ready().await;
         process
+    }
+
+    /// The ports the service bound when it was first started (kept across restarts).
+    pub fn ports(&self) -> BoundPorts {
+        self.ports
+    }
+
+    /// The gRPC port; every service has one.
+    pub fn grpc_port(&self) -> u16 {
+        self.ports.grpc.expect("every service serves gRPC")
     }
 
     /// Kills the process at once (SIGKILL): a crash, with no chance to finish anything.
@@ -59,42 +102,80 @@ impl ServiceProcess {
         child.wait().ok()
     }
 
-    /// Starts the process again with the same ports and environment.
+    /// Starts the process again with the same environment on the same ports: its peers hold
+    /// URLs with those ports, so they are asked for explicitly this time.
     pub async fn restart(&mut self) {
         self.kill();
-        self.spawn().await;
+        let announced = self.spawn(self.ports).await;
+        assert_eq!(
+            announced, self.ports,
+            "{} came back on other ports",
+            self.binary
+        );
+        self.wait_until_ready().await;
     }
 
-    async fn spawn(&mut self) {
+    /// Spawns the binary asking for `ports` (0: any free port; `None`: leave the variable
+    /// unset) and returns the ports it announces once it has bound them.
+    async fn spawn(&mut self, ports: BoundPorts) -> BoundPorts {
+        let ready_file = self.dir.join("ready.json");
+        // A file left by the previous run would announce ports before this one has bound any.
+        let _ = std::fs::remove_file(&ready_file);
         let log = if std::env::var_os("TEST_LOG").is_some() {
             Stdio::inherit
         } else {
             Stdio::null
         };
-        let child = Command::new(binary_path(self.binary))
+        let mut command = Command::new(binary_path(self.binary));
+        command
             .env_clear()
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .env("READY_FILE", &ready_file)
             .env(
                 "RUST_LOG",
                 std::env::var("TEST_LOG").unwrap_or_else(|_| "warn".into()),
             )
             .stdout(log())
-            .stderr(log())
+            .stderr(log());
+        if let Some(port) = ports.http {
+            command.env("HTTP_PORT", port.to_string());
+        }
+        if let Some(port) = ports.grpc {
+            command.env("GRPC_PORT", port.to_string());
+        }
+        let child = command
             .spawn()
             .unwrap_or_else(|err| panic!("start {}: {err}", self.binary));
         self.child = Some(child);
-        self.wait_until_serving().await;
+        self.wait_for_ready_file(&ready_file).await
     }
 
-    async fn wait_until_serving(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        let url = format!("http://127.0.0.1:{}", self.grpc_port);
+    /// Waits for the service to write `path` (it renames a complete file into place, so a file
+    /// that exists is whole) and parses it; panics at once if the process exits first.
+    async fn wait_for_ready_file(&mut self, path: &Path) -> BoundPorts {
+        let deadline = Instant::now() + START_UP;
         loop {
-            if let Some(child) = self.child.as_mut()
-                && let Ok(Some(status)) = child.try_wait()
-            {
-                panic!("{} exited during start-up: {status}", self.binary);
+            self.assert_running();
+            match std::fs::read(path) {
+                Ok(bytes) => return parse_ready_file(self.binary, &bytes),
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+                Err(err) => panic!("read {}: {err}", path.display()),
             }
+            assert!(
+                Instant::now() < deadline,
+                "{} did not write its READY_FILE",
+                self.binary
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Waits until the gRPC health service answers SERVING.
+    async fn wait_until_ready(&mut self) {
+        let deadline = Instant::now() + START_UP;
+        let url = format!("http://127.0.0.1:{}", self.grpc_port());
+        loop {
+            self.assert_running();
             if let Ok(channel) = tonic::transport::Endpoint::from_shared(url.clone())
                 .expect("valid URL")
                 .connect()
@@ -116,11 +197,48 @@ impl ServiceProcess {
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
     }
+
+    fn assert_running(&mut self) {
+        if let Some(child) = self.child.as_mut()
+            && let Ok(Some(status)) = child.try_wait()
+        {
+            panic!(
+                "{} exited during start-up: {status} (TEST_LOG=info shows why)",
+                self.binary
+            );
+        }
+    }
 }
 
 impl Drop for ServiceProcess {
     fn drop(&mut self) {
         self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// `{"http": <port or null>, "grpc": <port or null>}`.
+fn parse_ready_file(binary: &str, bytes: &[u8]) -> BoundPorts {
+    let ports: serde_json::Value = serde_json::from_slice(bytes).unwrap_or_else(|err| {
+        panic!(
+            "{binary}'s READY_FILE is not JSON ({err}): {}",
+            String::from_utf8_lossy(bytes)
+        )
+    });
+    let port = |name: &str| -> Option<u16> {
+        match &ports[name] {
+            serde_json::Value::Null => None,
+            value => Some(
+                value
+                    .as_u64()
+                    .and_then(|port| u16::try_from(port).ok())
+                    .unwrap_or_else(|| panic!("{binary}'s READY_FILE: bad {name} port: {ports}")),
+            ),
+        }
+    };
+    BoundPorts {
+        http: port("http"),
+        grpc: port("grpc"),
     }
 }
 

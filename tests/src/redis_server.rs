@@ -1,15 +1,19 @@
 //! A throwaway `redis-server` on a free port, with append-only persistence in its own
 //! directory so a restart keeps the data (as a production Redis would).
+//!
+//! Unlike the services, Redis cannot be asked to pick its own port and report it: `--port 0`
+//! does not mean "any port" to redis-server, it turns TCP off. So this is the one place the
+//! harness chooses a port itself (`free_port` below).
 
 use std::{
+    net::TcpListener,
     path::PathBuf,
     process::{Child, Command, Stdio},
+    sync::atomic::{AtomicU32, Ordering},
     time::{Duration, Instant},
 };
 
 use redis::aio::MultiplexedConnection;
-
-use crate::stack::free_port;
 
 /// A running `redis-server`; killed and its directory removed on drop.
 pub struct RedisServer {
@@ -109,4 +113,25 @@ impl Drop for RedisServer {
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// A port nobody listens on right now, for redis-server only (see the module's note: it cannot
+/// report a port of its own choosing). Ports come from below the kernel's ephemeral range
+/// (32768+), where nothing else gets a port without asking for that exact number: neither an
+/// outgoing connection nor a service started on port 0 can take it between this check and
+/// redis-server binding it. Each test process starts at its own offset so parallel runs rarely
+/// meet.
+fn free_port() -> u16 {
+    const FIRST: u16 = 20_000;
+    const SPAN: u16 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let offset = (std::process::id() % u32::from(SPAN)) as u16;
+    for _ in 0..SPAN {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed) as u16;
+        let port = FIRST + (offset + n % SPAN) % SPAN;
+        if TcpListener::bind(("0.0.0.0", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port between {FIRST} and {}", FIRST + SPAN);
 }

@@ -9,17 +9,15 @@ use std::{
     },
 };
 
-use integration_tests::Stack;
+use integration_tests::{
+    Stack,
+    helpers::{eventually, ids_of, message, message_notification_ids, receive_ids},
+};
+use message_service::keys::MESSAGE_ID_COUNTER;
 use proto::message_service::{SendMessageResponse, message_service_client::MessageServiceClient};
 use redis::AsyncCommands;
 use tokio::task::JoinHandle;
 use tonic::{Code, Status, transport::Channel};
-
-use crate::flow::{
-    eventually, ids_of, message, message_notification_ids, messages_of, receive_ids,
-    registered_user, send_ok, stored_notifications, wait_for_frontend_outbox_drained,
-    wait_for_notification_outbox_drained, wait_for_notifications, watch,
-};
 
 type Sends = JoinHandle<Vec<Result<SendMessageResponse, Status>>>;
 
@@ -66,46 +64,46 @@ async fn message_counter(stack: &Stack) -> u64 {
         .redis
         .db(1)
         .await
-        .get::<_, Option<u64>>("message_id_counter")
+        .get::<_, Option<u64>>(MESSAGE_ID_COUNTER)
         .await
-        .expect("GET message_id_counter")
+        .expect("GET the message id counter")
         .unwrap_or(0)
 }
 
 #[tokio::test]
 async fn every_notification_reaches_the_frontend_when_it_is_down_and_restarted_during_100_sends() {
     let mut stack = Stack::start().await;
-    let alice = registered_user(&stack, "alice").await;
-    let bob = registered_user(&stack, "bob").await;
+    let alice = stack.registered_user("alice").await;
+    let bob = stack.registered_user("bob").await;
     // A first push, so notification-service has a live connection that the crash then breaks.
-    let mut before_crash = watch(&stack, &bob).await;
-    send_ok(&stack, &alice, &bob, "warm-up").await;
+    let mut before_crash = stack.watch(&bob).await;
+    stack.send_ok(&alice, &bob, "warm-up").await;
     let warm_up = message_notification_ids(1, 1);
     assert_eq!(receive_ids(&mut before_crash, &warm_up).await, warm_up);
     // ...and was acknowledged: otherwise it is (rightly) pushed again after the restart.
-    wait_for_frontend_outbox_drained(&stack).await;
+    stack.wait_for_frontend_outbox_drained().await;
     stack.frontend.kill();
 
     let (answered, sends) = send_in_background(stack.message_client().await, &alice, &bob, 100);
     wait_until_answered(&answered, 50).await;
     stack.frontend.restart().await;
     // The restarted frontend starts empty: its snapshot plus the live feed must carry all 100.
-    let mut after_restart = watch(&stack, &bob).await;
+    let mut after_restart = stack.watch(&bob).await;
     let replies = sends.await.expect("the sends ran");
 
     assert_all_sent(&replies);
     let wanted = message_notification_ids(2, 101);
     assert_eq!(receive_ids(&mut after_restart, &wanted).await, wanted);
-    assert_eq!(wait_for_notifications(&stack, &bob, 101).await.len(), 101);
+    assert_eq!(stack.wait_for_notifications(&bob, 101).await.len(), 101);
 }
 
 #[tokio::test]
 async fn notifications_are_created_exactly_once_when_notification_service_is_killed_during_100_sends()
  {
     let mut stack = Stack::start().await;
-    let alice = registered_user(&stack, "alice").await;
-    let bob = registered_user(&stack, "bob").await;
-    let mut live = watch(&stack, &bob).await;
+    let alice = stack.registered_user("alice").await;
+    let bob = stack.registered_user("bob").await;
+    let mut live = stack.watch(&bob).await;
 
     let (answered, sends) = send_in_background(stack.message_client().await, &alice, &bob, 100);
     wait_until_answered(&answered, 10).await;
@@ -115,11 +113,11 @@ async fn notifications_are_created_exactly_once_when_notification_service_is_kil
 
     assert_all_sent(&replies);
     let wanted = message_notification_ids(1, 100);
-    let stored = wait_for_notifications(&stack, &bob, 100).await;
+    let stored = stack.wait_for_notifications(&bob, 100).await;
     assert_eq!(ids_of(&stored).into_iter().collect::<HashSet<_>>(), wanted);
-    wait_for_notification_outbox_drained(&stack).await;
+    stack.wait_for_notification_outbox_drained().await;
     assert_eq!(
-        stored_notifications(&stack, &bob).await.len(),
+        stack.stored_notifications(&bob).await.len(),
         100,
         "a redelivery stored a duplicate"
     );
@@ -129,18 +127,18 @@ async fn notifications_are_created_exactly_once_when_notification_service_is_kil
 #[tokio::test]
 async fn notifications_queued_by_a_crashed_message_service_are_delivered_after_its_restart() {
     let mut stack = Stack::start().await;
-    let alice = registered_user(&stack, "alice").await;
-    let bob = registered_user(&stack, "bob").await;
+    let alice = stack.registered_user("alice").await;
+    let bob = stack.registered_user("bob").await;
     stack.notification.kill();
     for n in 0..20 {
-        send_ok(&stack, &alice, &bob, &format!("queued {n}")).await;
+        stack.send_ok(&alice, &bob, &format!("queued {n}")).await;
     }
 
     stack.message.kill();
     stack.notification.restart().await;
     stack.message.restart().await;
 
-    let stored = wait_for_notifications(&stack, &bob, 20).await;
+    let stored = stack.wait_for_notifications(&bob, 20).await;
     assert_eq!(
         ids_of(&stored).into_iter().collect::<HashSet<_>>(),
         message_notification_ids(1, 20)
@@ -150,16 +148,16 @@ async fn notifications_queued_by_a_crashed_message_service_are_delivered_after_i
 #[tokio::test]
 async fn sends_and_notifications_keep_flowing_across_a_redis_restart_without_restarting_services() {
     let mut stack = Stack::start().await;
-    let alice = registered_user(&stack, "alice").await;
-    let bob = registered_user(&stack, "bob").await;
-    let mut live = watch(&stack, &bob).await;
+    let alice = stack.registered_user("alice").await;
+    let bob = stack.registered_user("bob").await;
+    let mut live = stack.watch(&bob).await;
     let (answered, sends) = send_in_background(stack.message_client().await, &alice, &bob, 200);
     wait_until_answered(&answered, 10).await;
 
     stack.redis.restart().await;
     let answered_when_back = answered.load(Ordering::SeqCst);
     let during = sends.await.expect("the sends ran");
-    send_ok(&stack, &alice, &bob, "after the restart").await;
+    stack.send_ok(&alice, &bob, "after the restart").await;
 
     assert!(
         answered_when_back < 200,
@@ -169,9 +167,9 @@ async fn sends_and_notifications_keep_flowing_across_a_redis_restart_without_res
     assert_all_sent(&during);
     let stored_messages = message_counter(&stack).await;
     assert_eq!(stored_messages, 201);
-    assert_eq!(messages_of(&stack, &bob).await.len(), 201);
+    assert_eq!(stack.messages_of(&bob).await.len(), 201);
     let wanted = message_notification_ids(1, stored_messages);
-    let stored = wait_for_notifications(&stack, &bob, 201).await;
+    let stored = stack.wait_for_notifications(&bob, 201).await;
     assert_eq!(ids_of(&stored).into_iter().collect::<HashSet<_>>(), wanted);
     assert_eq!(receive_ids(&mut live, &wanted).await, wanted);
 }
@@ -179,27 +177,27 @@ async fn sends_and_notifications_keep_flowing_across_a_redis_restart_without_res
 #[tokio::test]
 async fn sending_works_after_redis_forgets_its_scripts() {
     let stack = Stack::start().await;
-    let alice = registered_user(&stack, "alice").await;
-    let bob = registered_user(&stack, "bob").await;
-    send_ok(&stack, &alice, &bob, "loads the scripts").await;
+    let alice = stack.registered_user("alice").await;
+    let bob = stack.registered_user("bob").await;
+    stack.send_ok(&alice, &bob, "loads the scripts").await;
 
     let _: () = redis::cmd("SCRIPT")
         .arg("FLUSH")
         .query_async(&mut stack.redis.db(1).await)
         .await
         .expect("SCRIPT FLUSH");
-    send_ok(&stack, &alice, &bob, "after the flush").await;
+    stack.send_ok(&alice, &bob, "after the flush").await;
 
-    assert_eq!(messages_of(&stack, &bob).await.len(), 2);
-    let stored = wait_for_notifications(&stack, &bob, 2).await;
+    assert_eq!(stack.messages_of(&bob).await.len(), 2);
+    let stored = stack.wait_for_notifications(&bob, 2).await;
     assert_eq!(ids_of(&stored), ["message-2", "message-1"]);
 }
 
 #[tokio::test]
 async fn send_message_is_unavailable_while_redis_is_down_and_works_again_once_it_is_back() {
     let mut stack = Stack::start().await;
-    let alice = registered_user(&stack, "alice").await;
-    let bob = registered_user(&stack, "bob").await;
+    let alice = stack.registered_user("alice").await;
+    let bob = stack.registered_user("bob").await;
     // user-service reads Redis too: whichever of the two notices first, the answer is UNAVAILABLE.
     stack.redis.stop().await;
 
@@ -212,16 +210,16 @@ async fn send_message_is_unavailable_while_redis_is_down_and_works_again_once_it
 
     assert_eq!(refused.code(), Code::Unavailable, "{refused:?}");
     stack.redis.restart().await;
-    send_ok(&stack, &alice, &bob, "back").await;
-    let stored = wait_for_notifications(&stack, &bob, 1).await;
+    stack.send_ok(&alice, &bob, "back").await;
+    let stored = stack.wait_for_notifications(&bob, 1).await;
     assert_eq!(ids_of(&stored), ["message-1"]);
 }
 
 #[tokio::test]
 async fn send_message_is_unavailable_naming_user_service_when_it_is_down_and_writes_nothing() {
     let mut stack = Stack::start().await;
-    let alice = registered_user(&stack, "alice").await;
-    let bob = registered_user(&stack, "bob").await;
+    let alice = stack.registered_user("alice").await;
+    let bob = stack.registered_user("bob").await;
     stack.user.kill();
 
     let refused = stack
@@ -235,6 +233,6 @@ async fn send_message_is_unavailable_naming_user_service_when_it_is_down_and_wri
     assert!(refused.message().contains("user-service"), "{refused:?}");
     assert_eq!(message_counter(&stack).await, 0);
     stack.user.restart().await;
-    send_ok(&stack, &alice, &bob, "hello again").await;
+    stack.send_ok(&alice, &bob, "hello again").await;
     assert_eq!(message_counter(&stack).await, 1);
 }

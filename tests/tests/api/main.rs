@@ -1,7 +1,6 @@
 //! The integration suite: one test binary, one module per area.
 
 mod faults;
-mod flow;
 mod messaging;
 mod notifications;
 mod runtime;

@@ -4,16 +4,19 @@
 use std::collections::{BTreeMap, HashSet};
 
 use futures::future::join_all;
-use integration_tests::{Stack, unique_email};
+use integration_tests::{
+    Stack,
+    helpers::{
+        EmailIn, PATIENCE, assert_email_is_required, eventually, ids_of, message,
+        message_notification_ids, receive_ids, send_over, unique_email,
+    },
+};
+use message_service::keys::{
+    MESSAGE_ID_COUNTER, NOTIFICATION_OUTBOX, conversation_key, conversations_key, user_messages_key,
+};
 use proto::message_service::SendMessageRequest;
 use redis::AsyncCommands;
 use serde_json::{Value, json};
-
-use crate::flow::{
-    PATIENCE, assert_email_is_required, eventually, get_with_body, get_with_query, ids_of, message,
-    message_notification_ids, messages_of, receive_ids, registered_user, send, send_ok,
-    stored_notifications, wait_for_notification_outbox_drained, wait_for_notifications, watch,
-};
 
 /// Everything in DB 1: each key with its type and a rendering of its value.
 async fn db1_snapshot(stack: &Stack) -> BTreeMap<String, String> {
@@ -65,7 +68,7 @@ async fn assert_refused_and_nothing_written(
             .redis
             .db(1)
             .await
-            .exists("outbox:notifications")
+            .exists(NOTIFICATION_OUTBOX)
             .await
             .expect("EXISTS");
         exists.then_some(())
@@ -93,22 +96,21 @@ async fn assert_refused_and_nothing_written(
 #[tokio::test]
 async fn a_sent_message_is_stored_notified_listed_and_pushed_live_to_the_frontend() {
     let stack = Stack::start().await;
-    let alice = registered_user(&stack, "alice").await;
-    let bob = registered_user(&stack, "bob").await;
-    let mut live = watch(&stack, &bob).await;
+    let alice = stack.registered_user("alice").await;
+    let bob = stack.registered_user("bob").await;
+    let mut live = stack.watch(&bob).await;
 
-    let reply = send(&mut stack.message_client().await, &alice, &bob, "Hi Bob").await;
+    let reply = stack.send(&alice, &bob, "Hi Bob").await;
 
     assert_eq!(reply.success, Some(true));
     assert_eq!(reply.message.as_deref(), Some("Message sent"));
-    let stored = wait_for_notifications(&stack, &bob, 1).await;
+    let stored = stack.wait_for_notifications(&bob, 1).await;
     let notification = &stored[0];
     assert_eq!(notification["sender_email"], alice.as_str());
     assert_eq!(notification["receiver_email"], bob.as_str());
     assert_eq!(notification["read"], false);
     assert_eq!(notification["notification_id"], "message-1");
-    let (status, body) =
-        get_with_query(&stack, &stack.notification_url("/list_notifications"), &bob).await;
+    let (status, body) = stack.list_notifications(EmailIn::Query(&bob)).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body, json!({ "success": true, "notifications": stored }));
     let pushed = tokio::time::timeout(PATIENCE, live.message())
@@ -124,7 +126,7 @@ async fn a_sent_message_is_stored_notified_listed_and_pushed_live_to_the_fronten
         pushed.timestamp.as_deref(),
         notification["timestamp"].as_str()
     );
-    let received = messages_of(&stack, &bob).await;
+    let received = stack.messages_of(&bob).await;
     assert_eq!(received.len(), 1);
     assert_eq!(received[0].content.as_deref(), Some("Hi Bob"));
 }
@@ -142,15 +144,15 @@ async fn a_message_sent_right_after_both_users_are_created_notifies_the_receiver
         }
 
         // No wait for the subscription: the 201s are all a client has to go on.
-        let reply = send(&mut client, &sender, &receiver, "hello, new user").await;
+        let reply = send_over(&mut client, &sender, &receiver, "hello, new user").await;
 
         assert_eq!(reply.success, Some(true), "{reply:?}");
         receivers.push(receiver);
     }
-    wait_for_notification_outbox_drained(&stack).await;
+    stack.wait_for_notification_outbox_drained().await;
     for receiver in &receivers {
         assert_eq!(
-            stored_notifications(&stack, receiver).await.len(),
+            stack.stored_notifications(receiver).await.len(),
             1,
             "the notification to {receiver} was dropped"
         );
@@ -164,15 +166,17 @@ async fn a_message_sent_right_after_both_users_are_created_notifies_the_receiver
 #[tokio::test]
 async fn a_stored_message_has_the_exact_db1_layout() {
     let stack = Stack::start().await;
-    let alice = registered_user(&stack, "alice").await;
-    let bob = registered_user(&stack, "bob").await;
+    let alice = stack.registered_user("alice").await;
+    let bob = stack.registered_user("bob").await;
 
-    send_ok(&stack, &bob, &alice, "first").await;
-    send_ok(&stack, &alice, &bob, "second").await;
+    stack.send_ok(&bob, &alice, "first").await;
+    stack.send_ok(&alice, &bob, "second").await;
 
     let mut db = stack.redis.db(1).await;
-    let counter: String = db.get("message_id_counter").await.expect("GET counter");
+    let counter: String = db.get(MESSAGE_ID_COUNTER).await.expect("GET counter");
     assert_eq!(counter, "2");
+    // The contract's key spelled out, the one literal key name in the suite's DB 1 checks:
+    // everywhere else keys come from `message_service::keys`.
     let raw: String = db.get("message:2").await.expect("GET message:2");
     let stored: Value = serde_json::from_str(&raw).expect("message JSON");
     let keys: Vec<&String> = stored.as_object().expect("an object").keys().collect();
@@ -197,11 +201,11 @@ async fn a_stored_message_has_the_exact_db1_layout() {
         "RFC 3339 UTC: {timestamp}"
     );
     let alices: HashSet<String> = db
-        .smembers(format!("user:{alice}:conversations"))
+        .smembers(conversations_key(&alice))
         .await
         .expect("SMEMBERS");
     let bobs: HashSet<String> = db
-        .smembers(format!("user:{bob}:conversations"))
+        .smembers(conversations_key(&bob))
         .await
         .expect("SMEMBERS");
     assert_eq!(alices, HashSet::from([bob.clone()]));
@@ -212,7 +216,7 @@ async fn a_stored_message_has_the_exact_db1_layout() {
         (&bob, &alice)
     };
     let conversation: BTreeMap<String, String> = db
-        .hgetall(format!("conversation:{first}:{second}"))
+        .hgetall(conversation_key(first, second))
         .await
         .expect("HGETALL conversation");
     assert_eq!(conversation["user_1"], *first);
@@ -221,13 +225,13 @@ async fn a_stored_message_has_the_exact_db1_layout() {
     assert_eq!(conversation["last_timestamp"], timestamp);
     assert_eq!(conversation["message_count"], "2");
     let reversed: bool = db
-        .exists(format!("conversation:{second}:{first}"))
+        .exists(conversation_key(second, first))
         .await
         .expect("EXISTS");
     assert!(!reversed, "a pair has one conversation hash");
     for user in [&alice, &bob] {
         let index: Vec<u64> = db
-            .lrange(format!("user:{user}:messages"), 0, -1)
+            .lrange(user_messages_key(user), 0, -1)
             .await
             .expect("LRANGE index");
         assert_eq!(index, [1, 2]);
@@ -237,25 +241,25 @@ async fn a_stored_message_has_the_exact_db1_layout() {
 #[tokio::test]
 async fn a_message_to_oneself_is_indexed_once() {
     let stack = Stack::start().await;
-    let alice = registered_user(&stack, "alice").await;
+    let alice = stack.registered_user("alice").await;
 
-    send_ok(&stack, &alice, &alice, "note to self").await;
+    stack.send_ok(&alice, &alice, "note to self").await;
 
     let index: Vec<u64> = stack
         .redis
         .db(1)
         .await
-        .lrange(format!("user:{alice}:messages"), 0, -1)
+        .lrange(user_messages_key(&alice), 0, -1)
         .await
         .expect("LRANGE index");
     assert_eq!(index, [1]);
-    assert_eq!(messages_of(&stack, &alice).await.len(), 1);
+    assert_eq!(stack.messages_of(&alice).await.len(), 1);
 }
 
 #[tokio::test]
 async fn an_unknown_sender_is_refused_and_nothing_is_written() {
     let stack = Stack::start().await;
-    let bob = registered_user(&stack, "bob").await;
+    let bob = stack.registered_user("bob").await;
     let stranger = unique_email("stranger");
 
     assert_refused_and_nothing_written(
@@ -269,7 +273,7 @@ async fn an_unknown_sender_is_refused_and_nothing_is_written() {
 #[tokio::test]
 async fn an_unknown_receiver_is_refused_and_nothing_is_written() {
     let stack = Stack::start().await;
-    let alice = registered_user(&stack, "alice").await;
+    let alice = stack.registered_user("alice").await;
     let stranger = unique_email("stranger");
 
     assert_refused_and_nothing_written(
@@ -299,7 +303,7 @@ async fn an_unknown_sender_is_reported_before_an_unknown_receiver() {
 #[tokio::test]
 async fn a_malformed_address_is_an_unknown_user() {
     let stack = Stack::start().await;
-    let bob = registered_user(&stack, "bob").await;
+    let bob = stack.registered_user("bob").await;
 
     assert_refused_and_nothing_written(
         &stack,
@@ -312,8 +316,8 @@ async fn a_malformed_address_is_an_unknown_user() {
 #[tokio::test]
 async fn a_message_with_a_missing_or_empty_field_is_refused_and_nothing_is_written() {
     let stack = Stack::start().await;
-    let alice = registered_user(&stack, "alice").await;
-    let bob = registered_user(&stack, "bob").await;
+    let alice = stack.registered_user("alice").await;
+    let bob = stack.registered_user("bob").await;
     let cases = [
         (
             message(None, Some(&bob), Some("hi")),
@@ -353,8 +357,8 @@ async fn a_message_with_a_missing_or_empty_field_is_refused_and_nothing_is_writt
 #[tokio::test]
 async fn two_hundred_concurrent_sends_get_unique_ids_and_none_is_lost() {
     let stack = Stack::start().await;
-    let alice = registered_user(&stack, "alice").await;
-    let bob = registered_user(&stack, "bob").await;
+    let alice = stack.registered_user("alice").await;
+    let bob = stack.registered_user("bob").await;
     let client = stack.message_client().await;
 
     let replies = join_all((0..200).map(|n| {
@@ -364,7 +368,7 @@ async fn two_hundred_concurrent_sends_get_unique_ids_and_none_is_lost() {
         } else {
             (bob.clone(), alice.clone())
         };
-        async move { send(&mut client, &sender, &receiver, &format!("message {n}")).await }
+        async move { send_over(&mut client, &sender, &receiver, &format!("message {n}")).await }
     }))
     .await;
 
@@ -373,12 +377,13 @@ async fn two_hundred_concurrent_sends_get_unique_ids_and_none_is_lost() {
         .redis
         .db(1)
         .await
-        .get("message_id_counter")
+        .get(MESSAGE_ID_COUNTER)
         .await
         .expect("GET counter");
     assert_eq!(counter, 200);
     for user in [&alice, &bob] {
-        let ids: Vec<u64> = messages_of(&stack, user)
+        let ids: Vec<u64> = stack
+            .messages_of(user)
             .await
             .iter()
             .map(|m| {
@@ -394,14 +399,15 @@ async fn two_hundred_concurrent_sends_get_unique_ids_and_none_is_lost() {
             "{user}: all, ascending"
         );
     }
-    let contents: HashSet<String> = messages_of(&stack, &alice)
+    let contents: HashSet<String> = stack
+        .messages_of(&alice)
         .await
         .into_iter()
         .filter_map(|m| m.content)
         .collect();
     assert_eq!(contents.len(), 200, "every message is distinct");
-    let to_bob = wait_for_notifications(&stack, &bob, 100).await;
-    let to_alice = wait_for_notifications(&stack, &alice, 100).await;
+    let to_bob = stack.wait_for_notifications(&bob, 100).await;
+    let to_alice = stack.wait_for_notifications(&alice, 100).await;
     let ids: HashSet<String> = ids_of(&to_bob)
         .into_iter()
         .chain(ids_of(&to_alice))
@@ -416,16 +422,16 @@ async fn two_hundred_concurrent_sends_get_unique_ids_and_none_is_lost() {
 #[tokio::test]
 async fn get_messages_returns_what_the_user_sent_and_received_oldest_first() {
     let stack = Stack::start().await;
-    let alice = registered_user(&stack, "alice").await;
-    let bob = registered_user(&stack, "bob").await;
-    let carol = registered_user(&stack, "carol").await;
-    send_ok(&stack, &alice, &bob, "1 a->b").await;
-    send_ok(&stack, &bob, &alice, "2 b->a").await;
-    send_ok(&stack, &carol, &bob, "3 c->b").await;
-    send_ok(&stack, &alice, &carol, "4 a->c").await;
+    let alice = stack.registered_user("alice").await;
+    let bob = stack.registered_user("bob").await;
+    let carol = stack.registered_user("carol").await;
+    stack.send_ok(&alice, &bob, "1 a->b").await;
+    stack.send_ok(&bob, &alice, "2 b->a").await;
+    stack.send_ok(&carol, &bob, "3 c->b").await;
+    stack.send_ok(&alice, &carol, "4 a->c").await;
 
-    let alices = messages_of(&stack, &alice).await;
-    let bobs = messages_of(&stack, &bob).await;
+    let alices = stack.messages_of(&alice).await;
+    let bobs = stack.messages_of(&bob).await;
 
     let summary = |messages: &[proto::message_service::Message]| -> Vec<(String, String)> {
         messages
@@ -466,12 +472,8 @@ async fn get_messages_returns_what_the_user_sent_and_received_oldest_first() {
 async fn get_messages_for_an_unknown_or_empty_user_is_an_empty_list() {
     let stack = Stack::start().await;
 
-    assert!(
-        messages_of(&stack, &unique_email("nobody"))
-            .await
-            .is_empty()
-    );
-    assert!(messages_of(&stack, "").await.is_empty());
+    assert!(stack.messages_of(&unique_email("nobody")).await.is_empty());
+    assert!(stack.messages_of("").await.is_empty());
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -481,15 +483,14 @@ async fn get_messages_for_an_unknown_or_empty_user_is_an_empty_list() {
 #[tokio::test]
 async fn list_conversations_takes_the_email_from_the_query_string_and_sorts_counterparts() {
     let stack = Stack::start().await;
-    let alice = registered_user(&stack, "alice").await;
-    let bob = registered_user(&stack, "bob").await;
-    let carol = registered_user(&stack, "carol").await;
-    send_ok(&stack, &alice, &carol, "hi").await;
-    send_ok(&stack, &bob, &alice, "hi").await;
-    send_ok(&stack, &alice, &bob, "again").await;
+    let alice = stack.registered_user("alice").await;
+    let bob = stack.registered_user("bob").await;
+    let carol = stack.registered_user("carol").await;
+    stack.send_ok(&alice, &carol, "hi").await;
+    stack.send_ok(&bob, &alice, "hi").await;
+    stack.send_ok(&alice, &bob, "again").await;
 
-    let (status, body) =
-        get_with_query(&stack, &stack.message_url("/list_conversations"), &alice).await;
+    let (status, body) = stack.list_conversations(EmailIn::Query(&alice)).await;
 
     let mut expected = vec![bob.clone(), carol.clone()];
     expected.sort();
@@ -500,16 +501,13 @@ async fn list_conversations_takes_the_email_from_the_query_string_and_sorts_coun
 #[tokio::test]
 async fn list_conversations_takes_the_email_from_a_json_body() {
     let stack = Stack::start().await;
-    let alice = registered_user(&stack, "alice").await;
-    let bob = registered_user(&stack, "bob").await;
-    send_ok(&stack, &alice, &bob, "hi").await;
+    let alice = stack.registered_user("alice").await;
+    let bob = stack.registered_user("bob").await;
+    stack.send_ok(&alice, &bob, "hi").await;
 
-    let (status, body) = get_with_body(
-        &stack,
-        &stack.message_url("/list_conversations"),
-        &json!({ "email": bob }),
-    )
-    .await;
+    let (status, body) = stack
+        .list_conversations(EmailIn::Body(json!({ "email": bob })))
+        .await;
 
     assert_eq!(status, 200, "{body}");
     assert_eq!(body, json!({ "success": true, "conversations": [alice] }));
@@ -519,12 +517,9 @@ async fn list_conversations_takes_the_email_from_a_json_body() {
 async fn list_conversations_of_an_unknown_user_is_empty() {
     let stack = Stack::start().await;
 
-    let (status, body) = get_with_query(
-        &stack,
-        &stack.message_url("/list_conversations"),
-        &unique_email("nobody"),
-    )
-    .await;
+    let (status, body) = stack
+        .list_conversations(EmailIn::Query(&unique_email("nobody")))
+        .await;
 
     assert_eq!(status, 200, "{body}");
     assert_eq!(body, json!({ "success": true, "conversations": [] }));
@@ -533,7 +528,7 @@ async fn list_conversations_of_an_unknown_user_is_empty() {
 #[tokio::test]
 async fn list_conversations_without_an_email_is_a_400() {
     let stack = Stack::start().await;
-    assert_email_is_required(&stack, &stack.message_url("/list_conversations")).await;
+    assert_email_is_required(|email| stack.list_conversations(email)).await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -543,15 +538,15 @@ async fn list_conversations_without_an_email_is_a_400() {
 #[tokio::test]
 async fn every_notification_of_a_burst_reaches_the_frontend_stream_once() {
     let stack = Stack::start().await;
-    let alice = registered_user(&stack, "alice").await;
-    let bob = registered_user(&stack, "bob").await;
-    let mut live = watch(&stack, &bob).await;
+    let alice = stack.registered_user("alice").await;
+    let bob = stack.registered_user("bob").await;
+    let mut live = stack.watch(&bob).await;
 
     for n in 0..20 {
-        send_ok(&stack, &alice, &bob, &format!("burst {n}")).await;
+        stack.send_ok(&alice, &bob, &format!("burst {n}")).await;
     }
 
     let wanted = message_notification_ids(1, 20);
     assert_eq!(receive_ids(&mut live, &wanted).await, wanted);
-    assert_eq!(stored_notifications(&stack, &bob).await.len(), 20);
+    assert_eq!(stack.stored_notifications(&bob).await.len(), 20);
 }

@@ -1,6 +1,9 @@
 //! What every service has: health (HTTP and gRPC), reflection, body limits, clean shutdown.
 
-use integration_tests::{Stack, reply};
+use integration_tests::{
+    Stack,
+    helpers::{eventually, reply},
+};
 use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
 };
@@ -36,9 +39,8 @@ async fn health_reports_503_while_redis_is_down_and_recovers_without_a_restart()
     assert_eq!(body["success"], false);
 
     stack.redis.restart().await;
-    let mut last = 0;
-    for _ in 0..100 {
-        last = stack
+    let last = eventually("user-service to see Redis come back", || async {
+        let status = stack
             .http()
             .get(stack.user_url("/health"))
             .send()
@@ -46,11 +48,9 @@ async fn health_reports_503_while_redis_is_down_and_recovers_without_a_restart()
             .expect("GET /health")
             .status()
             .as_u16();
-        if last == 200 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+        (status == 200).then_some(status)
+    })
+    .await;
     assert_eq!(last, 200, "user-service did not see Redis come back");
 }
 
