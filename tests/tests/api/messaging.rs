@@ -231,9 +231,9 @@ async fn a_stored_message_has_the_exact_db1_layout() {
     assert!(!reversed, "a pair has one conversation hash");
     for user in [&alice, &bob] {
         let index: Vec<u64> = db
-            .lrange(user_messages_key(user), 0, -1)
+            .zrange(user_messages_key(user), 0, -1)
             .await
-            .expect("LRANGE index");
+            .expect("ZRANGE index");
         assert_eq!(index, [1, 2]);
     }
 }
@@ -249,9 +249,9 @@ async fn a_message_to_oneself_is_indexed_once() {
         .redis
         .db(1)
         .await
-        .lrange(user_messages_key(&alice), 0, -1)
+        .zrange(user_messages_key(&alice), 0, -1)
         .await
-        .expect("LRANGE index");
+        .expect("ZRANGE index");
     assert_eq!(index, [1]);
     assert_eq!(stack.messages_of(&alice).await.len(), 1);
 }
