@@ -9,7 +9,11 @@ use proto::frontend_service::{
 use tokio_stream::{Stream, StreamExt, wrappers::BroadcastStream};
 use tonic::{Request, Response, Status};
 
-use service_runtime::shutdown::Shutdown;
+use service_runtime::{
+    email::{self, Email},
+    limits,
+    shutdown::Shutdown,
+};
 
 use crate::inbox::Inbox;
 
@@ -24,6 +28,27 @@ impl FrontendGrpc {
     }
 }
 
+/// Longest timestamp accepted (RFC 3339 with nanoseconds and an offset is 35 bytes).
+const MAX_TIMESTAMP_BYTES: usize = 64;
+
+/// Why a pushed notification cannot be kept: a receiver that is not an address, or fields
+/// longer than anything notification-service sends (the inbox is bounded by bytes too).
+fn check(notification: &Notification) -> Result<(), &'static str> {
+    let receiver = notification.receiver_email.as_deref().unwrap_or_default();
+    if Email::parse(receiver).is_err() {
+        return Err("receiver_email is missing or not an email address");
+    }
+    let too_long =
+        |field: &Option<String>, max: usize| field.as_ref().is_some_and(|v| v.len() > max);
+    if too_long(&notification.sender_email, email::MAX_LEN)
+        || too_long(&notification.timestamp, MAX_TIMESTAMP_BYTES)
+        || too_long(&notification.notification_id, limits::MAX_ID_BYTES)
+    {
+        return Err("a field is longer than allowed");
+    }
+    Ok(())
+}
+
 type NotificationStream = Pin<Box<dyn Stream<Item = Result<Notification, Status>> + Send>>;
 
 #[tonic::async_trait]
@@ -34,12 +59,12 @@ impl FrontendService for FrontendGrpc {
         request: Request<Notification>,
     ) -> Result<Response<ReceiveNotificationResponse>, Status> {
         let notification = request.into_inner();
-        let has_receiver = notification
-            .receiver_email
-            .as_deref()
-            .is_some_and(|email| !email.trim().is_empty());
-        if !has_receiver {
-            tracing::warn!("notification without receiver_email refused");
+        if let Err(reason) = check(&notification) {
+            tracing::warn!(
+                notification_id = notification.notification_id.as_deref().unwrap_or(""),
+                reason,
+                "notification refused; dropped"
+            );
             return Ok(Response::new(ReceiveNotificationResponse {
                 success: false,
             }));
@@ -72,6 +97,9 @@ impl FrontendService for FrontendGrpc {
             .email
             .filter(|email| !email.trim().is_empty())
             .ok_or_else(|| Status::invalid_argument("email is required"))?;
+        let email = Email::parse(email)
+            .map_err(|err| Status::invalid_argument(err.to_string()))?
+            .into_string();
         let (recent, live) = self.inbox.watch(&email);
         tracing::info!(
             receiver_email = email,

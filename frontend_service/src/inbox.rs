@@ -7,6 +7,7 @@ use std::{
     sync::{Arc, Mutex, PoisonError},
 };
 
+use prost::Message;
 use proto::frontend_service::Notification;
 use tokio::sync::broadcast;
 
@@ -19,6 +20,8 @@ pub struct InboxLimits {
     pub receivers: usize,
     /// Notifications a slow watcher may fall behind before it misses some.
     pub watch_buffer: usize,
+    /// Encoded bytes kept over all receivers (receivers seen first are dropped first).
+    pub bytes: usize,
 }
 
 impl Default for InboxLimits {
@@ -27,6 +30,7 @@ impl Default for InboxLimits {
             per_receiver: 100,
             receivers: 10_000,
             watch_buffer: 1024,
+            bytes: 16 * 1024 * 1024,
         }
     }
 }
@@ -44,6 +48,18 @@ struct State {
     by_receiver: HashMap<String, VecDeque<Notification>>,
     /// Receivers in the order they were first seen, for eviction.
     arrival: VecDeque<String>,
+    /// Encoded size of everything kept.
+    bytes: usize,
+}
+
+impl State {
+    fn evict_oldest_receiver(&mut self) {
+        if let Some(evicted) = self.arrival.pop_front()
+            && let Some(kept) = self.by_receiver.remove(&evicted)
+        {
+            self.bytes -= kept.iter().map(Message::encoded_len).sum::<usize>();
+        }
+    }
 }
 
 impl Inbox {
@@ -65,14 +81,13 @@ impl Inbox {
             let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
             let is_new_receiver = !state.by_receiver.contains_key(&receiver);
             if is_new_receiver {
-                if state.arrival.len() >= self.limits.receivers
-                    && let Some(evicted) = state.arrival.pop_front()
-                {
-                    state.by_receiver.remove(&evicted);
+                if state.arrival.len() >= self.limits.receivers {
+                    state.evict_oldest_receiver();
                 }
                 state.arrival.push_back(receiver.clone());
             }
-            let kept = state.by_receiver.entry(receiver).or_default();
+            let size = notification.encoded_len();
+            let kept = state.by_receiver.entry(receiver.clone()).or_default();
             let repeated = notification.notification_id.is_some()
                 && kept
                     .iter()
@@ -80,10 +95,15 @@ impl Inbox {
             if repeated {
                 return false;
             }
+            let mut freed = 0;
             if kept.len() >= self.limits.per_receiver {
-                kept.pop_front();
+                freed = kept.pop_front().map_or(0, |old| old.encoded_len());
             }
             kept.push_back(notification.clone());
+            state.bytes = state.bytes + size - freed;
+            while state.bytes > self.limits.bytes && state.arrival.front() != Some(&receiver) {
+                state.evict_oldest_receiver();
+            }
         }
         // No watcher is not an error: the notification is kept for later watchers anyway.
         let _ = self.live.send(notification);
@@ -132,6 +152,7 @@ mod tests {
             per_receiver: 2,
             receivers: 2,
             watch_buffer: 4,
+            ..InboxLimits::default()
         };
         let inbox = Inbox::new(limits);
         for id in ["1", "2", "3"] {
@@ -152,12 +173,29 @@ mod tests {
             per_receiver: 2,
             receivers: 2,
             watch_buffer: 4,
+            ..InboxLimits::default()
         };
         let inbox = Inbox::new(limits);
         for receiver in ["a@x.io", "b@x.io", "c@x.io"] {
             inbox.deliver(notification(receiver, "1"));
         }
         assert!(inbox.watch("a@x.io").0.is_empty());
+        assert_eq!(inbox.watch("c@x.io").0.len(), 1);
+    }
+
+    #[test]
+    fn receivers_seen_first_are_evicted_when_the_inbox_outgrows_its_bytes() {
+        let one = notification("a@x.io", "1").encoded_len();
+        let limits = InboxLimits {
+            bytes: one * 2,
+            ..InboxLimits::default()
+        };
+        let inbox = Inbox::new(limits);
+        for receiver in ["a@x.io", "b@x.io", "c@x.io"] {
+            inbox.deliver(notification(receiver, "1"));
+        }
+        assert!(inbox.watch("a@x.io").0.is_empty());
+        assert_eq!(inbox.watch("b@x.io").0.len(), 1);
         assert_eq!(inbox.watch("c@x.io").0.len(), 1);
     }
 }

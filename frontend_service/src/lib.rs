@@ -5,7 +5,10 @@ mod grpc;
 mod inbox;
 
 use proto::frontend_service::frontend_service_server::FrontendServiceServer;
-use service_runtime::server::{Service, ServiceBuilder};
+use service_runtime::{
+    limits,
+    server::{Service, ServiceBuilder},
+};
 
 pub use inbox::{Inbox, InboxLimits};
 
@@ -35,7 +38,11 @@ pub async fn build(config: Config) -> anyhow::Result<Service> {
     let inbox = Inbox::new(config.limits);
     let api = grpc::FrontendGrpc::new(inbox, builder.shutdown_signal());
     builder
-        .grpc(config.grpc_port, FrontendServiceServer::new(api))
+        .grpc(
+            config.grpc_port,
+            FrontendServiceServer::new(api)
+                .max_decoding_message_size(limits::GRPC_MAX_MESSAGE_BYTES),
+        )
         .bind()
         .await
 }

@@ -12,6 +12,7 @@ use proto::{
 use service_runtime::{
     email::Email,
     grpc_client::GrpcChannel,
+    limits,
     retry::{self, Backoff},
 };
 use tonic::{Code, Request, Response, Status};
@@ -28,24 +29,14 @@ const USER_CHECK_RETRY_MIN: Duration = Duration::from_millis(25);
 const USER_CHECK_RETRY_MAX: Duration = Duration::from_millis(400);
 
 pub struct MessageGrpc {
-    store: Store,
-    users: UserServiceClient<GrpcChannel>,
-    notifications: NotificationOutbox,
+    pub store: Store,
+    pub users: UserServiceClient<GrpcChannel>,
+    pub notifications: NotificationOutbox,
+    /// Longest content accepted, in bytes (`MAX_MESSAGE_BYTES`).
+    pub max_content_bytes: usize,
 }
 
 impl MessageGrpc {
-    pub fn new(
-        store: Store,
-        users: UserServiceClient<GrpcChannel>,
-        notifications: NotificationOutbox,
-    ) -> Self {
-        Self {
-            store,
-            users,
-            notifications,
-        }
-    }
-
     /// Whether user-service knows `email`; a malformed address is nobody's.
     async fn user_exists(&self, email: Option<&Email>) -> Result<bool, Error> {
         let Some(email) = email else {
@@ -78,6 +69,10 @@ impl MessageGrpc {
         };
         let Some(content) = message.content.filter(|content| !content.trim().is_empty()) else {
             return Ok(Err("content is required".into()));
+        };
+        let content = match limits::within("content", content, self.max_content_bytes) {
+            Ok(content) => content,
+            Err(refusal) => return Ok(Err(refusal)),
         };
         let (sender, receiver) = (Email::parse(sender).ok(), Email::parse(receiver).ok());
         // Both asked at once; the answers are still judged sender first, as the contract says.
@@ -158,7 +153,12 @@ impl MessageService for MessageGrpc {
         &self,
         request: Request<GetMessagesRequest>,
     ) -> Result<Response<GetMessagesResponse>, Status> {
-        let Some(email) = non_empty(request.into_inner().user_email) else {
+        // A missing or malformed address is nobody's: an empty list, as for an unknown user.
+        let Some(email) = request
+            .into_inner()
+            .user_email
+            .and_then(|raw| Email::parse(raw).ok())
+        else {
             return Ok(Response::new(GetMessagesResponse::default()));
         };
         tracing::Span::current().record("user_email", email.as_str());

@@ -13,7 +13,7 @@ pub fn router(store: Store) -> Router {
 }
 
 /// `GET /list_conversations?email=` (or `{"email"}` in the body): the user's counterparts.
-#[tracing::instrument(skip_all, fields(user_email = email))]
+#[tracing::instrument(skip_all, fields(user_email = %email))]
 async fn list_conversations(
     State(store): State<Store>,
     EmailParam(email): EmailParam,

@@ -17,8 +17,8 @@ use proto::{
     user_service::user_service_client::UserServiceClient,
 };
 use service_runtime::{
-    config::{Common, url_or},
-    grpc_client,
+    config::{Common, parse_or, url_or},
+    grpc_client, limits,
     outbox::Outbox,
     server::{Service, ServiceBuilder},
 };
@@ -49,6 +49,8 @@ pub struct Config {
     pub common: Common,
     pub user_service_url: String,
     pub notification_service_url: String,
+    /// Longest message content accepted, in bytes (`MAX_MESSAGE_BYTES`, default 64 KiB).
+    pub max_message_bytes: usize,
 }
 
 impl Config {
@@ -61,6 +63,7 @@ impl Config {
                 "NOTIFICATION_SERVICE_GRPC_URL",
                 DEFAULT_NOTIFICATION_SERVICE_GRPC_URL,
             ),
+            max_message_bytes: parse_or("MAX_MESSAGE_BYTES", limits::DEFAULT_MAX_MESSAGE_BYTES)?,
         })
     }
 }
@@ -73,20 +76,32 @@ type NotificationOutbox = Outbox<store::NotificationRequest>;
 pub async fn build(config: Config) -> anyhow::Result<Service> {
     let (service, redis) =
         ServiceBuilder::with_redis("message-service", &config.common.redis_url, REDIS_DB)?;
-    let users = UserServiceClient::new(grpc_client::channel(&config.user_service_url)?);
+    let users = UserServiceClient::new(grpc_client::channel(&config.user_service_url)?)
+        .max_decoding_message_size(limits::GRPC_MAX_MESSAGE_BYTES);
     let notifications =
-        NotificationServiceClient::new(grpc_client::channel(&config.notification_service_url)?);
+        NotificationServiceClient::new(grpc_client::channel(&config.notification_service_url)?)
+            .max_decoding_message_size(limits::GRPC_MAX_MESSAGE_BYTES);
     let outbox = Outbox::new(redis.clone(), &store::NOTIFICATION_OUTBOX, move |request| {
         notify::deliver(notifications.clone(), request)
     });
     let store = store::Store {
         redis: redis.clone(),
     };
-    let api = grpc::MessageGrpc::new(store.clone(), users, outbox.clone());
+    let api = grpc::MessageGrpc {
+        store: store.clone(),
+        users,
+        notifications: outbox.clone(),
+        max_content_bytes: config.max_message_bytes,
+    };
+    // A request is the content plus a few addresses: room for both, at least the default.
+    let max_request_bytes = limits::GRPC_MAX_MESSAGE_BYTES.max(config.max_message_bytes + 4096);
     let ports = config.common.ports;
     service
         .http(ports.http, http::router(store))
-        .grpc(ports.grpc, MessageServiceServer::new(api))
+        .grpc(
+            ports.grpc,
+            MessageServiceServer::new(api).max_decoding_message_size(max_request_bytes),
+        )
         .outbox("notification outbox", outbox)
         .bind()
         .await

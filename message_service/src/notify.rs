@@ -26,8 +26,11 @@ pub async fn deliver(
     };
     match notifications.create_notification(request).await {
         Ok(reply) => {
-            let created = reply.into_inner().success == Some(true);
-            tracing::debug!(created, "notification-service answered");
+            if reply.into_inner().success != Some(true) {
+                tracing::warn!(
+                    "notification-service refused the notification (receiver unsubscribed); dropped"
+                );
+            }
             Delivery::Done
         }
         Err(status) => Delivery::after_failed_call("notification-service", &status),

@@ -167,7 +167,9 @@ impl Store {
             timestamp: timestamp.clone(),
         })?;
         let notification = NotificationRequest {
-            notification_id: format!("message-{id}"),
+            // Random, so it is new even after Redis lost its data (message ids then restart at
+            // 1) and nobody can guess it to pre-empt the notification with a forged one.
+            notification_id: uuid::Uuid::new_v4().to_string(),
             sender_email: sender.to_string(),
             receiver_email: receiver.to_string(),
         };
@@ -202,11 +204,11 @@ impl Store {
     }
 
     /// Every message `email` sent or received, oldest first; none for an unknown user.
-    #[tracing::instrument(skip_all, fields(user_email = email))]
-    pub async fn messages_of(&self, email: &str) -> Result<Vec<StoredMessage>, StoreError> {
+    #[tracing::instrument(skip_all, fields(user_email = %email))]
+    pub async fn messages_of(&self, email: &Email) -> Result<Vec<StoredMessage>, StoreError> {
         let mut invocation = MESSAGES_OF.prepare_invoke();
         invocation
-            .key(user_messages_key(email))
+            .key(user_messages_key(email.as_str()))
             .arg(MESSAGE_KEY_PREFIX);
         let found: Vec<Option<String>> = self.redis.invoke(&invocation).await?;
         let listed = found.len();
@@ -229,11 +231,11 @@ impl Store {
     }
 
     /// The counterparts `email` has exchanged messages with, sorted; none for an unknown user.
-    #[tracing::instrument(skip_all, fields(user_email = email))]
-    pub async fn conversations_of(&self, email: &str) -> Result<Vec<String>, StoreError> {
+    #[tracing::instrument(skip_all, fields(user_email = %email))]
+    pub async fn conversations_of(&self, email: &Email) -> Result<Vec<String>, StoreError> {
         let mut counterparts: Vec<String> = self
             .redis
-            .query(redis::cmd("SMEMBERS").arg(conversations_key(email)))
+            .query(redis::cmd("SMEMBERS").arg(conversations_key(email.as_str())))
             .await?;
         counterparts.sort();
         Ok(counterparts)

@@ -6,7 +6,7 @@ use proto::notification_service::{
     UnsubscribeUserRequest, UnsubscribeUserResponse,
     notification_service_server::NotificationService,
 };
-use service_runtime::{email::Email, request_id};
+use service_runtime::{email::Email, limits, request_id};
 use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
@@ -47,19 +47,28 @@ impl NotificationService for NotificationGrpc {
         span.record("sender_email", request.sender_email.as_deref());
         span.record("receiver_email", request.receiver_email.as_deref());
         let refused = |reason: &str| {
-            tracing::info!(reason, "notification refused");
+            tracing::warn!(reason, "notification refused; not stored");
             Ok(Response::new(CreateNotificationResponse {
                 success: Some(false),
             }))
         };
-        let Some(sender) = non_empty(request.sender_email) else {
-            return refused("sender_email is required");
+        let Some(sender) = email(request.sender_email) else {
+            return refused("sender_email is missing or not an email address");
         };
         let Some(receiver) = email(request.receiver_email) else {
             return refused("receiver_email is missing or not an email address");
         };
-        let id =
-            non_empty(request.notification_id).unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        let id = match non_empty(request.notification_id) {
+            None => uuid::Uuid::new_v4().to_string(),
+            Some(id) if id.len() > limits::MAX_ID_BYTES => {
+                let reason = format!(
+                    "notification_id is longer than {} bytes",
+                    limits::MAX_ID_BYTES
+                );
+                return refused(&reason);
+            }
+            Some(id) => id,
+        };
         span.record("notification_id", id.as_str());
         let created = self
             .store

@@ -13,7 +13,7 @@ pub fn router(store: Store) -> Router {
 }
 
 /// `GET /list_notifications?email=` (or `{"email"}` in the body): newest first.
-#[tracing::instrument(skip_all, fields(user_email = email))]
+#[tracing::instrument(skip_all, fields(user_email = %email))]
 async fn list_notifications(
     State(store): State<Store>,
     EmailParam(email): EmailParam,

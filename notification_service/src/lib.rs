@@ -17,7 +17,7 @@ use proto::{
 };
 use service_runtime::{
     config::{Common, url_or},
-    grpc_client,
+    grpc_client, limits,
     outbox::Outbox,
     server::{Service, ServiceBuilder},
 };
@@ -67,7 +67,8 @@ type FrontendOutbox = Outbox<store::StoredNotification>;
 pub async fn build(config: Config) -> anyhow::Result<Service> {
     let (service, redis) =
         ServiceBuilder::with_redis("notification-service", &config.common.redis_url, REDIS_DB)?;
-    let frontend = FrontendServiceClient::new(grpc_client::channel(&config.frontend_service_url)?);
+    let frontend = FrontendServiceClient::new(grpc_client::channel(&config.frontend_service_url)?)
+        .max_decoding_message_size(limits::GRPC_MAX_MESSAGE_BYTES);
     let pushes = Outbox::new(redis.clone(), &store::FRONTEND_OUTBOX, move |stored| {
         push::deliver(frontend.clone(), stored)
     });
@@ -78,7 +79,11 @@ pub async fn build(config: Config) -> anyhow::Result<Service> {
     let ports = config.common.ports;
     service
         .http(ports.http, http::router(store))
-        .grpc(ports.grpc, NotificationServiceServer::new(api))
+        .grpc(
+            ports.grpc,
+            NotificationServiceServer::new(api)
+                .max_decoding_message_size(limits::GRPC_MAX_MESSAGE_BYTES),
+        )
         .outbox("frontend outbox", pushes)
         .bind()
         .await

@@ -4,7 +4,7 @@
 //! |---|---|---|
 //! | `subscriptions` | hash | field = email, value = JSON `{"user_email": email, "subscribed": true\|false}` |
 //! | `notifications:{email}` | list | JSON `{"sender_email", "receiver_email", "timestamp", "read", "notification_id"}`, newest at the head |
-//! | `notification_ids:{email}` | set | additive: ids of the receiver's stored notifications, so a repeat is stored once |
+//! | `notification_ids:{email}` | set | additive: `<sender> <id>` of the receiver's stored notifications, so a repeat is stored once |
 //! | `outbox:frontend` | stream | additive: notifications still to be pushed to frontend-service |
 //!
 //! Creating a notification is one script run: the subscription check, the dedup, the stored
@@ -36,19 +36,26 @@ pub fn notification_ids_key(email: &str) -> String {
     format!("notification_ids:{email}")
 }
 
-/// Returns the outbox entry's id when stored, `repeat` when the id was stored before (nothing
-/// written), `unsubscribed` when the receiver is not subscribed (nothing written).
+/// Returns the outbox entry's id when stored, `repeat` when the sender's id was stored before
+/// (nothing written), `unsubscribed` when the receiver unsubscribed (nothing written).
+///
+/// Only a record saying `"subscribed": false` stops a notification: a receiver without a
+/// record is subscribed (the contract: subscribed from creation on; the record may still be
+/// on its way from user-service's outbox), and an unreadable record is not taken as a refusal.
+/// Repeats are recognised per sender (`<sender> <id>`), so an id chosen by one caller cannot
+/// suppress another sender's notification.
 static CREATE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
 -- KEYS: 1 subscriptions, 2 receiver's notification ids, 3 receiver's notifications, 4 outbox
--- ARGV: 1 receiver, 2 notification id, 3 notification JSON, 4 outbox payload field
+-- ARGV: 1 receiver, 2 sender and id, 3 notification JSON, 4 outbox payload field
 if redis.call('SISMEMBER', KEYS[2], ARGV[2]) == 1 then return 'repeat' end
 local subscription = redis.call('HGET', KEYS[1], ARGV[1])
-if not subscription then return 'unsubscribed' end
-local ok, decoded = pcall(cjson.decode, subscription)
-if not ok or type(decoded) ~= 'table' or decoded['subscribed'] ~= true then
-  return 'unsubscribed'
+if subscription then
+  local ok, decoded = pcall(cjson.decode, subscription)
+  if ok and type(decoded) == 'table' and decoded['subscribed'] == false then
+    return 'unsubscribed'
+  end
 end
 redis.call('SADD', KEYS[2], ARGV[2])
 redis.call('LPUSH', KEYS[3], ARGV[3])
@@ -103,12 +110,12 @@ impl Store {
     pub async fn create(
         &self,
         receiver: &Email,
-        sender: &str,
+        sender: &Email,
         notification_id: String,
     ) -> Result<Created, StoreError> {
         tracing::Span::current().record("notification_id", notification_id.as_str());
         let notification = StoredNotification {
-            sender_email: sender.to_owned(),
+            sender_email: sender.to_string(),
             receiver_email: receiver.to_string(),
             timestamp: service_runtime::time::now_rfc3339(),
             read: false,
@@ -124,7 +131,7 @@ impl Store {
             .key(notifications_key(receiver.as_str()))
             .key(FRONTEND_OUTBOX.key())
             .arg(receiver.as_str())
-            .arg(&notification_id)
+            .arg(format!("{sender} {notification_id}"))
             .arg(json)
             .arg(PAYLOAD_FIELD);
         let outcome: String = self.redis.invoke(&invocation).await?;
@@ -173,13 +180,13 @@ impl Store {
     }
 
     /// The receiver's notifications, newest first, as stored (each a JSON object).
-    #[tracing::instrument(skip_all, fields(user_email = email))]
-    pub async fn notifications_of(&self, email: &str) -> Result<Vec<Value>, StoreError> {
+    #[tracing::instrument(skip_all, fields(user_email = %email))]
+    pub async fn notifications_of(&self, email: &Email) -> Result<Vec<Value>, StoreError> {
         let stored: Vec<String> = self
             .redis
             .query(
                 redis::cmd("LRANGE")
-                    .arg(notifications_key(email))
+                    .arg(notifications_key(email.as_str()))
                     .arg(0)
                     .arg(-1),
             )

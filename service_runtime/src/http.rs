@@ -17,7 +17,7 @@ use axum::{
 use serde::{Deserialize, de::DeserializeOwned};
 use serde_json::json;
 
-use crate::redis_store::Redis;
+use crate::{email::Email, redis_store::Redis};
 
 /// Largest request body accepted; the contract's bodies are a few hundred bytes.
 pub const BODY_LIMIT_BYTES: usize = 64 * 1024;
@@ -56,9 +56,10 @@ fn json_rejection_response(rejection: &JsonRejection) -> Response {
 }
 
 /// The `email` a list endpoint is about, from `?email=` or else from a JSON body
-/// `{"email": ...}` (the original's clients send a body with GET).
+/// `{"email": ...}` (the original's clients send a body with GET); a malformed address is a
+/// 400 like a missing one.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EmailParam(pub String);
+pub struct EmailParam(pub Email);
 
 #[derive(Deserialize)]
 struct EmailOnly {
@@ -74,7 +75,7 @@ impl<S: Send + Sync> FromRequest<S> for EmailParam {
             .await
             .map_err(|rejection| error_response(StatusCode::BAD_REQUEST, rejection.body_text()))?;
         if let Some(email) = query.0.email.filter(|email| !email.trim().is_empty()) {
-            return Ok(Self(email));
+            return Email::parse(email).map(Self).map_err(bad_request);
         }
         let bytes = Bytes::from_request(Request::from_parts(parts, body), state)
             .await
@@ -88,16 +89,18 @@ impl<S: Send + Sync> FromRequest<S> for EmailParam {
                 })?
                 .email
         };
-        from_body
-            .filter(|email| !email.trim().is_empty())
-            .map(Self)
-            .ok_or_else(|| {
-                error_response(
-                    StatusCode::BAD_REQUEST,
-                    "email is required: ?email=... in the query string or {\"email\": ...} in a JSON body",
-                )
-            })
+        match from_body.filter(|email| !email.trim().is_empty()) {
+            Some(email) => Email::parse(email).map(Self).map_err(bad_request),
+            None => Err(error_response(
+                StatusCode::BAD_REQUEST,
+                "email is required: ?email=... in the query string or {\"email\": ...} in a JSON body",
+            )),
+        }
     }
+}
+
+fn bad_request(err: impl ToString) -> Response {
+    error_response(StatusCode::BAD_REQUEST, err.to_string())
 }
 
 /// Wraps a service's routes with what every HTTP server has: `GET /health`, the body limit

@@ -9,6 +9,7 @@ pub mod email;
 pub mod error;
 pub mod grpc_client;
 pub mod http;
+pub mod limits;
 pub mod outbox;
 pub mod redis_store;
 pub mod request_id;

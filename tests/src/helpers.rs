@@ -506,6 +506,19 @@ impl Stack {
         .await
     }
 
+    /// The ids of `email`'s notifications once exactly `count` are stored, checked to be
+    /// distinct: every message got its notification, none got two.
+    pub async fn distinct_notification_ids(&self, email: &str, count: usize) -> HashSet<String> {
+        let ids = ids_of(&self.wait_for_notifications(email, count).await);
+        let distinct: HashSet<String> = ids.iter().cloned().collect();
+        assert_eq!(
+            distinct.len(),
+            ids.len(),
+            "a notification id stored twice: {ids:?}"
+        );
+        distinct
+    }
+
     /// Waits until the frontend outbox of notification-service (DB 2) is empty: every stored
     /// notification has been taken by frontend-service.
     pub async fn wait_for_frontend_outbox_drained(&self) {
@@ -524,11 +537,6 @@ pub fn ids_of(notifications: &[Value]) -> Vec<String> {
                 .to_owned()
         })
         .collect()
-}
-
-/// The ids message-service gives the notifications of messages `first..=last`.
-pub fn message_notification_ids(first: u64, last: u64) -> HashSet<String> {
-    (first..=last).map(|id| format!("message-{id}")).collect()
 }
 
 /// Reads `stream` until it has yielded every id in `wanted` (or [`PATIENCE`] runs out, or the

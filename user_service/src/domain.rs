@@ -5,7 +5,7 @@
 //! into a 400. `TryFrom` then checks what serde cannot: non-empty values, well-formed emails.
 
 use serde::{Deserialize, Deserializer, Serialize};
-use service_runtime::email::Email;
+use service_runtime::{email::Email, limits};
 
 use crate::error::Error;
 
@@ -127,12 +127,12 @@ pub fn parse_email(field: &str, raw: String) -> Result<Email, Error> {
     Email::parse(raw).map_err(|err| Error::Invalid(format!("{field}: {err}")))
 }
 
+/// A non-empty value of at most [`limits::MAX_FIELD_BYTES`].
 fn non_empty(field: &str, value: String) -> Result<String, Error> {
     if value.trim().is_empty() {
-        Err(Error::Invalid(format!("{field} must not be empty")))
-    } else {
-        Ok(value)
+        return Err(Error::Invalid(format!("{field} must not be empty")));
     }
+    limits::within(field, value, limits::MAX_FIELD_BYTES).map_err(Error::Invalid)
 }
 
 /// The stored form of a user: the JSON value of `users:{email}` (contract layout).

@@ -17,7 +17,7 @@ use proto::{
 };
 use service_runtime::{
     config::{Common, url_or},
-    grpc_client,
+    grpc_client, limits,
     outbox::Outbox,
     server::{Service, ServiceBuilder},
 };
@@ -71,7 +71,8 @@ pub async fn build(config: Config) -> anyhow::Result<Service> {
     let (service, redis) =
         ServiceBuilder::with_redis("user-service", &config.common.redis_url, REDIS_DB)?;
     let notifications =
-        NotificationServiceClient::new(grpc_client::channel(&config.notification_service_url)?);
+        NotificationServiceClient::new(grpc_client::channel(&config.notification_service_url)?)
+            .max_decoding_message_size(limits::GRPC_MAX_MESSAGE_BYTES);
     let subscriptions = Outbox::new(redis.clone(), &store::SUBSCRIPTION_OUTBOX, move |request| {
         subscriptions::deliver(notifications.clone(), request)
     });
@@ -84,7 +85,8 @@ pub async fn build(config: Config) -> anyhow::Result<Service> {
         .http(ports.http, http::router(accounts.clone()))
         .grpc(
             ports.grpc,
-            UserServiceServer::new(grpc::UserGrpc::new(accounts)),
+            UserServiceServer::new(grpc::UserGrpc::new(accounts))
+                .max_decoding_message_size(limits::GRPC_MAX_MESSAGE_BYTES),
         )
         .outbox("subscription outbox", subscriptions)
         .bind()
