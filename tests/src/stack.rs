@@ -75,6 +75,27 @@ impl Stack {
         }
     }
 
+    /// The environment that wires a further replica of a service to this stack's Redis and to
+    /// the first replica of each peer; push `(name, url)` pairs to point it elsewhere.
+    pub fn replica_env(&self) -> Vec<(String, String)> {
+        let grpc_url = |port: u16| format!("http://127.0.0.1:{port}");
+        vec![
+            ("REDIS_URL".to_owned(), self.redis.url()),
+            (
+                "FRONTEND_SERVICE_GRPC_URL".to_owned(),
+                grpc_url(self.frontend_port),
+            ),
+            (
+                "NOTIFICATION_SERVICE_GRPC_URL".to_owned(),
+                grpc_url(self.notification_ports.grpc),
+            ),
+            (
+                "USER_SERVICE_GRPC_URL".to_owned(),
+                grpc_url(self.user_ports.grpc),
+            ),
+        ]
+    }
+
     /// A plain HTTP client, for requests the helpers (`crate::helpers`) do not cover.
     pub fn http(&self) -> &reqwest::Client {
         &self.http
