@@ -302,6 +302,7 @@ impl Worker {
                     .message
                     .get_messages(GetMessagesRequest {
                         user_email: Some(FIXED_USER.to_owned()),
+                        ..GetMessagesRequest::default()
                     })
                     .await;
                 grpc(reply, |r| r.messages.len() == FIXED_ITEMS)

@@ -108,6 +108,7 @@ async fn verify(clients: &Clients) -> anyhow::Result<()> {
         .message(0)
         .get_messages(GetMessagesRequest {
             user_email: Some(FIXED_USER.to_owned()),
+            ..GetMessagesRequest::default()
         })
         .await
         .context("GetMessages of the fixed user")?

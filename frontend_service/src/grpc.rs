@@ -1,38 +1,40 @@
 //! The `frontend_service.FrontendService` gRPC API.
 
-use std::{collections::HashSet, pin::Pin};
+use std::pin::Pin;
 
-use proto::frontend_service::{
-    Notification, ReceiveNotificationResponse, WatchNotificationsRequest,
-    frontend_service_server::FrontendService,
+use proto::{
+    frontend_service::{
+        Notification, ReceiveNotificationResponse, WatchNotificationsRequest,
+        frontend_service_server::FrontendService,
+    },
+    notification_service::notification_service_client::NotificationServiceClient,
 };
-use tokio_stream::{Stream, StreamExt, wrappers::BroadcastStream};
-use tonic::{Request, Response, Status};
-
 use service_runtime::{
     email::{self, Email},
-    limits,
+    grpc_client::GrpcChannel,
+    limits, request_id,
     shutdown::Shutdown,
 };
+use tokio_stream::{Stream, wrappers::ReceiverStream};
+use tonic::{Request, Response, Status};
+use tracing::Instrument;
 
-use crate::inbox::Inbox;
+use crate::{live::LiveFeed, watch::Watch};
+
+/// Notifications buffered per watcher between the feed and the client's stream.
+const WATCHER_BUFFER: usize = 64;
 
 pub struct FrontendGrpc {
-    inbox: Inbox,
-    shutdown: Shutdown,
-}
-
-impl FrontendGrpc {
-    pub fn new(inbox: Inbox, shutdown: Shutdown) -> Self {
-        Self { inbox, shutdown }
-    }
+    pub live: LiveFeed,
+    pub store: NotificationServiceClient<GrpcChannel>,
+    pub shutdown: Shutdown,
 }
 
 /// Longest timestamp accepted (RFC 3339 with nanoseconds and an offset is 35 bytes).
 const MAX_TIMESTAMP_BYTES: usize = 64;
 
-/// Why a pushed notification cannot be kept: a receiver that is not an address, or fields
-/// longer than anything notification-service sends (the inbox is bounded by bytes too).
+/// Why a pushed notification cannot be taken: a receiver that is not an address, or fields
+/// longer than anything notification-service sends.
 fn check(notification: &Notification) -> Result<(), &'static str> {
     let receiver = notification.receiver_email.as_deref().unwrap_or_default();
     if Email::parse(receiver).is_err() {
@@ -53,6 +55,8 @@ type NotificationStream = Pin<Box<dyn Stream<Item = Result<Notification, Status>
 
 #[tonic::async_trait]
 impl FrontendService for FrontendGrpc {
+    /// Takes a pushed notification and hands it to the watchers of its receiver on every
+    /// replica. Answers only once it is published: an error makes notification-service retry.
     #[tracing::instrument(skip_all)]
     async fn receive_notification(
         &self,
@@ -69,17 +73,17 @@ impl FrontendService for FrontendGrpc {
                 success: false,
             }));
         }
-        let id = notification.notification_id.clone().unwrap_or_default();
-        let sender = notification.sender_email.clone().unwrap_or_default();
         let receiver = notification.receiver_email.clone().unwrap_or_default();
-        let timestamp = notification.timestamp.clone().unwrap_or_default();
-        let new = self.inbox.deliver(notification);
+        self.live
+            .publish(&receiver, &notification)
+            .await
+            .map_err(|err| Status::unavailable(format!("live feed (Redis) unavailable: {err}")))?;
         tracing::info!(
-            notification_id = id,
-            sender_email = sender,
+            notification_id = notification.notification_id.as_deref().unwrap_or(""),
+            sender_email = notification.sender_email.as_deref().unwrap_or(""),
             receiver_email = receiver,
-            timestamp,
-            repeated = !new,
+            timestamp = notification.timestamp.as_deref().unwrap_or(""),
+            cursor = notification.cursor,
             "notification delivered"
         );
         Ok(Response::new(ReceiveNotificationResponse { success: true }))
@@ -87,50 +91,31 @@ impl FrontendService for FrontendGrpc {
 
     type WatchNotificationsStream = NotificationStream;
 
+    /// The receiver's stored notifications after `after` (without it, the newest 100), then
+    /// every new one, in cursor order, each once.
     #[tracing::instrument(skip_all)]
     async fn watch_notifications(
         &self,
         request: Request<WatchNotificationsRequest>,
     ) -> Result<Response<Self::WatchNotificationsStream>, Status> {
-        let email = request
-            .into_inner()
-            .email
+        let WatchNotificationsRequest { email, after } = request.into_inner();
+        let email = email
             .filter(|email| !email.trim().is_empty())
             .ok_or_else(|| Status::invalid_argument("email is required"))?;
-        let email = Email::parse(email)
+        let receiver = Email::parse(email)
             .map_err(|err| Status::invalid_argument(err.to_string()))?
             .into_string();
-        let (recent, live) = self.inbox.watch(&email);
-        tracing::info!(
-            receiver_email = email,
-            recent = recent.len(),
-            "watcher attached"
-        );
-        // A notification delivered while we subscribed can be in both the snapshot and the feed.
-        let already_sent: HashSet<String> = recent
-            .iter()
-            .filter_map(|n| n.notification_id.clone())
-            .collect();
-        let live = BroadcastStream::new(live).filter_map(move |item| match item {
-            Ok(notification)
-                if notification.receiver_email.as_deref() == Some(email.as_str())
-                    && !notification
-                        .notification_id
-                        .as_ref()
-                        .is_some_and(|id| already_sent.contains(id)) =>
-            {
-                Some(Ok(notification))
-            }
-            Ok(_) => None,
-            Err(lagged) => {
-                tracing::warn!(error = %lagged, "watcher fell behind; some notifications skipped");
-                None
-            }
-        });
-        let stream = futures::StreamExt::take_until(
-            tokio_stream::iter(recent.into_iter().map(Ok)).chain(live),
-            self.shutdown.clone().wait(),
-        );
-        Ok(Response::new(Box::pin(stream)))
+        // Subscribed before the store is read, so nothing falls between replay and live.
+        let live = self.live.subscribe(&receiver);
+        tracing::info!(receiver_email = receiver, after, "watcher attached");
+        let (out, stream) = tokio::sync::mpsc::channel(WATCHER_BUFFER);
+        let watch = Watch {
+            store: self.store.clone(),
+            receiver,
+            out,
+        };
+        let run = watch.run(after, live, self.shutdown.clone());
+        tokio::spawn(request_id::carry(run).in_current_span());
+        Ok(Response::new(Box::pin(ReceiverStream::new(stream))))
     }
 }

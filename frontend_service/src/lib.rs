@@ -1,48 +1,75 @@
-//! frontend-service: the gRPC endpoint notifications are pushed to. It keeps each receiver's
-//! recent notifications in memory and streams new ones live to watchers.
+//! frontend-service: the gRPC endpoint notifications are pushed to, and the live feed
+//! watchers attach to. A pushed notification is fanned out to every replica's watchers of its
+//! receiver through Redis pub/sub (`live.rs`); a watcher first gets what it missed from
+//! notification-service's store, then live notifications, in order and each once (`watch.rs`).
 
 mod grpc;
-mod inbox;
+mod live;
+mod watch;
 
-use proto::frontend_service::frontend_service_server::FrontendServiceServer;
+use proto::{
+    frontend_service::frontend_service_server::FrontendServiceServer,
+    notification_service::notification_service_client::NotificationServiceClient,
+};
 use service_runtime::{
-    limits,
+    config::{parse_or, redis_base_url, url_or},
+    grpc_client, limits,
     server::{Service, ServiceBuilder},
 };
 
-pub use inbox::{Inbox, InboxLimits};
-
 /// The contract's gRPC port of frontend-service.
 pub const DEFAULT_GRPC_PORT: u16 = 3030;
+/// Where notification-service listens unless `NOTIFICATION_SERVICE_GRPC_URL` says otherwise.
+pub const DEFAULT_NOTIFICATION_SERVICE_GRPC_URL: &str = "http://127.0.0.1:9898";
+/// The Redis database the live feed's connection selects (pub/sub itself spans databases).
+pub const REDIS_DB: u8 = 2;
 
 /// Everything frontend-service reads from its environment.
 #[derive(Debug, Clone)]
 pub struct Config {
     pub grpc_port: u16,
-    pub limits: InboxLimits,
+    /// `redis://host:port` for the live feed.
+    pub redis_url: String,
+    /// notification-service's gRPC endpoint, whose store watchers replay from.
+    pub notification_service_url: String,
 }
 
 impl Config {
-    /// `GRPC_PORT` (default 3030).
+    /// `GRPC_PORT` (3030), `REDIS_URL` or `REDIS_HOST`/`REDIS_PORT`,
+    /// `NOTIFICATION_SERVICE_GRPC_URL` (`http://127.0.0.1:9898`).
     pub fn from_env() -> anyhow::Result<Self> {
         Ok(Self {
-            grpc_port: service_runtime::config::parse_or("GRPC_PORT", DEFAULT_GRPC_PORT)?,
-            limits: InboxLimits::default(),
+            grpc_port: parse_or("GRPC_PORT", DEFAULT_GRPC_PORT)?,
+            redis_url: redis_base_url()?,
+            notification_service_url: url_or(
+                "NOTIFICATION_SERVICE_GRPC_URL",
+                DEFAULT_NOTIFICATION_SERVICE_GRPC_URL,
+            ),
         })
     }
 }
 
-/// Binds frontend-service's gRPC server; it needs no Redis.
+/// Binds frontend-service's gRPC server and starts its live feed. Redis and
+/// notification-service are connected lazily.
 pub async fn build(config: Config) -> anyhow::Result<Service> {
-    let builder = ServiceBuilder::new("frontend-service");
-    let inbox = Inbox::new(config.limits);
-    let api = grpc::FrontendGrpc::new(inbox, builder.shutdown_signal());
+    let (builder, redis) =
+        ServiceBuilder::with_redis("frontend-service", &config.redis_url, REDIS_DB)?;
+    let live = live::LiveFeed::new(redis);
+    let store =
+        NotificationServiceClient::new(grpc_client::channel(&config.notification_service_url)?)
+            .max_decoding_message_size(limits::GRPC_MAX_MESSAGE_BYTES);
+    let api = grpc::FrontendGrpc {
+        live: live.clone(),
+        store,
+        shutdown: builder.shutdown_signal(),
+    };
     builder
         .grpc(
             config.grpc_port,
             FrontendServiceServer::new(api)
                 .max_decoding_message_size(limits::GRPC_MAX_MESSAGE_BYTES),
         )
+        .worker("live feed", move |shutdown| live.run(shutdown))
         .bind()
         .await
 }

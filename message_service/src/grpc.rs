@@ -153,18 +153,31 @@ impl MessageService for MessageGrpc {
         &self,
         request: Request<GetMessagesRequest>,
     ) -> Result<Response<GetMessagesResponse>, Status> {
+        let request = request.into_inner();
         // A missing or malformed address is nobody's: an empty list, as for an unknown user.
-        let Some(email) = request
-            .into_inner()
-            .user_email
-            .and_then(|raw| Email::parse(raw).ok())
-        else {
+        let Some(email) = request.user_email.and_then(|raw| Email::parse(raw).ok()) else {
             return Ok(Response::new(GetMessagesResponse::default()));
         };
         tracing::Span::current().record("user_email", email.as_str());
-        let messages = self.store.messages_of(&email).await.map_err(Error::from)?;
+        // One more than asked says whether there is a next page.
+        let limit = request
+            .limit
+            .map(|limit| (limit as usize).clamp(1, service_runtime::http::MAX_PAGE));
+        let mut messages = self
+            .store
+            .messages_of(&email, request.after, limit.map(|limit| limit + 1))
+            .await
+            .map_err(Error::from)?;
+        let next_cursor = match limit {
+            Some(limit) if messages.len() > limit => {
+                messages.truncate(limit);
+                messages.last().map(|last| last.id)
+            }
+            _ => None,
+        };
         Ok(Response::new(GetMessagesResponse {
             messages: messages.into_iter().map(Message::from).collect(),
+            next_cursor,
         }))
     }
 }

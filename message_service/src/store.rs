@@ -79,13 +79,15 @@ return redis.call('XADD', KEYS[7], '*', ARGV[8], ARGV[9])
     )
 });
 
-/// The user's messages in index order, read in one round trip (`MGET` in slices: Lua's
-/// `unpack` has a limit on arguments). A missing message comes back as nil.
+/// The user's messages in index order, from an id on and at most a number of them, read in
+/// one round trip (`MGET` in slices: Lua's `unpack` has a limit on arguments). A missing
+/// message comes back as nil.
 static MESSAGES_OF: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
--- KEYS: 1 the user's index; ARGV: 1 message key prefix
-local ids = redis.call('ZRANGE', KEYS[1], 0, -1)
+-- KEYS: 1 the user's index; ARGV: 1 message key prefix, 2 lowest score ('(' id or '-inf'),
+--       3 how many (-1: all)
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[2], '+inf', 'LIMIT', 0, ARGV[3])
 local found = {}
 for first = 1, #ids, 1000 do
   local keys = {}
@@ -203,13 +205,21 @@ impl Store {
         })
     }
 
-    /// Every message `email` sent or received, oldest first; none for an unknown user.
+    /// The messages `email` sent or received, oldest first, with an id above `after` (all
+    /// without it), at most `limit` (all without it); none for an unknown user.
     #[tracing::instrument(skip_all, fields(user_email = %email))]
-    pub async fn messages_of(&self, email: &Email) -> Result<Vec<StoredMessage>, StoreError> {
+    pub async fn messages_of(
+        &self,
+        email: &Email,
+        after: Option<u64>,
+        limit: Option<usize>,
+    ) -> Result<Vec<StoredMessage>, StoreError> {
         let mut invocation = MESSAGES_OF.prepare_invoke();
         invocation
             .key(user_messages_key(email.as_str()))
-            .arg(MESSAGE_KEY_PREFIX);
+            .arg(MESSAGE_KEY_PREFIX)
+            .arg(after.map_or_else(|| "-inf".to_owned(), |id| format!("({id}")))
+            .arg(limit.map_or(-1, |limit| i64::try_from(limit).unwrap_or(i64::MAX)));
         let found: Vec<Option<String>> = self.redis.invoke(&invocation).await?;
         let listed = found.len();
         let messages: Vec<String> = found.into_iter().flatten().collect();

@@ -9,6 +9,9 @@ use service_runtime::error::{ApiError, Kind, StoreError};
 /// A failure of notification-service itself.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// 400 / `INVALID_ARGUMENT`: a request that cannot be served as it is.
+    #[error("{0}")]
+    Invalid(String),
     /// Its Redis database failed (see [`StoreError`] for the codes).
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -17,12 +20,14 @@ pub enum Error {
 impl ApiError for Error {
     fn kind(&self) -> Kind {
         match self {
+            Self::Invalid(_) => Kind::InvalidInput,
             Self::Store(err) => err.kind(),
         }
     }
 
     fn public_message(&self) -> String {
         match self {
+            Self::Invalid(message) => message.clone(),
             Self::Store(err) => format!("notification {}", err.public_message()),
         }
     }

@@ -2,18 +2,24 @@
 
 use proto::notification_service::{
     CheckUserSubscribedRequest, CheckUserSubscribedResponse, CreateNotificationRequest,
-    CreateNotificationResponse, SubscribeUserRequest, SubscribeUserResponse,
-    UnsubscribeUserRequest, UnsubscribeUserResponse,
+    CreateNotificationResponse, DeleteNotificationsRequest, DeleteNotificationsResponse,
+    ListNotificationsRequest, ListNotificationsResponse, MarkNotificationsReadRequest,
+    MarkNotificationsReadResponse, Notification, SubscribeUserRequest, SubscribeUserResponse,
+    UnreadCountRequest, UnreadCountResponse, UnsubscribeUserRequest, UnsubscribeUserResponse,
     notification_service_server::NotificationService,
 };
+use serde_json::Value;
 use service_runtime::{email::Email, limits, request_id};
 use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
 use crate::{
     Error, FrontendOutbox,
-    store::{Created, Store},
+    store::{Created, PageOf, Store},
 };
+
+/// Page size of `ListNotifications` without a `limit`.
+const DEFAULT_PAGE: usize = 100;
 
 pub struct NotificationGrpc {
     store: Store,
@@ -140,9 +146,109 @@ impl NotificationService for NotificationGrpc {
             success: Some(success),
         }))
     }
+
+    #[tracing::instrument(skip_all)]
+    async fn list_notifications(
+        &self,
+        request: Request<ListNotificationsRequest>,
+    ) -> Result<Response<ListNotificationsResponse>, Status> {
+        self.list(request.into_inner()).await.map(Response::new)
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn mark_notifications_read(
+        &self,
+        request: Request<MarkNotificationsReadRequest>,
+    ) -> Result<Response<MarkNotificationsReadResponse>, Status> {
+        let request = request.into_inner();
+        let Some(email) = email(request.email) else {
+            return Ok(Response::new(MarkNotificationsReadResponse {
+                success: Some(false),
+                ..Default::default()
+            }));
+        };
+        let (marked, unread_count) = self
+            .store
+            .mark_read(&email, &request.notification_ids)
+            .await
+            .map_err(Error::from)?;
+        Ok(Response::new(MarkNotificationsReadResponse {
+            success: Some(true),
+            marked: Some(marked),
+            unread_count: Some(unread_count),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn get_unread_count(
+        &self,
+        request: Request<UnreadCountRequest>,
+    ) -> Result<Response<UnreadCountResponse>, Status> {
+        let unread_count = match email(request.into_inner().email) {
+            Some(email) => self.store.unread_count(&email).await.map_err(Error::from)?,
+            None => 0,
+        };
+        Ok(Response::new(UnreadCountResponse {
+            unread_count: Some(unread_count),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn delete_notifications(
+        &self,
+        request: Request<DeleteNotificationsRequest>,
+    ) -> Result<Response<DeleteNotificationsResponse>, Status> {
+        let request = request.into_inner();
+        let Some(email) = email(request.email) else {
+            return Ok(Response::new(DeleteNotificationsResponse {
+                success: Some(false),
+                deleted: None,
+            }));
+        };
+        let deleted = self
+            .store
+            .delete(&email, &request.notification_ids)
+            .await
+            .map_err(Error::from)?;
+        Ok(Response::new(DeleteNotificationsResponse {
+            success: Some(true),
+            deleted: Some(deleted),
+        }))
+    }
 }
 
 impl NotificationGrpc {
+    /// A page of `request.email`'s notifications (none for a missing or malformed address).
+    pub async fn list(
+        &self,
+        request: ListNotificationsRequest,
+    ) -> Result<ListNotificationsResponse, Status> {
+        let Some(email) = email(request.email) else {
+            return Ok(ListNotificationsResponse::default());
+        };
+        let limit = request
+            .limit
+            .map_or(DEFAULT_PAGE, |limit| limit as usize)
+            .clamp(1, service_runtime::http::MAX_PAGE);
+        let of = match request.after {
+            Some(after) => PageOf::After(after),
+            None => PageOf::Before {
+                before: request.before,
+                unread_only: request.unread_only.unwrap_or(false),
+            },
+        };
+        let page = self
+            .store
+            .page(&email, of, limit)
+            .await
+            .map_err(Error::from)?;
+        Ok(ListNotificationsResponse {
+            notifications: page.notifications.iter().map(to_message).collect(),
+            next_cursor: page.next_cursor,
+            unread_count: Some(page.unread_count),
+        })
+    }
+
     /// Records the subscription; `false` (a business outcome) for a missing or malformed email.
     async fn set_subscribed(&self, raw: Option<String>, subscribed: bool) -> Result<bool, Status> {
         let Some(email) = email(raw) else {
@@ -156,5 +262,18 @@ impl NotificationGrpc {
             .map_err(Error::from)?;
         tracing::info!(subscribed, "subscription recorded");
         Ok(true)
+    }
+}
+
+/// A stored notification (a JSON object) as its protobuf message.
+fn to_message(stored: &Value) -> Notification {
+    let text = |key: &str| stored[key].as_str().map(str::to_owned);
+    Notification {
+        sender_email: text("sender_email"),
+        receiver_email: text("receiver_email"),
+        timestamp: text("timestamp"),
+        read: stored["read"].as_bool(),
+        notification_id: text("notification_id"),
+        cursor: stored["cursor"].as_u64(),
     }
 }

@@ -16,17 +16,21 @@ use proto::{
     notification_service::notification_service_server::NotificationServiceServer,
 };
 use service_runtime::{
-    config::{Common, url_or},
+    config::{Common, parse_or, url_or},
     grpc_client, limits,
     outbox::Outbox,
     server::{Service, ServiceBuilder},
 };
 
 pub use error::Error;
+pub use store::Retention;
 
 /// Names of notification-service's Redis keys (DB 2), for tools and tests that read the layout.
 pub mod keys {
-    pub use crate::store::{SUBSCRIPTIONS, notification_ids_key, notifications_key};
+    pub use crate::store::{
+        SUBSCRIPTIONS, notification_cursor_key, notification_ids_key, notification_index_key,
+        notification_unread_key, notifications_key,
+    };
 
     /// The stream of notifications still to be pushed to frontend-service.
     pub const FRONTEND_OUTBOX: &str = crate::store::FRONTEND_OUTBOX.key();
@@ -44,6 +48,8 @@ pub const DEFAULT_FRONTEND_SERVICE_GRPC_URL: &str = "http://127.0.0.1:3030";
 pub struct Config {
     pub common: Common,
     pub frontend_service_url: String,
+    /// `NOTIFICATION_RETENTION_COUNT` (1000) and `NOTIFICATION_RETENTION_DAYS` (30).
+    pub retention: Retention,
 }
 
 impl Config {
@@ -55,6 +61,10 @@ impl Config {
                 "FRONTEND_SERVICE_GRPC_URL",
                 DEFAULT_FRONTEND_SERVICE_GRPC_URL,
             ),
+            retention: Retention {
+                count: parse_or("NOTIFICATION_RETENTION_COUNT", 1000)?,
+                days: parse_or("NOTIFICATION_RETENTION_DAYS", 30)?,
+            },
         })
     }
 }
@@ -74,6 +84,7 @@ pub async fn build(config: Config) -> anyhow::Result<Service> {
     });
     let store = store::Store {
         redis: redis.clone(),
+        retention: config.retention,
     };
     let api = grpc::NotificationGrpc::new(store.clone(), pushes.clone());
     let ports = config.common.ports;

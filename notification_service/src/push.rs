@@ -22,6 +22,7 @@ pub async fn deliver(
         timestamp: Some(stored.timestamp),
         read: Some(stored.read),
         notification_id: stored.notification_id,
+        cursor: stored.cursor,
     };
     match frontend.receive_notification(notification).await {
         Ok(reply) if reply.get_ref().success => Delivery::Done,

@@ -3,13 +3,23 @@
 //! | key | type | content |
 //! |---|---|---|
 //! | `subscriptions` | hash | field = email, value = JSON `{"user_email": email, "subscribed": true\|false}` |
-//! | `notifications:{email}` | list | JSON `{"sender_email", "receiver_email", "timestamp", "read", "notification_id"}`, newest at the head |
+//! | `notifications:{email}` | list | JSON `{"sender_email", "receiver_email", "timestamp", "read", "notification_id", "cursor"}`, newest at the head |
 //! | `notification_ids:{email}` | set | additive: `<sender> <id>` of the receiver's stored notifications, so a repeat is stored once |
+//! | `notification_cursor:{email}` | string | additive: the receiver's last cursor (`INCR`; the first is the time in ms) |
+//! | `notification_index:{email}` | sorted set | additive: the cursors in the list (member = score = cursor) |
+//! | `notification_unread:{email}` | sorted set | additive: the cursors of unread notifications |
 //! | `outbox:frontend` | stream | additive: notifications still to be pushed to frontend-service |
 //!
-//! Creating a notification is one script run: the subscription check, the dedup, the stored
-//! notification and its outbox entry happen together, so an unsubscribe either comes before
-//! (nothing stored) or after (stored and pushed), never in between.
+//! Cursors only grow: a receiver's first cursor is the time in milliseconds and each next one
+//! adds 1, so after Redis lost its data the new ones are still larger than any a watcher has
+//! seen (unless a receiver got more than one notification per millisecond since its first).
+//! They fit the 14 significant digits `cjson` writes numbers with.
+//!
+//! The list is in cursor order (each create takes the next cursor and pushes at the head in
+//! one step), so a notification's position is the number of larger cursors in the index: a
+//! page is found without reading the entries before it. Every change (create with its
+//! retention trim, mark read, delete) is one script, so concurrent changes never lose an
+//! entry, a flag or an index entry. Scripts change stored JSON only through `cjson`.
 
 use std::sync::LazyLock;
 
@@ -36,8 +46,59 @@ pub fn notification_ids_key(email: &str) -> String {
     format!("notification_ids:{email}")
 }
 
-/// Returns the outbox entry's id when stored, `repeat` when the sender's id was stored before
-/// (nothing written), `unsubscribed` when the receiver unsubscribed (nothing written).
+pub fn notification_cursor_key(email: &str) -> String {
+    format!("notification_cursor:{email}")
+}
+
+pub fn notification_index_key(email: &str) -> String {
+    format!("notification_index:{email}")
+}
+
+pub fn notification_unread_key(email: &str) -> String {
+    format!("notification_unread:{email}")
+}
+
+/// The receiver's keys, in the order every inbox script takes them.
+fn inbox_keys(email: &Email) -> [String; 4] {
+    let email = email.as_str();
+    [
+        notifications_key(email),
+        notification_index_key(email),
+        notification_unread_key(email),
+        notification_ids_key(email),
+    ]
+}
+
+/// Lua shared by the scripts: the position of cursor `c` in the list, and forgetting a
+/// removed entry in the indexes and the dedup set.
+const INBOX_LUA: &str = r"
+local list, index, unread, ids = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local function position(c)
+  return redis.call('ZCOUNT', index, '(' .. c, '+inf')
+end
+local function decode(raw)
+  local ok, entry = pcall(cjson.decode, raw)
+  if ok and type(entry) == 'table' then return entry end
+  return nil
+end
+local function forget(entry)
+  if entry.cursor then
+    redis.call('ZREM', index, entry.cursor)
+    redis.call('ZREM', unread, entry.cursor)
+  end
+  if entry.sender_email and entry.notification_id then
+    redis.call('SREM', ids, entry.sender_email .. ' ' .. entry.notification_id)
+  end
+end
+";
+
+fn inbox_script(body: &str) -> Script {
+    Script::new(&format!("{INBOX_LUA}{body}"))
+}
+
+/// Stores one notification: returns `{outbox entry id, cursor}`, `{'repeat'}` when the
+/// sender's id was stored before, `{'unsubscribed'}` when the receiver unsubscribed (nothing
+/// written then). Then trims the oldest entries beyond the retention count or older than the cutoff.
 ///
 /// Only a record saying `"subscribed": false` stops a notification: a receiver without a
 /// record is subscribed (the contract: subscribed from creation on; the record may still be
@@ -45,21 +106,121 @@ pub fn notification_ids_key(email: &str) -> String {
 /// Repeats are recognised per sender (`<sender> <id>`), so an id chosen by one caller cannot
 /// suppress another sender's notification.
 static CREATE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+    inbox_script(
         r"
--- KEYS: 1 subscriptions, 2 receiver's notification ids, 3 receiver's notifications, 4 outbox
--- ARGV: 1 receiver, 2 sender and id, 3 notification JSON, 4 outbox payload field
-if redis.call('SISMEMBER', KEYS[2], ARGV[2]) == 1 then return 'repeat' end
-local subscription = redis.call('HGET', KEYS[1], ARGV[1])
+-- KEYS: 1-4 inbox, 5 subscriptions, 6 cursor counter, 7 outbox
+-- ARGV: 1 receiver, 2 sender and id, 3 notification JSON, 4 payload field,
+--       5 retention count, 6 cutoff timestamp, 7 now in milliseconds
+if redis.call('SISMEMBER', ids, ARGV[2]) == 1 then return {'repeat'} end
+local subscription = redis.call('HGET', KEYS[5], ARGV[1])
 if subscription then
-  local ok, decoded = pcall(cjson.decode, subscription)
-  if ok and type(decoded) == 'table' and decoded['subscribed'] == false then
-    return 'unsubscribed'
+  local record = decode(subscription)
+  if record and record['subscribed'] == false then return {'unsubscribed'} end
+end
+local cursor = redis.call('INCR', KEYS[6])
+if cursor == 1 then
+  cursor = tonumber(ARGV[7])
+  redis.call('SET', KEYS[6], cursor)
+end
+local entry = cjson.decode(ARGV[3])
+entry['cursor'] = cursor
+local stored = cjson.encode(entry)
+redis.call('SADD', ids, ARGV[2])
+redis.call('LPUSH', list, stored)
+redis.call('ZADD', index, cursor, cursor)
+redis.call('ZADD', unread, cursor, cursor)
+local keep = tonumber(ARGV[5])
+while true do
+  local count = redis.call('LLEN', list)
+  local tail = redis.call('LINDEX', list, -1)
+  local old = tail and decode(tail)
+  local expired = old and type(old.timestamp) == 'string' and old.timestamp < ARGV[6]
+  if count <= keep and not expired then break end
+  redis.call('RPOP', list)
+  if old then forget(old) end
+end
+return {redis.call('XADD', KEYS[7], '*', ARGV[4], stored), cursor}
+",
+    )
+});
+
+/// A page, newest first: `{entries, unread count}`, at most `limit + 1` entries (one more
+/// than asked says there is a next page).
+static PAGE: LazyLock<Script> = LazyLock::new(|| {
+    inbox_script(
+        r"
+-- ARGV: 1 before (exclusive; '+inf' for the newest), 2 limit + 1, 3 '1' for unread only
+local from = ARGV[1] == '+inf' and '+inf' or ('(' .. ARGV[1])
+local source = ARGV[3] == '1' and unread or index
+local cursors = redis.call('ZREVRANGEBYSCORE', source, from, '-inf', 'LIMIT', 0, ARGV[2])
+local entries = {}
+if #cursors > 0 and source == index then
+  local first = position(cursors[1])
+  entries = redis.call('LRANGE', list, first, first + #cursors - 1)
+else
+  for i, c in ipairs(cursors) do entries[i] = redis.call('LINDEX', list, position(c)) end
+end
+return {entries, redis.call('ZCARD', unread)}
+",
+    )
+});
+
+/// Oldest first, newer than a cursor (a live feed resuming): at most `limit + 1` entries.
+static AFTER: LazyLock<Script> = LazyLock::new(|| {
+    inbox_script(
+        r"
+-- ARGV: 1 after (exclusive), 2 limit + 1
+local cursors = redis.call('ZRANGEBYSCORE', index, '(' .. ARGV[1], '+inf', 'LIMIT', 0, ARGV[2])
+if #cursors == 0 then return {} end
+local first = position(cursors[1])
+local entries = redis.call('LRANGE', list, first - #cursors + 1, first)
+local ascending = {}
+for i = #entries, 1, -1 do ascending[#ascending + 1] = entries[i] end
+return ascending
+",
+    )
+});
+
+/// Marks the given ids read (none: every unread one): `{marked, unread count}`.
+static MARK_READ: LazyLock<Script> = LazyLock::new(|| {
+    inbox_script(
+        r"
+-- ARGV: ids (none: all)
+local wanted = {}
+for _, id in ipairs(ARGV) do wanted[id] = true end
+local marked = 0
+for _, c in ipairs(redis.call('ZRANGE', unread, 0, -1)) do
+  local at = position(c)
+  local entry = decode(redis.call('LINDEX', list, at) or '')
+  if entry and (#ARGV == 0 or wanted[entry.notification_id]) then
+    entry['read'] = true
+    redis.call('LSET', list, at, cjson.encode(entry))
+    redis.call('ZREM', unread, c)
+    marked = marked + 1
   end
 end
-redis.call('SADD', KEYS[2], ARGV[2])
-redis.call('LPUSH', KEYS[3], ARGV[3])
-return redis.call('XADD', KEYS[4], '*', ARGV[4], ARGV[3])
+return {marked, redis.call('ZCARD', unread)}
+",
+    )
+});
+
+/// Deletes the given ids (none: all of the receiver's): the number deleted.
+static DELETE: LazyLock<Script> = LazyLock::new(|| {
+    inbox_script(
+        r"
+-- ARGV: ids (none: all)
+local wanted = {}
+for _, id in ipairs(ARGV) do wanted[id] = true end
+local doomed = {}
+for _, raw in ipairs(redis.call('LRANGE', list, 0, -1)) do
+  local entry = decode(raw)
+  if #ARGV == 0 or (entry and wanted[entry.notification_id]) then
+    doomed[#doomed + 1] = raw
+    if entry then forget(entry) end
+  end
+end
+for _, raw in ipairs(doomed) do redis.call('LREM', list, 1, raw) end
+return #doomed
 ",
     )
 });
@@ -74,6 +235,9 @@ pub struct StoredNotification {
     /// Absent in notifications written before ids existed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notification_id: Option<String>,
+    /// The receiver's sequence number; absent before it is stored (and in older entries).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<u64>,
 }
 
 /// A `subscriptions` value.
@@ -97,15 +261,46 @@ pub enum Created {
     NotSubscribed,
 }
 
+/// How much each receiver keeps: the newest `count`, none older than `days`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    pub count: u64,
+    pub days: u64,
+}
+
+/// One page of a receiver's notifications.
+#[derive(Debug)]
+pub struct Page {
+    /// Each a JSON object as stored.
+    pub notifications: Vec<Value>,
+    /// The cursor to continue from; `None` on the last page.
+    pub next_cursor: Option<u64>,
+    pub unread_count: u64,
+}
+
+/// Which page of a receiver's notifications.
+#[derive(Debug, Clone, Copy)]
+pub enum PageOf {
+    /// Newest first, older than `before` (from the newest without it).
+    Before {
+        before: Option<u64>,
+        unread_only: bool,
+    },
+    /// Oldest first, newer than `after`.
+    After(u64),
+}
+
 /// notification-service's storage; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
     pub redis: Redis,
+    pub retention: Retention,
 }
 
 impl Store {
     /// Stores a notification for `receiver` if they are subscribed and `notification_id` is
-    /// not a repeat, and queues its push to frontend-service, atomically.
+    /// not a repeat of `sender`'s, queues its push to frontend-service and applies the
+    /// retention, atomically.
     #[tracing::instrument(skip_all, fields(receiver_email = %receiver, notification_id))]
     pub async fn create(
         &self,
@@ -114,35 +309,132 @@ impl Store {
         notification_id: String,
     ) -> Result<Created, StoreError> {
         tracing::Span::current().record("notification_id", notification_id.as_str());
-        let notification = StoredNotification {
+        let now = chrono::Utc::now();
+        let cutoff = now
+            - chrono::Duration::days(
+                i64::try_from(self.retention.days).unwrap_or(i64::MAX / 86_400_000),
+            );
+        let mut notification = StoredNotification {
             sender_email: sender.to_string(),
             receiver_email: receiver.to_string(),
-            timestamp: service_runtime::time::now_rfc3339(),
+            timestamp: service_runtime::time::rfc3339(now),
             read: false,
             notification_id: Some(notification_id.clone()),
+            cursor: None,
         };
         let json = FRONTEND_OUTBOX
             .encode(&notification)
             .map_err(|err| StoreError::Corrupt(format!("cannot encode a notification: {err}")))?;
         let mut invocation = CREATE.prepare_invoke();
+        for key in inbox_keys(receiver) {
+            invocation.key(key);
+        }
         invocation
             .key(SUBSCRIPTIONS)
-            .key(notification_ids_key(receiver.as_str()))
-            .key(notifications_key(receiver.as_str()))
+            .key(notification_cursor_key(receiver.as_str()))
             .key(FRONTEND_OUTBOX.key())
             .arg(receiver.as_str())
             .arg(format!("{sender} {notification_id}"))
             .arg(json)
-            .arg(PAYLOAD_FIELD);
-        let outcome: String = self.redis.invoke(&invocation).await?;
-        Ok(match outcome.as_str() {
-            "repeat" => Created::Repeated,
-            "unsubscribed" => Created::NotSubscribed,
-            _ => Created::New {
-                notification,
-                outbox_entry: outcome,
-            },
+            .arg(PAYLOAD_FIELD)
+            .arg(self.retention.count.max(1))
+            .arg(service_runtime::time::rfc3339(cutoff))
+            .arg(now.timestamp_millis());
+        let outcome: Vec<String> = self.redis.invoke(&invocation).await?;
+        Ok(match outcome.as_slice() {
+            [repeat] if repeat == "repeat" => Created::Repeated,
+            [outbox_entry, cursor] => {
+                notification.cursor = cursor.parse().ok();
+                Created::New {
+                    notification,
+                    outbox_entry: outbox_entry.clone(),
+                }
+            }
+            _ => Created::NotSubscribed,
         })
+    }
+
+    /// A page of `email`'s notifications, at most `limit` of them.
+    #[tracing::instrument(skip_all, fields(user_email = %email))]
+    pub async fn page(&self, email: &Email, of: PageOf, limit: usize) -> Result<Page, StoreError> {
+        let (script, args): (&Script, Vec<String>) = match of {
+            PageOf::Before {
+                before,
+                unread_only,
+            } => (
+                &PAGE,
+                vec![
+                    before.map_or_else(|| "+inf".to_owned(), |c| c.to_string()),
+                    (limit + 1).to_string(),
+                    if unread_only { "1" } else { "0" }.to_owned(),
+                ],
+            ),
+            PageOf::After(after) => (&AFTER, vec![after.to_string(), (limit + 1).to_string()]),
+        };
+        let mut invocation = script.prepare_invoke();
+        for key in inbox_keys(email) {
+            invocation.key(key);
+        }
+        for arg in args {
+            invocation.arg(arg);
+        }
+        let (mut raw, unread_count): (Vec<String>, u64) = match of {
+            PageOf::Before { .. } => self.redis.invoke(&invocation).await?,
+            PageOf::After(_) => (self.redis.invoke(&invocation).await?, 0),
+        };
+        let more = raw.len() > limit;
+        raw.truncate(limit);
+        let notifications = raw
+            .iter()
+            .map(|json| parse(json))
+            .collect::<Result<Vec<_>, _>>()?;
+        let next_cursor = if more {
+            notifications
+                .last()
+                .and_then(|last| last["cursor"].as_u64())
+        } else {
+            None
+        };
+        Ok(Page {
+            notifications,
+            next_cursor,
+            unread_count,
+        })
+    }
+
+    /// Marks `ids` of `email`'s notifications read (none: all); how many were marked, and
+    /// how many are still unread.
+    #[tracing::instrument(skip_all, fields(user_email = %email))]
+    pub async fn mark_read(&self, email: &Email, ids: &[String]) -> Result<(u64, u64), StoreError> {
+        let mut invocation = MARK_READ.prepare_invoke();
+        for key in inbox_keys(email) {
+            invocation.key(key);
+        }
+        for id in ids {
+            invocation.arg(id);
+        }
+        Ok(self.redis.invoke(&invocation).await?)
+    }
+
+    /// Deletes `ids` of `email`'s notifications (none: all); how many were deleted.
+    #[tracing::instrument(skip_all, fields(user_email = %email))]
+    pub async fn delete(&self, email: &Email, ids: &[String]) -> Result<u64, StoreError> {
+        let mut invocation = DELETE.prepare_invoke();
+        for key in inbox_keys(email) {
+            invocation.key(key);
+        }
+        for id in ids {
+            invocation.arg(id);
+        }
+        Ok(self.redis.invoke(&invocation).await?)
+    }
+
+    /// How many of `email`'s notifications are unread.
+    pub async fn unread_count(&self, email: &Email) -> Result<u64, StoreError> {
+        Ok(self
+            .redis
+            .query(redis::cmd("ZCARD").arg(notification_unread_key(email.as_str())))
+            .await?)
     }
 
     /// Records whether `email` wants notifications; setting the same value again changes nothing.
@@ -179,7 +471,7 @@ impl Store {
         Ok(subscription.subscribed)
     }
 
-    /// The receiver's notifications, newest first, as stored (each a JSON object).
+    /// Every notification of the receiver, newest first, as stored (each a JSON object).
     #[tracing::instrument(skip_all, fields(user_email = %email))]
     pub async fn notifications_of(&self, email: &Email) -> Result<Vec<Value>, StoreError> {
         let stored: Vec<String> = self
@@ -191,12 +483,14 @@ impl Store {
                     .arg(-1),
             )
             .await?;
-        stored
-            .into_iter()
-            .map(|json| match serde_json::from_str::<Value>(&json) {
-                Ok(value @ Value::Object(_)) => Ok(value),
-                Ok(_) | Err(_) => Err(StoreError::Corrupt(format!("notification {json:?}"))),
-            })
-            .collect()
+        stored.iter().map(|json| parse(json)).collect()
+    }
+}
+
+/// A stored notification as a JSON object.
+fn parse(json: &str) -> Result<Value, StoreError> {
+    match serde_json::from_str::<Value>(json) {
+        Ok(value @ Value::Object(_)) => Ok(value),
+        Ok(_) | Err(_) => Err(StoreError::Corrupt(format!("notification {json:?}"))),
     }
 }

@@ -55,6 +55,39 @@ fn json_rejection_response(rejection: &JsonRejection) -> Response {
     error_response(status, rejection.body_text())
 }
 
+/// Paging of a list endpoint: `?limit=N&before=C` (both optional; `before` is the previous
+/// page's `next_cursor`). Without `limit` a list answers in full, as the contract's lists do.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct PageParams {
+    pub limit: Option<usize>,
+    pub before: Option<String>,
+    /// Only unread items (where the list has a read state).
+    #[serde(default)]
+    pub unread: bool,
+}
+
+/// Largest page a list endpoint serves.
+pub const MAX_PAGE: usize = 1000;
+
+impl<S: Send + Sync> FromRequestParts<S> for PageParams {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        let Query(params) = Query::<Self>::from_request_parts(parts, state)
+            .await
+            .map_err(|rejection| bad_request(rejection.body_text()))?;
+        match params.limit {
+            Some(limit) if limit == 0 || limit > MAX_PAGE => Err(bad_request(format!(
+                "limit must be between 1 and {MAX_PAGE}"
+            ))),
+            _ => Ok(params),
+        }
+    }
+}
+
 /// The `email` a list endpoint is about, from `?email=` or else from a JSON body
 /// `{"email": ...}` (the original's clients send a body with GET); a malformed address is a
 /// 400 like a missing one.

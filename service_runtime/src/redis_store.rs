@@ -22,6 +22,7 @@ const TRANSIENT_RETRY_MAX: Duration = Duration::from_millis(400);
 /// A service's Redis database; cheap to clone (one shared connection).
 #[derive(Clone)]
 pub struct Redis {
+    client: redis::Client,
     connection: ConnectionManager,
 }
 
@@ -38,7 +39,8 @@ impl Redis {
             .set_number_of_retries(3)
             .set_max_delay(Duration::from_millis(500));
         Ok(Self {
-            connection: ConnectionManager::new_lazy_with_config(client, config)?,
+            connection: ConnectionManager::new_lazy_with_config(client.clone(), config)?,
+            client,
         })
     }
 
@@ -79,6 +81,14 @@ impl Redis {
             async move { invocation.invoke_async(&mut connection).await }
         })
         .await
+    }
+
+    /// Messages published on channels matching `pattern`, over a connection of their own;
+    /// the stream ends when that connection drops (the caller reconnects).
+    pub async fn psubscribe(&self, pattern: &str) -> RedisResult<redis::aio::PubSubStream> {
+        let mut pubsub = self.client.get_async_pubsub().await?;
+        pubsub.psubscribe(pattern).await?;
+        Ok(pubsub.into_on_message())
     }
 
     /// The raw connection, for loops that handle failures themselves (the outbox worker).

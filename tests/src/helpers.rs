@@ -314,6 +314,7 @@ impl Stack {
             .await
             .get_messages(GetMessagesRequest {
                 user_email: Some(email.to_owned()),
+                ..GetMessagesRequest::default()
             })
             .await
             .expect("GetMessages answers OK")
@@ -450,6 +451,7 @@ impl Stack {
             .await
             .watch_notifications(WatchNotificationsRequest {
                 email: Some(email.to_owned()),
+                after: None,
             })
             .await
             .expect("WatchNotifications answers OK")
@@ -540,7 +542,7 @@ pub fn ids_of(notifications: &[Value]) -> Vec<String> {
 }
 
 /// Reads `stream` until it has yielded every id in `wanted` (or [`PATIENCE`] runs out, or the
-/// stream ends); returns every id seen, each counted once.
+/// stream ends); returns every id seen. An id streamed twice fails the test.
 pub async fn receive_ids(
     stream: &mut Streaming<Notification>,
     wanted: &HashSet<String>,
@@ -550,7 +552,8 @@ pub async fn receive_ids(
     while !wanted.is_subset(&seen) {
         match tokio::time::timeout_at(deadline, stream.message()).await {
             Ok(Ok(Some(notification))) => {
-                seen.insert(notification.notification_id.unwrap_or_default());
+                let id = notification.notification_id.unwrap_or_default();
+                assert!(seen.insert(id.clone()), "{id} was streamed twice");
             }
             Ok(Ok(None) | Err(_)) | Err(_) => break,
         }

@@ -115,6 +115,13 @@ impl ServiceProcess {
         self.wait_until_ready().await;
     }
 
+    /// Restarts the process (as [`ServiceProcess::restart`]) with `name=value` added to its
+    /// environment: for wiring a peer that could only be started after it.
+    pub async fn restart_with(&mut self, name: &str, value: String) {
+        self.env.push((name.to_owned(), value));
+        self.restart().await;
+    }
+
     /// Spawns the binary asking for `ports` (0: any free port; `None`: leave the variable
     /// unset) and returns the ports it announces once it has bound them.
     async fn spawn(&mut self, ports: BoundPorts) -> BoundPorts {

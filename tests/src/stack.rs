@@ -51,9 +51,13 @@ impl Stack {
         let grpc_url =
             |process: &ServiceProcess| format!("http://127.0.0.1:{}", process.grpc_port());
         let mut env = vec![("REDIS_URL".to_owned(), redis.url())];
-        let frontend = ServiceProcess::start("frontend-service", Vec::new()).await;
+        let mut frontend = ServiceProcess::start("frontend-service", env.clone()).await;
         env.push(("FRONTEND_SERVICE_GRPC_URL".to_owned(), grpc_url(&frontend)));
         let notification = ServiceProcess::start("notification-service", env.clone()).await;
+        // The two call each other: the frontend learns where notification-service is now.
+        frontend
+            .restart_with("NOTIFICATION_SERVICE_GRPC_URL", grpc_url(&notification))
+            .await;
         env.push((
             "NOTIFICATION_SERVICE_GRPC_URL".to_owned(),
             grpc_url(&notification),

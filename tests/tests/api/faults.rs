@@ -94,7 +94,9 @@ async fn every_notification_reaches_the_frontend_when_it_is_down_and_restarted_d
     assert_all_sent(&replies);
     let all = stack.distinct_notification_ids(&bob, 101).await;
     let wanted: HashSet<String> = all.difference(&warm_up).cloned().collect();
-    assert_eq!(receive_ids(&mut after_restart, &wanted).await, wanted);
+    // Replayed from the store (the newest 100 when it attached, maybe the warm-up too), then live.
+    let received = receive_ids(&mut after_restart, &wanted).await;
+    assert!(received.is_superset(&wanted) && received.is_subset(&all));
 }
 
 #[tokio::test]

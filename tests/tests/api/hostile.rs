@@ -114,7 +114,7 @@ async fn the_notification_is_stored_when_send_message_answers_with_four_concurre
 #[tokio::test]
 async fn reads_follow_writes_with_two_replicas_of_every_service() {
     let stack = Stack::start().await;
-    let frontend_2 = ServiceProcess::start("frontend-service", Vec::new()).await;
+    let frontend_2 = ServiceProcess::start("frontend-service", stack.replica_env()).await;
     let mut env = stack.replica_env();
     env.push((
         "FRONTEND_SERVICE_GRPC_URL".into(),
@@ -260,11 +260,7 @@ async fn oversized_message_content_is_refused_and_nothing_is_stored() {
         Some("content is longer than 65536 bytes")
     );
     let refused = huge.expect_err("a 4 MB request is refused before it is read");
-    assert_eq!(
-        refused.code(),
-        tonic::Code::OutOfRange,
-        "{refused:?}"
-    );
+    assert_eq!(refused.code(), tonic::Code::OutOfRange, "{refused:?}");
     assert_eq!(at_limit.success, Some(true));
     assert_eq!(
         message_counter(&stack).await,
@@ -317,6 +313,7 @@ async fn oversized_pushes_to_the_frontend_are_refused() {
         timestamp: Some(timestamp),
         read: Some(false),
         notification_id: Some("n".into()),
+        cursor: None,
     };
 
     let huge = client.receive_notification(push("t".repeat(3 << 20))).await;

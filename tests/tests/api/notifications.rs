@@ -92,6 +92,7 @@ async fn a_notification_for_a_subscribed_receiver_is_stored_and_pushed_to_the_fr
     assert_eq!(
         keys,
         [
+            "cursor",
             "notification_id",
             "read",
             "receiver_email",
