@@ -14,7 +14,8 @@
 //! stream through a consumer group, leaves an entry alone for [`INLINE_GRACE`] (its request may
 //! still be delivering it), then retries with backoff until the peer accepts it; only then is
 //! the entry acknowledged and deleted. Entries survive restarts (they live in Redis), entries
-//! left in flight by a crashed worker are re-read on start or claimed after [`CLAIM_IDLE`].
+//! left in flight by a crashed worker are claimed by any worker after [`CLAIM_IDLE`] (a live one
+//! touches its entries at every retry, so only a crashed one's go idle that long).
 //! Delivery is therefore at-least-once: peers recognise repeats by the stable id the payload
 //! carries.
 
@@ -43,8 +44,12 @@ pub const INLINE_GRACE: Duration = Duration::from_secs(2);
 const BATCH: usize = 128;
 /// How often the stream is polled for entries.
 const POLL_INTERVAL: Duration = Duration::from_millis(500);
-/// An entry in flight this long without acknowledgement is taken over from its consumer.
-const CLAIM_IDLE: Duration = Duration::from_secs(30);
+/// An entry in flight this long without acknowledgement is taken over from its consumer
+/// (which crashed: a live one touches its entries at every retry, see `deliver_one`). Longer
+/// than one attempt (a call's deadline) plus the longest wait between attempts.
+const CLAIM_IDLE: Duration = Duration::from_secs(10);
+/// How often the worker looks for entries a crashed consumer left.
+const CLAIM_INTERVAL: Duration = Duration::from_secs(2);
 const RETRY_MIN: Duration = Duration::from_millis(50);
 const RETRY_MAX: Duration = Duration::from_secs(2);
 
@@ -210,7 +215,7 @@ where
                     self.read(&mut redis, ">").await?
                 };
                 if entries.is_empty() && tokio::time::Instant::now() >= claim_due {
-                    claim_due = tokio::time::Instant::now() + CLAIM_IDLE;
+                    claim_due = tokio::time::Instant::now() + CLAIM_INTERVAL;
                     entries = self.claim_stale(&mut redis).await?;
                 }
                 anyhow::Ok(entries)
@@ -302,12 +307,33 @@ where
                         reason,
                         "delivery failed; will retry"
                     );
+                    self.still_mine(&entry.id).await;
                     sleep_or_shutdown(backoff.next_delay(), shutdown).await;
                     if shutdown.is_triggered() {
                         return None;
                     }
                 }
             }
+        }
+    }
+
+    /// Resets the entry's idle time, so other consumers see it is being worked on and leave
+    /// it alone; a failure here only risks a harmless second delivery.
+    async fn still_mine(&self, id: &str) {
+        let touched: redis::RedisResult<redis::Value> = self
+            .redis
+            .query(
+                redis::cmd("XCLAIM")
+                    .arg(self.key)
+                    .arg(self.group)
+                    .arg(&*self.consumer)
+                    .arg(0)
+                    .arg(id)
+                    .arg("JUSTID"),
+            )
+            .await;
+        if let Err(err) = touched {
+            tracing::debug!(stream = self.key, id, error = %err, "could not touch the entry");
         }
     }
 

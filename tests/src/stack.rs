@@ -47,10 +47,20 @@ impl Stack {
     /// choosing and reports them (see [`ServiceProcess`]), so by the time a service starts,
     /// the URLs of the peers it calls are known.
     pub async fn start() -> Self {
+        Self::start_with_env(&[]).await
+    }
+
+    /// [`Stack::start`] with `extra` variables set for every service (short timeouts, small
+    /// retention, …).
+    pub async fn start_with_env(extra: &[(&str, &str)]) -> Self {
         let redis = RedisServer::start().await;
         let grpc_url =
             |process: &ServiceProcess| format!("http://127.0.0.1:{}", process.grpc_port());
-        let mut env = vec![("REDIS_URL".to_owned(), redis.url())];
+        let mut env: Vec<(String, String)> = extra
+            .iter()
+            .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+            .collect();
+        env.push(("REDIS_URL".to_owned(), redis.url()));
         let mut frontend = ServiceProcess::start("frontend-service", env.clone()).await;
         env.push(("FRONTEND_SERVICE_GRPC_URL".to_owned(), grpc_url(&frontend)));
         let notification = ServiceProcess::start("notification-service", env.clone()).await;
