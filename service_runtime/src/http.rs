@@ -2,22 +2,27 @@
 //!
 //! Every reply carries `"success"`; errors add `"message"`. Malformed JSON, a wrong content
 //! type, missing or ill-typed fields all answer 400 (axum's own extractor would mix in 415 and
-//! 422); an oversized body answers 413.
+//! 422); an oversized body answers 413, a request that takes too long 408, an overlong URI
+//! 414.
+
+use std::time::Duration;
 
 use axum::{
     Json, Router,
     body::Bytes,
     extract::{
-        DefaultBodyLimit, FromRequest, FromRequestParts, Query, Request, rejection::JsonRejection,
+        DefaultBodyLimit, FromRequest, FromRequestParts, Query, Request, State,
+        rejection::JsonRejection,
     },
-    http::StatusCode,
+    http::{HeaderValue, StatusCode, header},
+    middleware::{self, Next},
     response::{IntoResponse, Response},
     routing::get,
 };
 use serde::{Deserialize, de::DeserializeOwned};
 use serde_json::json;
 
-use crate::redis_store::Redis;
+use crate::{config::HttpLimits, redis_store::Redis};
 
 /// Largest request body accepted; the contract's bodies are a few hundred bytes.
 pub const BODY_LIMIT_BYTES: usize = 64 * 1024;
@@ -100,14 +105,58 @@ impl<S: Send + Sync> FromRequest<S> for EmailParam {
     }
 }
 
-/// Wraps a service's routes with what every HTTP server has: `GET /health`, the body limit
-/// and a JSON 404.
-pub fn with_common_routes(routes: Router, redis: Option<Redis>) -> Router {
+/// Wraps a service's routes with what every HTTP server has: `GET /health`, a JSON 404, the
+/// body limit (413), the request timeout (408) and the URI limit (414).
+pub fn with_common_routes(routes: Router, redis: Option<Redis>, limits: HttpLimits) -> Router {
     routes
         .route("/health", get(move || health(redis.clone())))
         .fallback(|| async { error_response(StatusCode::NOT_FOUND, "no such endpoint") })
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
-        .layer(axum::middleware::from_fn(crate::telemetry::http_request))
+        .layer(middleware::from_fn_with_state(
+            limits.request_timeout,
+            answer_within,
+        ))
+        .layer(middleware::from_fn_with_state(
+            limits.max_uri_bytes,
+            refuse_long_uri,
+        ))
+        .layer(middleware::from_fn(crate::telemetry::http_request))
+}
+
+/// 408 when the request, its body upload included, is not answered within `timeout`: a client
+/// trickling its body cannot hold a task and a connection for as long as it likes. The
+/// connection is closed after the reply, since the rest of the body is never read.
+async fn answer_within(State(timeout): State<Duration>, request: Request, next: Next) -> Response {
+    match tokio::time::timeout(timeout, next.run(request)).await {
+        Ok(reply) => reply,
+        Err(_) => {
+            let mut reply = error_response(
+                StatusCode::REQUEST_TIMEOUT,
+                format!("the request was not complete within {timeout:?}"),
+            );
+            reply
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            reply
+        }
+    }
+}
+
+/// 414 for a request target (path and query) over `max_bytes`. Targets over 64 KiB never get
+/// here: hyper refuses those itself while parsing (an empty 414), since the `http` crate's URI
+/// cannot hold them.
+async fn refuse_long_uri(State(max_bytes): State<usize>, request: Request, next: Next) -> Response {
+    let length = request
+        .uri()
+        .path_and_query()
+        .map_or(0, |target| target.as_str().len());
+    if length > max_bytes {
+        return error_response(
+            StatusCode::URI_TOO_LONG,
+            format!("the request URI is {length} bytes; at most {max_bytes} are accepted"),
+        );
+    }
+    next.run(request).await
 }
 
 /// 200 when Redis answers, 503 when it does not.
