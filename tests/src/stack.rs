@@ -47,11 +47,21 @@ impl Stack {
     /// choosing and reports them (see [`ServiceProcess`]), so by the time a service starts,
     /// the URLs of the peers it calls are known.
     pub async fn start() -> Self {
+        Self::start_with_env(&[]).await
+    }
+
+    /// Like [`Stack::start`], with `extra_env` (say `("HTTP_IDLE_TIMEOUT", "2s")`) set for
+    /// every service.
+    pub async fn start_with_env(extra_env: &[(&str, &str)]) -> Self {
         let redis = RedisServer::start().await;
         let grpc_url =
             |process: &ServiceProcess| format!("http://127.0.0.1:{}", process.grpc_port());
-        let mut env = vec![("REDIS_URL".to_owned(), redis.url())];
-        let frontend = ServiceProcess::start("frontend-service", Vec::new()).await;
+        let mut env: Vec<(String, String)> = extra_env
+            .iter()
+            .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+            .collect();
+        let frontend = ServiceProcess::start("frontend-service", env.clone()).await;
+        env.push(("REDIS_URL".to_owned(), redis.url()));
         env.push(("FRONTEND_SERVICE_GRPC_URL".to_owned(), grpc_url(&frontend)));
         let notification = ServiceProcess::start("notification-service", env.clone()).await;
         env.push((

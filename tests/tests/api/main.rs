@@ -1,6 +1,7 @@
 //! The integration suite: one test binary, one module per area.
 
 mod faults;
+mod hardening;
 mod messaging;
 mod notifications;
 mod runtime;
