@@ -1,6 +1,6 @@
 //! Reading the contract's environment variables, with the contract's defaults.
 
-use std::{env, str::FromStr};
+use std::{env, str::FromStr, time::Duration};
 
 use anyhow::{Context, anyhow};
 
@@ -84,6 +84,177 @@ impl Common {
     }
 }
 
+/// How long an HTTP client may take to send a request's whole header, counted from its first
+/// byte; a client that dawdles is disconnected.
+pub const DEFAULT_HTTP_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long an HTTP request may take from its complete header to the reply (body upload
+/// included); past it the reply is 408.
+pub const DEFAULT_HTTP_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long an HTTP connection may wait for its next request before it is closed.
+pub const DEFAULT_HTTP_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Longest request target (path and query) answered; longer ones get 414.
+pub const DEFAULT_HTTP_MAX_URI_BYTES: usize = 8 * 1024;
+/// How long a gRPC connection may be silent before the server pings it.
+pub const DEFAULT_GRPC_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
+/// How long the server waits for the answer to its ping before it closes the connection.
+pub const DEFAULT_GRPC_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a gRPC call may take until its reply starts; past it the status is
+/// `DEADLINE_EXCEEDED`.
+pub const DEFAULT_GRPC_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Concurrent calls one HTTP/2 connection may carry.
+pub const DEFAULT_GRPC_MAX_CONCURRENT_STREAMS: u32 = 256;
+/// Connections each server holds open at once; more wait in the kernel's accept queue.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+
+/// Limits and timeouts of a service's HTTP server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpLimits {
+    pub header_read_timeout: Duration,
+    pub request_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub max_connections: usize,
+    pub max_uri_bytes: usize,
+}
+
+/// Limits and timeouts of a service's gRPC server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GrpcLimits {
+    pub keepalive_interval: Duration,
+    pub keepalive_timeout: Duration,
+    pub request_timeout: Duration,
+    pub max_concurrent_streams: u32,
+    pub max_connections: usize,
+}
+
+impl GrpcLimits {
+    /// How long a connection may send nothing at all: a live client answers the ping that
+    /// follows `keepalive_interval` of silence within `keepalive_timeout`, so one that stays
+    /// silent longer is dead, or never started talking HTTP/2.
+    pub fn max_silence(&self) -> Duration {
+        self.keepalive_interval + self.keepalive_timeout
+    }
+}
+
+/// What bounds the servers of a service, so that slow, idle or numerous clients cannot hold
+/// its connections, descriptors or tasks forever.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerLimits {
+    pub http: HttpLimits,
+    pub grpc: GrpcLimits,
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        Self {
+            http: HttpLimits {
+                header_read_timeout: DEFAULT_HTTP_HEADER_READ_TIMEOUT,
+                request_timeout: DEFAULT_HTTP_REQUEST_TIMEOUT,
+                idle_timeout: DEFAULT_HTTP_IDLE_TIMEOUT,
+                max_connections: DEFAULT_MAX_CONNECTIONS,
+                max_uri_bytes: DEFAULT_HTTP_MAX_URI_BYTES,
+            },
+            grpc: GrpcLimits {
+                keepalive_interval: DEFAULT_GRPC_KEEPALIVE_INTERVAL,
+                keepalive_timeout: DEFAULT_GRPC_KEEPALIVE_TIMEOUT,
+                request_timeout: DEFAULT_GRPC_REQUEST_TIMEOUT,
+                max_concurrent_streams: DEFAULT_GRPC_MAX_CONCURRENT_STREAMS,
+                max_connections: DEFAULT_MAX_CONNECTIONS,
+            },
+        }
+    }
+}
+
+impl ServerLimits {
+    /// `HTTP_HEADER_READ_TIMEOUT`, `HTTP_REQUEST_TIMEOUT`, `HTTP_IDLE_TIMEOUT`,
+    /// `HTTP_MAX_CONNECTIONS`, `HTTP_MAX_URI_BYTES`, `GRPC_KEEPALIVE_INTERVAL`,
+    /// `GRPC_KEEPALIVE_TIMEOUT`, `GRPC_REQUEST_TIMEOUT`, `GRPC_MAX_CONCURRENT_STREAMS`,
+    /// `GRPC_MAX_CONNECTIONS`; durations as `500ms`, `10s` or `10` (seconds). Zero is refused:
+    /// every limit is on.
+    pub fn from_env() -> anyhow::Result<Self> {
+        let defaults = Self::default();
+        Ok(Self {
+            http: HttpLimits {
+                header_read_timeout: duration_or(
+                    "HTTP_HEADER_READ_TIMEOUT",
+                    defaults.http.header_read_timeout,
+                )?,
+                request_timeout: duration_or(
+                    "HTTP_REQUEST_TIMEOUT",
+                    defaults.http.request_timeout,
+                )?,
+                idle_timeout: duration_or("HTTP_IDLE_TIMEOUT", defaults.http.idle_timeout)?,
+                max_connections: positive_or(
+                    "HTTP_MAX_CONNECTIONS",
+                    defaults.http.max_connections,
+                )?,
+                max_uri_bytes: positive_or("HTTP_MAX_URI_BYTES", defaults.http.max_uri_bytes)?,
+            },
+            grpc: GrpcLimits {
+                keepalive_interval: duration_or(
+                    "GRPC_KEEPALIVE_INTERVAL",
+                    defaults.grpc.keepalive_interval,
+                )?,
+                keepalive_timeout: duration_or(
+                    "GRPC_KEEPALIVE_TIMEOUT",
+                    defaults.grpc.keepalive_timeout,
+                )?,
+                request_timeout: duration_or(
+                    "GRPC_REQUEST_TIMEOUT",
+                    defaults.grpc.request_timeout,
+                )?,
+                max_concurrent_streams: positive_or(
+                    "GRPC_MAX_CONCURRENT_STREAMS",
+                    defaults.grpc.max_concurrent_streams,
+                )?,
+                max_connections: positive_or(
+                    "GRPC_MAX_CONNECTIONS",
+                    defaults.grpc.max_connections,
+                )?,
+            },
+        })
+    }
+}
+
+/// The variable as a duration (`500ms`, `10s`, or plain seconds such as `10` or `0.5`), or
+/// `default` when unset.
+fn duration_or(name: &str, default: Duration) -> anyhow::Result<Duration> {
+    match var(name) {
+        None => Ok(default),
+        Some(raw) => {
+            parse_duration(&raw).map_err(|err| anyhow!("{name}={raw:?} is not valid: {err}"))
+        }
+    }
+}
+
+fn parse_duration(raw: &str) -> Result<Duration, String> {
+    let raw = raw.trim();
+    let (number, unit_secs) = match raw.strip_suffix("ms") {
+        Some(millis) => (millis, 0.001),
+        None => (raw.strip_suffix('s').unwrap_or(raw), 1.0),
+    };
+    let value: f64 = number
+        .trim()
+        .parse()
+        .map_err(|_| "expected a duration such as 500ms, 10s or 10".to_owned())?;
+    Duration::try_from_secs_f64(value * unit_secs)
+        .ok()
+        .filter(|duration| !duration.is_zero())
+        .ok_or_else(|| "must be a positive duration".to_owned())
+}
+
+/// The variable as a number above zero, or `default` when unset.
+fn positive_or<T>(name: &str, default: T) -> anyhow::Result<T>
+where
+    T: FromStr + Default + PartialEq,
+    T::Err: std::fmt::Display,
+{
+    let value = parse_or(name, default)?;
+    if value == T::default() {
+        return Err(anyhow!("{name} must be above 0"));
+    }
+    Ok(value)
+}
+
 fn strip_db_index(url: &str) -> String {
     let trimmed = url.trim().trim_end_matches('/');
     match trimmed.rsplit_once('/') {
@@ -96,7 +267,24 @@ fn strip_db_index(url: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::strip_db_index;
+    use std::time::Duration;
+
+    use super::{parse_duration, strip_db_index};
+
+    #[test]
+    fn durations_read_with_or_without_a_unit() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration(" 10 "), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("0.25"), Ok(Duration::from_millis(250)));
+    }
+
+    #[test]
+    fn zero_negative_and_unitless_garbage_are_not_durations() {
+        for bad in ["0", "0ms", "-1s", "ten", "5m", ""] {
+            assert!(parse_duration(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
 
     #[test]
     fn a_database_index_in_the_url_is_dropped() {

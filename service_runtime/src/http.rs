@@ -1,23 +1,33 @@
 //! JSON in, JSON out: the contract's reply shape for every HTTP service.
 //!
 //! Every reply carries `"success"`; errors add `"message"`. Malformed JSON, a wrong content
-//! type, missing or ill-typed fields all answer 400 (axum's own extractor would mix in 415 and
-//! 422); an oversized body answers 413.
+//! type, missing, unknown or ill-typed fields, and a JSON value that is not an object where
+//! an object belongs all answer 400 (axum's own extractor would mix in 415 and 422); an
+//! oversized body answers 413, a request that takes too long 408, an overlong URI 414. Any
+//! other error reply that is not JSON yet (axum's 405, a rejection's plain text) is given the
+//! contract's shape on its way out.
+
+use std::{fmt, marker::PhantomData, time::Duration};
 
 use axum::{
     Json, Router,
     body::Bytes,
     extract::{
-        DefaultBodyLimit, FromRequest, FromRequestParts, Query, Request, rejection::JsonRejection,
+        DefaultBodyLimit, FromRequest, FromRequestParts, Query, Request, State,
+        rejection::JsonRejection,
     },
-    http::StatusCode,
+    http::{HeaderMap, HeaderValue, StatusCode, header},
+    middleware::{self, Next},
     response::{IntoResponse, Response},
     routing::get,
 };
-use serde::{Deserialize, de::DeserializeOwned};
+use serde::{
+    Deserialize, Deserializer,
+    de::{DeserializeOwned, MapAccess, Visitor, value::MapAccessDeserializer},
+};
 use serde_json::json;
 
-use crate::{email::Email, redis_store::Redis};
+use crate::{config::HttpLimits, email::Email, redis_store::Redis};
 
 /// Largest request body accepted; the contract's bodies are a few hundred bytes.
 pub const BODY_LIMIT_BYTES: usize = 64 * 1024;
@@ -28,7 +38,8 @@ pub fn error_response(status: StatusCode, message: impl Into<String>) -> Respons
     (status, Json(body)).into_response()
 }
 
-/// Like `axum::Json`, but every rejection is a contract-shaped JSON error.
+/// Like `axum::Json`, but the body must be a JSON object and every rejection is a
+/// contract-shaped JSON error.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ApiJson<T>(pub T);
 
@@ -40,11 +51,49 @@ where
     type Rejection = Response;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match Json::<T>::from_request(req, state).await {
-            Ok(Json(value)) => Ok(Self(value)),
+        match Json::<JsonObject<T>>::from_request(req, state).await {
+            Ok(Json(JsonObject(value))) => Ok(Self(value)),
             Err(rejection) => Err(json_rejection_response(&rejection)),
         }
     }
+}
+
+/// `T` read only from a JSON object. serde's derived `Deserialize` of a struct also takes an
+/// array of its fields in order (`["a@x.io", "pw", "A"]`), which no client of the contract
+/// sends on purpose; this refuses it, and any other non-object, as "expected a JSON object".
+#[derive(Debug, Clone, Copy, Default)]
+pub struct JsonObject<T>(pub T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for JsonObject<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ObjectVisitor<T>(PhantomData<T>);
+
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for ObjectVisitor<T> {
+            type Value = T;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+                T::deserialize(MapAccessDeserializer::new(map))
+            }
+        }
+
+        deserializer
+            .deserialize_map(ObjectVisitor(PhantomData))
+            .map(JsonObject)
+    }
+}
+
+/// For `#[serde(deserialize_with = "service_runtime::http::object")]` on a field that holds a
+/// struct: the field's value must be a JSON object (see [`JsonObject`]).
+pub fn object<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    JsonObject::deserialize(deserializer).map(|JsonObject(value)| value)
 }
 
 fn json_rejection_response(rejection: &JsonRejection) -> Response {
@@ -94,7 +143,16 @@ impl<S: Send + Sync> FromRequestParts<S> for PageParams {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EmailParam(pub Email);
 
+/// The query string of a list endpoint. Other parameters are let through: clients add
+/// their own (cache busters, tracing) to URLs, and the contract only names `email`.
 #[derive(Deserialize)]
+struct EmailQuery {
+    email: Option<String>,
+}
+
+/// The optional JSON body of a list endpoint: an object with at most `email`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct EmailOnly {
     email: Option<String>,
 }
@@ -104,7 +162,7 @@ impl<S: Send + Sync> FromRequest<S> for EmailParam {
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let (mut parts, body) = req.into_parts();
-        let query = Query::<EmailOnly>::from_request_parts(&mut parts, state)
+        let query = Query::<EmailQuery>::from_request_parts(&mut parts, state)
             .await
             .map_err(|rejection| error_response(StatusCode::BAD_REQUEST, rejection.body_text()))?;
         if let Some(email) = query.0.email.filter(|email| !email.trim().is_empty()) {
@@ -112,14 +170,15 @@ impl<S: Send + Sync> FromRequest<S> for EmailParam {
         }
         let bytes = Bytes::from_request(Request::from_parts(parts, body), state)
             .await
-            .map_err(IntoResponse::into_response)?;
+            .map_err(|rejection| error_response(rejection.status(), rejection.body_text()))?;
         let from_body = if bytes.iter().all(u8::is_ascii_whitespace) {
             None
         } else {
-            serde_json::from_slice::<EmailOnly>(&bytes)
+            serde_json::from_slice::<JsonObject<EmailOnly>>(&bytes)
                 .map_err(|err| {
                     error_response(StatusCode::BAD_REQUEST, format!("invalid JSON body: {err}"))
                 })?
+                .0
                 .email
         };
         match from_body.filter(|email| !email.trim().is_empty()) {
@@ -136,14 +195,104 @@ fn bad_request(err: impl ToString) -> Response {
     error_response(StatusCode::BAD_REQUEST, err.to_string())
 }
 
-/// Wraps a service's routes with what every HTTP server has: `GET /health`, the body limit
-/// and a JSON 404.
-pub fn with_common_routes(routes: Router, redis: Option<Redis>) -> Router {
+/// Wraps a service's routes with what every HTTP server has: `GET /health`, a JSON 404, the
+/// body limit (413), the request timeout (408), the URI limit (414) and the contract's shape
+/// for every error reply.
+pub fn with_common_routes(routes: Router, redis: Option<Redis>, limits: HttpLimits) -> Router {
     routes
         .route("/health", get(move || health(redis.clone())))
         .fallback(|| async { error_response(StatusCode::NOT_FOUND, "no such endpoint") })
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
-        .layer(axum::middleware::from_fn(crate::telemetry::http_request))
+        .layer(middleware::from_fn_with_state(
+            limits.request_timeout,
+            answer_within,
+        ))
+        .layer(middleware::from_fn_with_state(
+            limits.max_uri_bytes,
+            refuse_long_uri,
+        ))
+        .layer(middleware::map_response(contract_error_shape))
+        .layer(middleware::from_fn(crate::telemetry::http_request))
+}
+
+/// 408 when the request, its body upload included, is not answered within `timeout`: a client
+/// trickling its body cannot hold a task and a connection for as long as it likes. The
+/// connection is closed after the reply, since the rest of the body is never read.
+async fn answer_within(State(timeout): State<Duration>, request: Request, next: Next) -> Response {
+    match tokio::time::timeout(timeout, next.run(request)).await {
+        Ok(reply) => reply,
+        Err(_) => {
+            let mut reply = error_response(
+                StatusCode::REQUEST_TIMEOUT,
+                format!("the request was not complete within {timeout:?}"),
+            );
+            reply
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            reply
+        }
+    }
+}
+
+/// 414 for a request target (path and query) over `max_bytes`. Targets over 64 KiB never get
+/// here: hyper refuses those itself while parsing (an empty 414), since the `http` crate's URI
+/// cannot hold them.
+async fn refuse_long_uri(State(max_bytes): State<usize>, request: Request, next: Next) -> Response {
+    let length = request
+        .uri()
+        .path_and_query()
+        .map_or(0, |target| target.as_str().len());
+    if length > max_bytes {
+        return error_response(
+            StatusCode::URI_TOO_LONG,
+            format!("the request URI is {length} bytes; at most {max_bytes} are accepted"),
+        );
+    }
+    next.run(request).await
+}
+
+/// How much of a plain-text error reply is kept as its message.
+const ERROR_TEXT_LIMIT: usize = 4 * 1024;
+
+/// Gives an error reply that is not JSON (axum's empty 405, an extractor's plain-text
+/// rejection) the contract's shape, keeping its status and headers (a 405's `Allow`) and its
+/// text as the message. A 422 becomes 400: the contract answers 400 for a body of the wrong
+/// shape.
+async fn contract_error_shape(reply: Response) -> Response {
+    let status = reply.status();
+    let is_error = status.is_client_error() || status.is_server_error();
+    if !is_error || is_json(reply.headers()) {
+        return reply;
+    }
+    let (mut parts, body) = reply.into_parts();
+    let text = axum::body::to_bytes(body, ERROR_TEXT_LIMIT)
+        .await
+        .map(|bytes| String::from_utf8_lossy(&bytes).trim().to_owned())
+        .unwrap_or_default();
+    let message = if text.is_empty() {
+        status
+            .canonical_reason()
+            .unwrap_or("request failed")
+            .to_lowercase()
+    } else {
+        text
+    };
+    let status = match status {
+        StatusCode::UNPROCESSABLE_ENTITY => StatusCode::BAD_REQUEST,
+        other => other,
+    };
+    parts.headers.remove(header::CONTENT_TYPE);
+    parts.headers.remove(header::CONTENT_LENGTH);
+    let mut shaped = error_response(status, message);
+    shaped.headers_mut().extend(parts.headers);
+    shaped
+}
+
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.starts_with("application/json"))
 }
 
 /// 200 when Redis answers, 503 when it does not.

@@ -5,6 +5,7 @@
 //! Each service crate keeps only what is its own: its config, its store, its handlers.
 
 pub mod config;
+mod connection;
 pub mod email;
 pub mod error;
 pub mod grpc_client;

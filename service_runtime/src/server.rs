@@ -3,12 +3,17 @@
 
 use std::{future::Future, net::SocketAddr, pin::Pin, time::Duration};
 
-use axum::Router;
+use axum::{
+    Router,
+    http::{Response, header::HeaderValue},
+};
 use tokio::{net::TcpListener, task::JoinSet};
-use tonic::{server::NamedService, service::Routes, transport::server::TcpIncoming};
-use tonic_health::ServingStatus;
+use tonic::{Code, Status, body::Body, server::NamedService, service::Routes};
+use tonic_health::{ServingStatus, server::HealthReporter};
 
 use crate::{
+    config::{GrpcLimits, HttpLimits, ServerLimits},
+    connection,
     outbox::Outbox,
     redis_store::Redis,
     shutdown::{self, Shutdown, ShutdownTrigger},
@@ -21,9 +26,11 @@ const WORKER_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long open connections get to close after shutdown. A client that never acts on the
 /// server's GOAWAY (hung, or its runtime blocked) would otherwise keep the process alive.
 const SERVER_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often the gRPC health service re-checks the service's Redis.
+const HEALTH_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 
-/// What every service's `main` does: install tracing, read the config from the environment,
-/// bind, and serve until SIGINT or SIGTERM.
+/// What every service's `main` does: install tracing, read the config and the servers' limits
+/// from the environment, bind, and serve until SIGINT or SIGTERM.
 pub async fn run_from_env<C, Build, Built>(
     config_from_env: impl FnOnce() -> anyhow::Result<C>,
     build: Build,
@@ -34,7 +41,12 @@ where
 {
     crate::telemetry::init();
     let config = config_from_env()?;
-    build(config).await?.run_until_stopped().await
+    let limits = ServerLimits::from_env()?;
+    build(config)
+        .await?
+        .with_limits(limits)
+        .run_until_stopped()
+        .await
 }
 
 /// A service binary's whole `main`: `service_main!(message_service)` runs
@@ -137,13 +149,11 @@ impl ServiceBuilder {
     }
 
     /// Binds every listener on all interfaces, so the real ports are known before serving.
+    /// The servers get the default [`ServerLimits`] unless [`Service::with_limits`] says
+    /// otherwise.
     pub async fn bind(self) -> anyhow::Result<Service> {
         let http = match self.http {
-            Some((port, routes)) => {
-                let listener = bind(port, "HTTP").await?;
-                let routes = crate::http::with_common_routes(routes, self.redis.clone());
-                Some((listener, routes))
-            }
+            Some((port, routes)) => Some((bind(port, "HTTP").await?, routes)),
             None => None,
         };
         let grpc = match self.grpc {
@@ -154,6 +164,8 @@ impl ServiceBuilder {
             name: self.name,
             http,
             grpc,
+            redis: self.redis,
+            limits: ServerLimits::default(),
             workers: self.workers,
             shutdown: self.shutdown,
         })
@@ -171,11 +183,19 @@ pub struct Service {
     name: &'static str,
     http: Option<(TcpListener, Router)>,
     grpc: Option<(TcpListener, Routes, Vec<&'static str>)>,
+    redis: Option<Redis>,
+    limits: ServerLimits,
     workers: Vec<(&'static str, Worker)>,
     shutdown: (ShutdownTrigger, Shutdown),
 }
 
 impl Service {
+    /// Serves within `limits` instead of the defaults.
+    pub fn with_limits(mut self, limits: ServerLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
     /// The HTTP server's real address (the port is known even when 0 was asked for).
     pub fn http_addr(&self) -> Option<SocketAddr> {
         self.http
@@ -220,15 +240,23 @@ impl Service {
     /// Serves until `stop` resolves or a server fails; says which server stopped and why.
     pub async fn run_until(self, stop: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
         self.announce_ports()?;
+        let limits = self.limits_within_descriptors();
         let (trigger, shutdown) = self.shutdown;
         let mut servers = JoinSet::new();
         if let Some((listener, routes)) = self.http {
             tracing::info!(service = self.name, addr = %local(&listener), "HTTP server listening");
-            servers.spawn(serve_http(listener, routes, shutdown.clone()));
+            let routes = crate::http::with_common_routes(routes, self.redis.clone(), limits.http);
+            servers.spawn(serve_http(listener, routes, limits.http, shutdown.clone()));
         }
         if let Some((listener, routes, names)) = self.grpc {
             tracing::info!(service = self.name, addr = %local(&listener), "gRPC server listening");
-            servers.spawn(serve_grpc(listener, routes, names, shutdown.clone()));
+            let grpc = Grpc {
+                routes,
+                service_names: names,
+                redis: self.redis.clone(),
+                limits: limits.grpc,
+            };
+            servers.spawn(serve_grpc(listener, grpc, shutdown.clone()));
         }
         let mut workers = JoinSet::new();
         for (name, worker) in self.workers {
@@ -270,6 +298,35 @@ impl Service {
             Some(err) => Err(err),
             None => Ok(()),
         }
+    }
+
+    /// The configured limits, with each server's connection cap lowered if need be so that
+    /// all of them together cannot use up the process's descriptors (whose soft limit is first
+    /// raised to the hard one): a flood of connections then waits in the accept queue instead
+    /// of starving Redis, outbound calls and `/health` of descriptors.
+    fn limits_within_descriptors(&self) -> ServerLimits {
+        let mut limits = self.limits;
+        let Some(descriptors) = connection::raise_descriptor_limit() else {
+            return limits;
+        };
+        let servers = u64::from(self.http.is_some()) + u64::from(self.grpc.is_some());
+        for (variable, cap) in [
+            ("HTTP_MAX_CONNECTIONS", &mut limits.http.max_connections),
+            ("GRPC_MAX_CONNECTIONS", &mut limits.grpc.max_connections),
+        ] {
+            let fitted = connection::connections_within(descriptors, servers, *cap);
+            if fitted < *cap {
+                tracing::warn!(
+                    variable,
+                    configured = *cap,
+                    used = fitted,
+                    descriptors,
+                    "connection cap lowered to fit the open-descriptor limit"
+                );
+                *cap = fitted;
+            }
+        }
+        limits
     }
 }
 
@@ -319,27 +376,47 @@ async fn drain_workers(mut workers: JoinSet<&'static str>) {
 async fn serve_http(
     listener: TcpListener,
     routes: Router,
+    limits: HttpLimits,
     shutdown: Shutdown,
 ) -> (&'static str, anyhow::Result<()>) {
-    let result = axum::serve(listener, routes)
-        .with_graceful_shutdown(shutdown.wait())
+    let result = connection::serve_http(listener, routes, limits, shutdown)
         .await
         .map_err(anyhow::Error::from);
     ("HTTP", result)
 }
 
-async fn serve_grpc(
-    listener: TcpListener,
+/// What a gRPC server serves, and within which limits.
+struct Grpc {
     routes: Routes,
     service_names: Vec<&'static str>,
+    /// The Redis the service needs: the health service says NOT_SERVING while it is down.
+    redis: Option<Redis>,
+    limits: GrpcLimits,
+}
+
+async fn serve_grpc(
+    listener: TcpListener,
+    grpc: Grpc,
     shutdown: Shutdown,
 ) -> (&'static str, anyhow::Result<()>) {
+    let Grpc {
+        routes,
+        service_names,
+        redis,
+        limits,
+    } = grpc;
     let result = async {
         let (health_reporter, health_service) = tonic_health::server::health_reporter();
-        for name in &service_names {
-            health_reporter
-                .set_service_status(*name, ServingStatus::Serving)
-                .await;
+        let health_names: Vec<&str> = std::iter::once("")
+            .chain(service_names.iter().copied())
+            .collect();
+        // Until Redis has answered once, the service cannot do its job.
+        let initial = match redis {
+            Some(_) => ServingStatus::NotServing,
+            None => ServingStatus::Serving,
+        };
+        for name in &health_names {
+            health_reporter.set_service_status(*name, initial).await;
         }
         // Advertise only what this server answers: the descriptor set holds all four services.
         let advertised: Vec<&str> = service_names
@@ -362,14 +439,109 @@ async fn serve_grpc(
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha);
-        let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-        tonic::transport::Server::builder()
+        let incoming = connection::grpc_incoming(listener, limits);
+        let request_timeout = limits.request_timeout;
+        let server = tonic::transport::Server::builder()
+            .http2_keepalive_interval(Some(limits.keepalive_interval))
+            .http2_keepalive_timeout(Some(limits.keepalive_timeout))
+            .max_concurrent_streams(limits.max_concurrent_streams)
             .layer(crate::telemetry::GrpcTelemetryLayer)
+            .layer(tower::util::MapResponseLayer::new(
+                undecodable_request_is_invalid_argument,
+            ))
+            .layer(tower::util::MapFutureLayer::new(move |reply| {
+                answer_within(request_timeout, reply)
+            }))
             .add_routes(routes)
-            .serve_with_incoming_shutdown(incoming, shutdown.wait())
-            .await?;
+            .serve_with_incoming_shutdown(incoming, shutdown.clone().wait());
+        let health = async {
+            if let Some(redis) = redis {
+                report_redis_health(&redis, &health_reporter, &health_names, shutdown).await;
+            }
+        };
+        tokio::pin!(server);
+        // The server's end is what counts: the health reporting stops with the shutdown.
+        let served = tokio::select! {
+            served = &mut server => served,
+            () = health => server.await,
+        };
+        served?;
         anyhow::Ok(())
     }
     .await;
     ("gRPC", result)
+}
+
+/// `DEADLINE_EXCEEDED` for a call whose reply has not started within `timeout` (a streamed
+/// reply, once started, runs on). A client's shorter `grpc-timeout` is honoured by tonic
+/// itself.
+async fn answer_within<F, E>(timeout: Duration, reply: F) -> Result<Response<Body>, E>
+where
+    F: Future<Output = Result<Response<Body>, E>>,
+{
+    match tokio::time::timeout(timeout, reply).await {
+        Ok(reply) => reply,
+        Err(_) => Ok(Status::deadline_exceeded(format!(
+            "the call was not answered within {timeout:?}"
+        ))
+        .into_http()),
+    }
+}
+
+/// tonic answers a request body that is not the RPC's protobuf message with `INTERNAL`
+/// ("failed to decode Protobuf message", from the codec, before any handler runs); the
+/// contract keeps `INTERNAL` for our own bugs, and bytes the caller got wrong are its invalid
+/// argument. The status is in the reply's head (a trailers-only reply), so only the code is
+/// rewritten; the message, which says what could not be decoded, stays.
+fn undecodable_request_is_invalid_argument(mut reply: Response<Body>) -> Response<Body> {
+    let undecodable = Status::from_header_map(reply.headers()).is_some_and(|status| {
+        status.code() == Code::Internal
+            && status
+                .message()
+                .starts_with("failed to decode Protobuf message")
+    });
+    if undecodable {
+        reply.headers_mut().insert(
+            "grpc-status",
+            HeaderValue::from(Code::InvalidArgument as i32),
+        );
+    }
+    reply
+}
+
+/// Keeps the gRPC health of `names` (the server as a whole, "", and each service) in step
+/// with whether `redis` answers, checking every [`HEALTH_CHECK_INTERVAL`] until `shutdown`.
+async fn report_redis_health(
+    redis: &Redis,
+    reporter: &HealthReporter,
+    names: &[&str],
+    shutdown: Shutdown,
+) {
+    let mut reported = None;
+    let mut ticks = tokio::time::interval(HEALTH_CHECK_INTERVAL);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let stop = shutdown.wait();
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            () = &mut stop => return,
+            _ = ticks.tick() => {}
+        }
+        let status = if redis.is_reachable().await {
+            ServingStatus::Serving
+        } else {
+            ServingStatus::NotServing
+        };
+        if reported == Some(status) {
+            continue;
+        }
+        match status {
+            ServingStatus::Serving => tracing::info!("Redis answers; gRPC health is SERVING"),
+            _ => tracing::warn!("Redis does not answer; gRPC health is NOT_SERVING"),
+        }
+        for name in names {
+            reporter.set_service_status(*name, status).await;
+        }
+        reported = Some(status);
+    }
 }

@@ -17,6 +17,7 @@ fn present_string<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<S
 
 /// `POST /users`.
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct NewUserBody {
     pub email: String,
     pub password: String,
@@ -40,6 +41,7 @@ pub struct UserUpdateBody {
 #[serde(deny_unknown_fields)]
 pub struct UpdateRequestBody {
     pub email: String,
+    #[serde(deserialize_with = "service_runtime::http::object")]
     pub data: UserUpdateBody,
 }
 
@@ -169,6 +171,20 @@ mod tests {
         ] {
             assert!(update(bad).is_err(), "{bad} was accepted");
         }
+    }
+
+    #[test]
+    fn a_body_is_refused_unless_every_object_is_a_json_object_with_known_keys() {
+        for bad in [
+            r#"{"email": "a@b.io", "password": "pw", "name": "Ada", "admin": "yes"}"#,
+            r#"["a@b.io", "pw", "Ada"]"#,
+        ] {
+            let parsed =
+                serde_json::from_str::<service_runtime::http::JsonObject<NewUserBody>>(bad);
+            assert!(parsed.is_err(), "{bad} was accepted");
+        }
+        let data_as_array = r#"{"email": "a@b.io", "data": ["new@b.io"]}"#;
+        assert!(serde_json::from_str::<UpdateRequestBody>(data_as_array).is_err());
     }
 
     #[test]

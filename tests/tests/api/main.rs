@@ -1,6 +1,7 @@
 //! The integration suite: one test binary, one module per area.
 
 mod faults;
+mod hardening;
 mod hostile;
 mod messaging;
 mod notifications;
