@@ -3,6 +3,7 @@
 mod faults;
 mod hardening;
 mod hostile;
+mod inbox;
 mod messaging;
 mod notifications;
 mod runtime;

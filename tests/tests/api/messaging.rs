@@ -546,3 +546,78 @@ async fn every_notification_of_a_burst_reaches_the_frontend_stream_once() {
     let wanted = stack.distinct_notification_ids(&bob, 20).await;
     assert_eq!(receive_ids(&mut live, &wanted).await, wanted);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Pages
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn get_messages_pages_walk_every_message_oldest_first() {
+    let stack = Stack::start().await;
+    let alice = stack.registered_user("alice").await;
+    let bob = stack.registered_user("bob").await;
+    for n in 0..11 {
+        stack.send_ok(&alice, &bob, &format!("m{n}")).await;
+    }
+    let mut client = stack.message_client().await;
+
+    let mut contents = Vec::new();
+    let mut after = None;
+    loop {
+        let page = client
+            .get_messages(proto::message_service::GetMessagesRequest {
+                user_email: Some(bob.clone()),
+                limit: Some(4),
+                after,
+            })
+            .await
+            .expect("GetMessages")
+            .into_inner();
+        assert!(page.messages.len() <= 4);
+        contents.extend(page.messages.into_iter().filter_map(|m| m.content));
+        match page.next_cursor {
+            Some(cursor) => after = Some(cursor),
+            None => break,
+        }
+    }
+
+    let expected: Vec<String> = (0..11).map(|n| format!("m{n}")).collect();
+    assert_eq!(contents, expected);
+}
+
+#[tokio::test]
+async fn list_conversations_pages_walk_every_counterpart_in_order() {
+    let stack = Stack::start().await;
+    let alice = stack.registered_user("alice").await;
+    let mut counterparts = Vec::new();
+    for n in 0..5 {
+        let other = stack.registered_user(&format!("c{n}")).await;
+        stack.send_ok(&alice, &other, "hi").await;
+        counterparts.push(other);
+    }
+    counterparts.sort();
+
+    let mut walked = Vec::new();
+    let mut before: Option<String> = None;
+    loop {
+        let mut request = stack
+            .http()
+            .get(stack.message_url("/list_conversations"))
+            .query(&[("email", alice.as_str()), ("limit", "2")]);
+        if let Some(cursor) = &before {
+            request = request.query(&[("before", cursor.as_str())]);
+        }
+        let (status, body) =
+            integration_tests::helpers::reply(request.send().await.expect("GET")).await;
+        assert_eq!(status, 200, "{body}");
+        for counterpart in body["conversations"].as_array().expect("a list") {
+            walked.push(counterpart.as_str().expect("an email").to_owned());
+        }
+        match body["next_cursor"].as_str() {
+            Some(cursor) => before = Some(cursor.to_owned()),
+            None => break,
+        }
+    }
+
+    assert_eq!(walked, counterparts);
+}
