@@ -11,10 +11,15 @@ use std::{
 
 use integration_tests::{
     Stack,
-    helpers::{eventually, message, receive_ids},
+    helpers::{PATIENCE, eventually, message, receive_ids},
 };
 use message_service::keys::MESSAGE_ID_COUNTER;
-use proto::message_service::{SendMessageResponse, message_service_client::MessageServiceClient};
+use proto::{
+    frontend_service::{
+        Notification, WatchNotificationsRequest, frontend_service_client::FrontendServiceClient,
+    },
+    message_service::{SendMessageResponse, message_service_client::MessageServiceClient},
+};
 use redis::AsyncCommands;
 use tokio::task::JoinHandle;
 use tonic::{Code, Status, transport::Channel};
@@ -227,4 +232,99 @@ async fn send_message_is_unavailable_naming_user_service_when_it_is_down_and_wri
     stack.user.restart().await;
     stack.send_ok(&alice, &bob, "hello again").await;
     assert_eq!(message_counter(&stack).await, 1);
+}
+
+/// Watches `receiver` on the frontend at `port` until `count` notifications arrived,
+/// reconnecting with the last cursor whenever the stream breaks (the frontend was killed);
+/// returns them in the order streamed.
+fn resilient_watcher(port: u16, receiver: &str, count: usize) -> JoinHandle<Vec<Notification>> {
+    let receiver = receiver.to_owned();
+    tokio::spawn(async move {
+        let mut received: Vec<Notification> = Vec::with_capacity(count);
+        let deadline = tokio::time::Instant::now() + 3 * PATIENCE;
+        while received.len() < count && tokio::time::Instant::now() < deadline {
+            let after = received.last().and_then(|last| last.cursor);
+            let Ok(channel) = Channel::from_shared(format!("http://127.0.0.1:{port}"))
+                .expect("valid URL")
+                .connect()
+                .await
+            else {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            };
+            let request = WatchNotificationsRequest {
+                email: Some(receiver.clone()),
+                after: Some(after.unwrap_or(0)),
+            };
+            let Ok(stream) = FrontendServiceClient::new(channel)
+                .watch_notifications(request)
+                .await
+            else {
+                continue;
+            };
+            let mut stream = stream.into_inner();
+            while received.len() < count {
+                match tokio::time::timeout_at(deadline, stream.message()).await {
+                    Ok(Ok(Some(notification))) => received.push(notification),
+                    _ => break,
+                }
+            }
+        }
+        received
+    })
+}
+
+#[tokio::test]
+async fn a_thousand_sends_survive_frontend_and_notification_service_kills_and_a_redis_restart() {
+    let mut stack = Stack::start().await;
+    let alice = stack.registered_user("alice").await;
+    let bob = stack.registered_user("bob").await;
+    let watcher = resilient_watcher(stack.frontend_port, &bob, 1000);
+    let mut bursts = Vec::new();
+    let mut answered = Vec::new();
+    for _ in 0..4 {
+        let (progress, sends) = send_in_background(stack.message_client().await, &alice, &bob, 250);
+        answered.push(progress);
+        bursts.push(sends);
+    }
+    let total = || {
+        answered
+            .iter()
+            .map(|n| n.load(Ordering::SeqCst))
+            .sum::<usize>()
+    };
+
+    eventually("200 sends answered", || async {
+        (total() >= 200).then_some(())
+    })
+    .await;
+    stack.frontend.kill();
+    stack.frontend.restart().await;
+    eventually("500 sends answered", || async {
+        (total() >= 500).then_some(())
+    })
+    .await;
+    stack.notification.kill();
+    stack.notification.restart().await;
+    eventually("800 sends answered", || async {
+        (total() >= 800).then_some(())
+    })
+    .await;
+    stack.redis.restart().await;
+    for burst in bursts {
+        assert_all_sent(&burst.await.expect("the sends ran"));
+    }
+
+    let stored = stack.distinct_notification_ids(&bob, 1000).await;
+    let watched = watcher.await.expect("the watcher ran");
+    let ids: Vec<String> = watched
+        .iter()
+        .map(|n| n.notification_id.clone().unwrap_or_default())
+        .collect();
+    let distinct: HashSet<String> = ids.iter().cloned().collect();
+    assert_eq!(ids.len(), 1000, "watched {} of 1000", ids.len());
+    assert_eq!(distinct.len(), 1000, "0 duplicates");
+    assert_eq!(distinct, stored);
+    let cursors: Vec<u64> = watched.iter().filter_map(|n| n.cursor).collect();
+    assert!(cursors.windows(2).all(|w| w[0] < w[1]), "in cursor order");
 }
