@@ -104,6 +104,11 @@ pub enum Scenario {
     ListConversations,
     /// notification-service HTTP GET /list_notifications of the fixed user (exactly 8).
     ListNotifications,
+    /// notification-service HTTP GET /list_notifications?limit=20 of a user with 1,000 stored.
+    ListNotificationsPage,
+    /// SendMessage to the worker's own receiver, timed until the notification arrives on that
+    /// receiver's WatchNotifications stream (needs `--users` ≥ concurrency + 1).
+    SendToWatch,
     /// user-service HTTP POST /users with unique emails (argon2 hash).
     CreateUser,
     /// create-user at full speed in `--writers` workers; check-user-exists measured in the
@@ -120,6 +125,8 @@ impl Scenario {
             Self::GetMessages => "get-messages",
             Self::ListConversations => "list-conversations",
             Self::ListNotifications => "list-notifications",
+            Self::ListNotificationsPage => "list-notifications-page",
+            Self::SendToWatch => "send-to-watch",
             Self::CreateUser => "create-user",
             Self::Mixed => "mixed",
         }

@@ -4,7 +4,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use proto::{
+    frontend_service::frontend_service_client::FrontendServiceClient,
     message_service::message_service_client::MessageServiceClient,
+    notification_service::notification_service_client::NotificationServiceClient,
     user_service::user_service_client::UserServiceClient,
 };
 use tonic::transport::{Channel, Endpoint};
@@ -22,6 +24,8 @@ pub struct Clients {
     pub notification_http: String,
     user_grpc: Vec<Channel>,
     message_grpc: Vec<Channel>,
+    notification_grpc: Vec<Channel>,
+    frontend_grpc: Vec<Channel>,
 }
 
 impl Clients {
@@ -51,12 +55,26 @@ impl Clients {
             notification_http: format!("http://{host}:{}", endpoints.notification_http),
             user_grpc: pool(endpoints.user_grpc)?,
             message_grpc: pool(endpoints.message_grpc)?,
+            notification_grpc: pool(endpoints.notification_grpc)?,
+            frontend_grpc: pool(endpoints.frontend_grpc)?,
         })
     }
 
     /// The user-service client on channel `n` (round-robin over the pool).
     pub fn user(&self, n: usize) -> UserServiceClient<Channel> {
         UserServiceClient::new(self.user_grpc[n % self.user_grpc.len()].clone())
+    }
+
+    /// The notification-service client on channel `n` (round-robin over the pool).
+    pub fn notification(&self, n: usize) -> NotificationServiceClient<Channel> {
+        NotificationServiceClient::new(
+            self.notification_grpc[n % self.notification_grpc.len()].clone(),
+        )
+    }
+
+    /// The frontend-service client on channel `n` (round-robin over the pool).
+    pub fn frontend(&self, n: usize) -> FrontendServiceClient<Channel> {
+        FrontendServiceClient::new(self.frontend_grpc[n % self.frontend_grpc.len()].clone())
     }
 
     /// The message-service client on channel `n` (round-robin over the pool).

@@ -26,7 +26,7 @@ pub struct Target {
 pub const TARGETS: &[Target] = &[
     Target {
         scenario: "send-message",
-        min_rps: Some(2_500.0),
+        min_rps: Some(3_000.0),
         max_p99_ms: Some(25.0),
     },
     Target {
@@ -43,6 +43,16 @@ pub const TARGETS: &[Target] = &[
         scenario: "list-notifications",
         min_rps: Some(7_500.0),
         max_p99_ms: Some(10.0),
+    },
+    Target {
+        scenario: "list-notifications-page",
+        min_rps: Some(7_500.0),
+        max_p99_ms: None,
+    },
+    Target {
+        scenario: "send-to-watch",
+        min_rps: None,
+        max_p99_ms: Some(20.0),
     },
     Target {
         scenario: "create-user",

@@ -7,9 +7,15 @@ use std::{
 
 use anyhow::Context;
 use proto::{
+    frontend_service::{
+        Notification, WatchNotificationsRequest, frontend_service_client::FrontendServiceClient,
+    },
     message_service::{
         GetMessagesRequest, Message, SendMessageRequest,
         message_service_client::MessageServiceClient,
+    },
+    notification_service::{
+        ListNotificationsRequest, notification_service_client::NotificationServiceClient,
     },
     user_service::{
         AuthenticateRequest, CheckUserExistsRequest, user_service_client::UserServiceClient,
@@ -17,13 +23,13 @@ use proto::{
 };
 use reqwest::StatusCode;
 use tokio::{task::JoinSet, time::Instant};
-use tonic::transport::Channel;
+use tonic::{Streaming, transport::Channel};
 
 use crate::{
     cli::{Endpoints, RunArgs, Scenario},
     clients::Clients,
     procstat::{self, Watched},
-    seed::{self, FIXED_ITEMS, FIXED_USER, ListReply, PASSWORD},
+    seed::{self, FIXED_ITEMS, FIXED_USER, ListReply, PAGE_LIMIT, PAGE_USER, PASSWORD},
     stats::{Outcome, ProcessUsage, RunResult, Tally, WriterLoad},
 };
 
@@ -188,6 +194,10 @@ struct Worker {
     tag: Arc<str>,
     user: UserServiceClient<Channel>,
     message: MessageServiceClient<Channel>,
+    notification: NotificationServiceClient<Channel>,
+    frontend: FrontendServiceClient<Channel>,
+    /// send-to-watch: the worker's receiver's live stream, opened on first use.
+    watch: Option<Streaming<Notification>>,
     http: reqwest::Client,
     /// The one URL this worker requests (HTTP scenarios).
     url: String,
@@ -207,6 +217,10 @@ impl Worker {
                 "{}/list_notifications?email={FIXED_USER}",
                 clients.notification_http
             ),
+            Scenario::ListNotificationsPage => format!(
+                "{}/list_notifications?email={PAGE_USER}&limit={PAGE_LIMIT}",
+                clients.notification_http
+            ),
             Scenario::CreateUser => format!("{}/users", clients.user_http),
             _ => String::new(),
         };
@@ -221,6 +235,9 @@ impl Worker {
             tag: tag.into(),
             user: clients.user(index),
             message: clients.message(index),
+            notification: clients.notification(index),
+            frontend: clients.frontend(index),
+            watch: None,
             http: clients.http.clone(),
             url,
             user_emails: (0..users).map(seed::user_email).collect(),
@@ -315,6 +332,11 @@ impl Worker {
                 let reply = self.http.get(&self.url).send().await;
                 http_list(reply, |r| r.notifications.len() == FIXED_ITEMS).await
             }
+            Scenario::ListNotificationsPage => {
+                let reply = self.http.get(&self.url).send().await;
+                http_list(reply, |r| r.notifications.len() == PAGE_LIMIT).await
+            }
+            Scenario::SendToWatch => self.send_to_watch().await,
             Scenario::CreateUser => {
                 self.seq += 1;
                 let email = format!(
@@ -339,6 +361,75 @@ impl Worker {
                 }
             }
         }
+    }
+}
+
+impl Worker {
+    /// One message to this worker's receiver, answered when its notification arrives on the
+    /// receiver's watch stream (the stream is opened once, after the receiver's newest cursor).
+    async fn send_to_watch(&mut self) -> Outcome {
+        let receiver = self.user_emails[self.index % self.users].clone();
+        let sender = self.user_emails[(self.index + 1) % self.users].clone();
+        if self.watch.is_none() {
+            match self.open_watch(&receiver).await {
+                Some(stream) => self.watch = Some(stream),
+                None => return Outcome::Transport,
+            }
+        }
+        self.seq += 1;
+        let request = SendMessageRequest {
+            message: Some(Message {
+                sender_email: Some(sender.clone()),
+                receiver_email: Some(receiver),
+                content: Some(format!("watch {} {} {}", self.tag, self.index, self.seq)),
+                ..Message::default()
+            }),
+        };
+        match self.message.send_message(request).await {
+            Ok(reply) if reply.get_ref().success == Some(true) => {}
+            Ok(_) => return Outcome::Business,
+            Err(_) => return Outcome::Transport,
+        }
+        let Some(stream) = self.watch.as_mut() else {
+            return Outcome::Transport;
+        };
+        match tokio::time::timeout(crate::clients::REQUEST_TIMEOUT, stream.message()).await {
+            Ok(Ok(Some(notification))) if notification.sender_email.as_deref() == Some(&sender) => {
+                Outcome::Ok
+            }
+            Ok(Ok(Some(_))) => Outcome::Business,
+            _ => {
+                self.watch = None;
+                Outcome::Transport
+            }
+        }
+    }
+
+    async fn open_watch(&mut self, receiver: &str) -> Option<Streaming<Notification>> {
+        let newest = self
+            .notification
+            .list_notifications(ListNotificationsRequest {
+                email: Some(receiver.to_owned()),
+                limit: Some(1),
+                ..ListNotificationsRequest::default()
+            })
+            .await
+            .ok()?
+            .into_inner()
+            .notifications
+            .first()
+            .and_then(|newest| newest.cursor);
+        let request = WatchNotificationsRequest {
+            email: Some(receiver.to_owned()),
+            after: Some(newest.unwrap_or(0)),
+        };
+        Some(
+            self.frontend
+                .watch_notifications(request)
+                .await
+                .ok()?
+                .into_inner(),
+        )
     }
 }
 

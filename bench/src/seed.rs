@@ -6,6 +6,7 @@ use std::{collections::HashSet, sync::Arc, time::Duration};
 use anyhow::{Context, bail};
 use proto::{
     message_service::{GetMessagesRequest, Message, SendMessageRequest},
+    notification_service::CreateNotificationRequest,
     user_service::CheckUserExistsRequest,
 };
 use reqwest::StatusCode;
@@ -20,6 +21,13 @@ pub const PASSWORD: &str = "bench-Passw0rd!";
 pub const FIXED_USER: &str = "bench-fixed@bench.example.com";
 /// How many conversations, messages and notifications the fixed user has.
 pub const FIXED_ITEMS: usize = 8;
+
+/// The receiver whose inbox list-notifications-page reads: [`PAGE_USER_ITEMS`] notifications.
+pub const PAGE_USER: &str = "bench-inbox@bench.example.com";
+/// How many notifications the page user has (the default retention keeps them all).
+pub const PAGE_USER_ITEMS: usize = 1000;
+/// The page list-notifications-page asks for.
+pub const PAGE_LIMIT: usize = 20;
 
 /// The `i`-th bench user, the ones send-message, check-user-exists and authenticate use.
 pub fn user_email(i: usize) -> String {
@@ -86,7 +94,38 @@ pub async fn setup(clients: &Clients, users: usize) -> anyhow::Result<()> {
         sent += 1;
     }
     eprintln!("setup: {sent} seed messages sent");
+    seed_inbox(clients).await?;
     verify(clients).await
+}
+
+/// Gives [`PAGE_USER`] its notifications through `CreateNotification`; fixed ids make a
+/// repeated setup a no-op.
+async fn seed_inbox(clients: &Clients) -> anyhow::Result<()> {
+    let mut tasks = JoinSet::new();
+    for worker in 0..8 {
+        let mut notifications = clients.notification(worker);
+        tasks.spawn(async move {
+            for n in (worker..PAGE_USER_ITEMS).step_by(8) {
+                let reply = notifications
+                    .create_notification(CreateNotificationRequest {
+                        sender_email: Some(FIXED_USER.to_owned()),
+                        receiver_email: Some(PAGE_USER.to_owned()),
+                        notification_id: Some(format!("bench-seed-{n}")),
+                    })
+                    .await
+                    .context("CreateNotification for the page user")?;
+                if reply.into_inner().success != Some(true) {
+                    bail!("CreateNotification for {PAGE_USER} refused");
+                }
+            }
+            anyhow::Ok(())
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done??;
+    }
+    eprintln!("setup: {PAGE_USER} has {PAGE_USER_ITEMS} notifications");
+    Ok(())
 }
 
 /// Waits for the notifications to arrive (they may be delivered asynchronously), then checks

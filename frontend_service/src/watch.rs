@@ -59,8 +59,15 @@ impl Watch {
                         }
                         Ok(Some(cursor))
                     }
-                    // A gap (pushed out of order) or no cursor: the store says what is new.
-                    _ => self.catch_up(last).await,
+                    // Not from notification-service's store (pushed by hand): passed on as it is.
+                    None => {
+                        if self.out.send(Ok(pushed)).await.is_err() {
+                            return;
+                        }
+                        Ok(None)
+                    }
+                    // A gap (pushed out of order): the store says what is new.
+                    Some(_) => self.catch_up(last).await,
                 },
                 Ok(Live::Resync) | Err(RecvError::Lagged(_)) => self.catch_up(last).await,
                 Err(RecvError::Closed) => return,
