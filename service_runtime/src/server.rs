@@ -49,6 +49,9 @@ where
         .await
 }
 
+/// The gRPC health name that says only "this process serves": for liveness probes.
+pub const LIVENESS: &str = "liveness";
+
 /// A service binary's whole `main`: `service_main!(message_service)` runs
 /// [`run_from_env`] with that crate's `Config::from_env` and `build`.
 #[macro_export]
@@ -418,6 +421,11 @@ async fn serve_grpc(
         for name in &health_names {
             health_reporter.set_service_status(*name, initial).await;
         }
+        // "The process is alive and serving gRPC", whatever Redis does: what a liveness probe
+        // asks (restarting a service cannot bring Redis back); readiness asks "".
+        health_reporter
+            .set_service_status(LIVENESS, ServingStatus::Serving)
+            .await;
         // Advertise only what this server answers: the descriptor set holds all four services.
         let advertised: Vec<&str> = service_names
             .iter()

@@ -510,12 +510,20 @@ async fn grpc_health_is_not_serving_while_redis_is_down_and_serving_once_it_is_b
 
     stack.redis.stop().await;
     let down = wait_for_health(&checks, ServingStatus::NotServing).await;
+    let mut alive = Vec::new();
+    for &(port, _) in &redis_backed {
+        alive.push(grpc_health(port, "liveness").await);
+    }
     stack.redis.restart().await;
     let back = wait_for_health(&checks, ServingStatus::Serving).await;
 
     assert!(
         down < Duration::from_secs(6),
         "NOT_SERVING only {down:?} after Redis stopped"
+    );
+    assert!(
+        alive.iter().all(|&status| status == ServingStatus::Serving as i32),
+        "\"liveness\" does not follow Redis: {alive:?}"
     );
     assert!(
         back < Duration::from_secs(6),
