@@ -310,10 +310,9 @@ impl Store {
     ) -> Result<Created, StoreError> {
         tracing::Span::current().record("notification_id", notification_id.as_str());
         let now = chrono::Utc::now();
-        let cutoff = now
-            - chrono::Duration::days(
-                i64::try_from(self.retention.days).unwrap_or(i64::MAX / 86_400_000),
-            );
+        // A century is "forever" here, and keeps the date arithmetic in range.
+        let days = i64::try_from(self.retention.days.min(36_500)).unwrap_or(36_500);
+        let cutoff = now - chrono::Duration::days(days);
         let mut notification = StoredNotification {
             sender_email: sender.to_string(),
             receiver_email: receiver.to_string(),
