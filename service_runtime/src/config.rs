@@ -5,7 +5,7 @@ use std::{env, str::FromStr, time::Duration};
 use anyhow::{Context, anyhow};
 
 /// Default Redis when neither `REDIS_URL` nor `REDIS_HOST`/`REDIS_PORT` is set.
-pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
+const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
 
 /// The variable's value, or `None` when it is unset or empty.
 pub fn var(name: &str) -> Option<String> {

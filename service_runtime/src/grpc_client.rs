@@ -10,7 +10,7 @@ use tonic::{
 };
 
 /// Deadline of one outbound call, connection included.
-pub const CALL_TIMEOUT: Duration = Duration::from_secs(3);
+const CALL_TIMEOUT: Duration = Duration::from_secs(3);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// The interceptor every outbound call goes through.

@@ -30,7 +30,7 @@ use serde_json::json;
 use crate::{config::HttpLimits, email::Email, redis_store::Redis};
 
 /// Largest request body accepted; the contract's bodies are a few hundred bytes.
-pub const BODY_LIMIT_BYTES: usize = 64 * 1024;
+const BODY_LIMIT_BYTES: usize = 64 * 1024;
 
 /// A JSON error reply: `{"success": false, "message": ...}` with `status`.
 pub fn error_response(status: StatusCode, message: impl Into<String>) -> Response {

@@ -36,10 +36,10 @@ use crate::{redis_store::Redis, retry::Backoff, shutdown::Shutdown};
 /// The stream field holding an entry's payload (pass it to the script that writes the entry).
 pub const PAYLOAD_FIELD: &str = "payload";
 /// How long the inline delivery of a request may take before the request answers anyway.
-pub const INLINE_DEADLINE: Duration = Duration::from_secs(1);
+const INLINE_DEADLINE: Duration = Duration::from_secs(1);
 /// How old an entry must be before the worker delivers it: longer than [`INLINE_DEADLINE`], so
 /// the worker does not race the request that is delivering it inline.
-pub const INLINE_GRACE: Duration = Duration::from_secs(2);
+const INLINE_GRACE: Duration = Duration::from_secs(2);
 /// Entries read and delivered concurrently per round.
 const BATCH: usize = 128;
 /// How often the stream is polled for entries.

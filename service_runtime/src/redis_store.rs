@@ -15,7 +15,7 @@ use redis::{
 use crate::retry::{self, Backoff};
 
 /// How long [`Redis::query`] and [`Redis::invoke`] keep trying before they give up.
-pub const TRANSIENT_RETRY_WINDOW: Duration = Duration::from_secs(3);
+const TRANSIENT_RETRY_WINDOW: Duration = Duration::from_secs(3);
 const TRANSIENT_RETRY_MIN: Duration = Duration::from_millis(25);
 const TRANSIENT_RETRY_MAX: Duration = Duration::from_millis(400);
 
