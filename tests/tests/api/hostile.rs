@@ -260,11 +260,7 @@ async fn oversized_message_content_is_refused_and_nothing_is_stored() {
         Some("content is longer than 65536 bytes")
     );
     let refused = huge.expect_err("a 4 MB request is refused before it is read");
-    assert_eq!(
-        refused.code(),
-        tonic::Code::OutOfRange,
-        "{refused:?}"
-    );
+    assert_eq!(refused.code(), tonic::Code::OutOfRange, "{refused:?}");
     assert_eq!(at_limit.success, Some(true));
     assert_eq!(
         message_counter(&stack).await,
