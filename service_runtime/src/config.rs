@@ -1,6 +1,6 @@
 //! Reading the contract's environment variables, with the contract's defaults.
 
-use std::{env, str::FromStr};
+use std::{env, str::FromStr, time::Duration};
 
 use anyhow::{Context, anyhow};
 
@@ -84,6 +84,36 @@ impl Common {
     }
 }
 
+/// The variable as a duration, or `default` when unset: a number of seconds (`90`), or a number
+/// with a unit `s`, `m`, `h` or `d` (`90s`, `15m`, `1h`, `7d`). Zero or anything else is an
+/// error.
+pub fn duration_or(name: &str, default: Duration) -> anyhow::Result<Duration> {
+    let Some(raw) = var(name) else {
+        return Ok(default);
+    };
+    parse_duration(raw.trim())
+        .filter(|duration| !duration.is_zero())
+        .ok_or_else(|| {
+            anyhow!("{name}={raw:?} is not valid: expected a positive duration like 90, 90s, 15m, 1h or 7d")
+        })
+}
+
+fn parse_duration(raw: &str) -> Option<Duration> {
+    let (number, unit) = match raw.find(|c: char| !c.is_ascii_digit()) {
+        Some(at) => raw.split_at(at),
+        None => (raw, "s"),
+    };
+    let number: u64 = number.parse().ok()?;
+    let seconds = match unit.trim() {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return None,
+    };
+    number.checked_mul(seconds).map(Duration::from_secs)
+}
+
 fn strip_db_index(url: &str) -> String {
     let trimmed = url.trim().trim_end_matches('/');
     match trimmed.rsplit_once('/') {
@@ -96,12 +126,25 @@ fn strip_db_index(url: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::strip_db_index;
+    use std::time::Duration;
+
+    use super::{parse_duration, strip_db_index};
 
     #[test]
     fn a_database_index_in_the_url_is_dropped() {
         assert_eq!(strip_db_index("redis://h:6379/3"), "redis://h:6379");
         assert_eq!(strip_db_index("redis://h:6379/"), "redis://h:6379");
         assert_eq!(strip_db_index("redis://h:6379"), "redis://h:6379");
+    }
+
+    #[test]
+    fn durations_are_seconds_or_carry_a_unit() {
+        assert_eq!(parse_duration("90"), Some(Duration::from_secs(90)));
+        assert_eq!(parse_duration("15m"), Some(Duration::from_secs(900)));
+        assert_eq!(parse_duration("1h"), Some(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("2d"), Some(Duration::from_secs(172_800)));
+        for bad in ["", "m", "1.5h", "10 years", "-1", "1w"] {
+            assert_eq!(parse_duration(bad), None, "{bad:?}");
+        }
     }
 }
