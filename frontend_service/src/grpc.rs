@@ -1,4 +1,7 @@
-//! The `frontend_service.FrontendService` gRPC API.
+//! The `frontend_service.FrontendService` gRPC API. When protection is on,
+//! `ReceiveNotification` is for notification-service only (internal credential) and
+//! `WatchNotifications` for the receiver only (their token); a watch ends when its token
+//! expires.
 
 use std::{collections::HashSet, pin::Pin};
 
@@ -10,6 +13,7 @@ use tokio_stream::{Stream, StreamExt, wrappers::BroadcastStream};
 use tonic::{Request, Response, Status};
 
 use service_runtime::{
+    auth::Auth,
     email::{self, Email},
     limits,
     shutdown::Shutdown,
@@ -20,11 +24,16 @@ use crate::inbox::Inbox;
 pub struct FrontendGrpc {
     inbox: Inbox,
     shutdown: Shutdown,
+    auth: Auth,
 }
 
 impl FrontendGrpc {
-    pub fn new(inbox: Inbox, shutdown: Shutdown) -> Self {
-        Self { inbox, shutdown }
+    pub fn new(inbox: Inbox, shutdown: Shutdown, auth: Auth) -> Self {
+        Self {
+            inbox,
+            shutdown,
+            auth,
+        }
     }
 }
 
@@ -58,6 +67,7 @@ impl FrontendService for FrontendGrpc {
         &self,
         request: Request<Notification>,
     ) -> Result<Response<ReceiveNotificationResponse>, Status> {
+        self.auth.require_internal(&request)?;
         let notification = request.into_inner();
         if let Err(reason) = check(&notification) {
             tracing::warn!(
@@ -92,6 +102,10 @@ impl FrontendService for FrontendGrpc {
         &self,
         request: Request<WatchNotificationsRequest>,
     ) -> Result<Response<Self::WatchNotificationsStream>, Status> {
+        let caller = self
+            .auth
+            .authorize(&request, request.get_ref().email.as_deref())
+            .await?;
         let email = request
             .into_inner()
             .email
@@ -127,9 +141,23 @@ impl FrontendService for FrontendGrpc {
                 None
             }
         });
+        // A watch lasts until shutdown, or until its token expires (a watcher renews by
+        // logging in again and watching anew).
+        let shutdown = self.shutdown.clone();
+        let ends = async move {
+            match caller.expires_in() {
+                Some(left) => {
+                    tokio::select! {
+                        () = shutdown.wait() => {}
+                        () = tokio::time::sleep(left) => {}
+                    }
+                }
+                None => shutdown.wait().await,
+            }
+        };
         let stream = futures::StreamExt::take_until(
             tokio_stream::iter(recent.into_iter().map(Ok)).chain(live),
-            self.shutdown.clone().wait(),
+            ends,
         );
         Ok(Response::new(Box::pin(stream)))
     }

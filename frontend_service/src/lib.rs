@@ -6,6 +6,8 @@ mod inbox;
 
 use proto::frontend_service::frontend_service_server::FrontendServiceServer;
 use service_runtime::{
+    auth::{Auth, AuthConfig, TokenKeys},
+    config::url_or,
     limits,
     server::{Service, ServiceBuilder},
 };
@@ -14,20 +16,28 @@ pub use inbox::{Inbox, InboxLimits};
 
 /// The contract's gRPC port of frontend-service.
 pub const DEFAULT_GRPC_PORT: u16 = 3030;
+/// Where user-service listens unless `USER_SERVICE_GRPC_URL` says otherwise (asked whether a
+/// token is still valid when protection is on).
+pub const DEFAULT_USER_SERVICE_GRPC_URL: &str = "http://127.0.0.1:9797";
 
 /// Everything frontend-service reads from its environment.
 #[derive(Debug, Clone)]
 pub struct Config {
     pub grpc_port: u16,
     pub limits: InboxLimits,
+    pub user_service_url: String,
+    /// `AUTH_SECRET`, `AUTH_TOKEN_TTL`.
+    pub auth: AuthConfig,
 }
 
 impl Config {
-    /// `GRPC_PORT` (default 3030).
+    /// `GRPC_PORT` (default 3030), `USER_SERVICE_GRPC_URL`, `AUTH_SECRET`, `AUTH_TOKEN_TTL`.
     pub fn from_env() -> anyhow::Result<Self> {
         Ok(Self {
             grpc_port: service_runtime::config::parse_or("GRPC_PORT", DEFAULT_GRPC_PORT)?,
             limits: InboxLimits::default(),
+            user_service_url: url_or("USER_SERVICE_GRPC_URL", DEFAULT_USER_SERVICE_GRPC_URL),
+            auth: AuthConfig::from_env()?,
         })
     }
 }
@@ -36,7 +46,8 @@ impl Config {
 pub async fn build(config: Config) -> anyhow::Result<Service> {
     let builder = ServiceBuilder::new("frontend-service");
     let inbox = Inbox::new(config.limits);
-    let api = grpc::FrontendGrpc::new(inbox, builder.shutdown_signal());
+    let auth = Auth::via_user_service(TokenKeys::new(&config.auth), &config.user_service_url)?;
+    let api = grpc::FrontendGrpc::new(inbox, builder.shutdown_signal(), auth);
     builder
         .grpc(
             config.grpc_port,

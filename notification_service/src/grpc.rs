@@ -1,4 +1,5 @@
-//! The `notification_service.NotificationService` gRPC API.
+//! The `notification_service.NotificationService` gRPC API. Every RPC here is
+//! service-to-service: when protection is on, each needs the internal credential.
 
 use proto::notification_service::{
     CheckUserSubscribedRequest, CheckUserSubscribedResponse, CreateNotificationRequest,
@@ -6,7 +7,7 @@ use proto::notification_service::{
     UnsubscribeUserRequest, UnsubscribeUserResponse,
     notification_service_server::NotificationService,
 };
-use service_runtime::{email::Email, limits, request_id};
+use service_runtime::{auth::Auth, email::Email, limits, request_id};
 use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
@@ -18,11 +19,16 @@ use crate::{
 pub struct NotificationGrpc {
     store: Store,
     frontend: FrontendOutbox,
+    auth: Auth,
 }
 
 impl NotificationGrpc {
-    pub fn new(store: Store, frontend: FrontendOutbox) -> Self {
-        Self { store, frontend }
+    pub fn new(store: Store, frontend: FrontendOutbox, auth: Auth) -> Self {
+        Self {
+            store,
+            frontend,
+            auth,
+        }
     }
 }
 
@@ -42,6 +48,7 @@ impl NotificationService for NotificationGrpc {
         &self,
         request: Request<CreateNotificationRequest>,
     ) -> Result<Response<CreateNotificationResponse>, Status> {
+        self.auth.require_internal(&request)?;
         let request = request.into_inner();
         let span = tracing::Span::current();
         span.record("sender_email", request.sender_email.as_deref());
@@ -100,6 +107,7 @@ impl NotificationService for NotificationGrpc {
         &self,
         request: Request<CheckUserSubscribedRequest>,
     ) -> Result<Response<CheckUserSubscribedResponse>, Status> {
+        self.auth.require_internal(&request)?;
         let subscribed = match email(request.into_inner().email) {
             Some(email) => {
                 tracing::Span::current().record("user_email", email.as_str());
@@ -120,6 +128,7 @@ impl NotificationService for NotificationGrpc {
         &self,
         request: Request<SubscribeUserRequest>,
     ) -> Result<Response<SubscribeUserResponse>, Status> {
+        self.auth.require_internal(&request)?;
         let success = self
             .set_subscribed(request.into_inner().email, true)
             .await?;
@@ -133,6 +142,7 @@ impl NotificationService for NotificationGrpc {
         &self,
         request: Request<UnsubscribeUserRequest>,
     ) -> Result<Response<UnsubscribeUserResponse>, Status> {
+        self.auth.require_internal(&request)?;
         let success = self
             .set_subscribed(request.into_inner().email, false)
             .await?;

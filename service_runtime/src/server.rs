@@ -321,6 +321,8 @@ async fn serve_http(
     routes: Router,
     shutdown: Shutdown,
 ) -> (&'static str, anyhow::Result<()>) {
+    // The peer address is recorded for the per-address login limit (`auth::ClientAddr`).
+    let routes = routes.into_make_service_with_connect_info::<SocketAddr>();
     let result = axum::serve(listener, routes)
         .with_graceful_shutdown(shutdown.wait())
         .await
