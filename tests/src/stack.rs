@@ -47,19 +47,34 @@ impl Stack {
     /// choosing and reports them (see [`ServiceProcess`]), so by the time a service starts,
     /// the URLs of the peers it calls are known.
     pub async fn start() -> Self {
+        Self::start_with_env(Vec::new()).await
+    }
+
+    /// [`Stack::start`] with `extra` variables for all four services (e.g. `AUTH_SECRET`).
+    ///
+    /// notification- and frontend-service ask user-service about tokens, but user-service
+    /// (which calls notification-service, which calls frontend-service) starts after them:
+    /// once user-service's port is known, both are started again on their ports with it
+    /// (nothing has happened on them yet).
+    pub async fn start_with_env(extra: Vec<(String, String)>) -> Self {
         let redis = RedisServer::start().await;
         let grpc_url =
             |process: &ServiceProcess| format!("http://127.0.0.1:{}", process.grpc_port());
-        let mut env = vec![("REDIS_URL".to_owned(), redis.url())];
-        let frontend = ServiceProcess::start("frontend-service", Vec::new()).await;
+        let mut env = extra.clone();
+        env.push(("REDIS_URL".to_owned(), redis.url()));
+        let mut frontend = ServiceProcess::start("frontend-service", extra).await;
         env.push(("FRONTEND_SERVICE_GRPC_URL".to_owned(), grpc_url(&frontend)));
-        let notification = ServiceProcess::start("notification-service", env.clone()).await;
+        let mut notification = ServiceProcess::start("notification-service", env.clone()).await;
         env.push((
             "NOTIFICATION_SERVICE_GRPC_URL".to_owned(),
             grpc_url(&notification),
         ));
         let user = ServiceProcess::start("user-service", env.clone()).await;
         env.push(("USER_SERVICE_GRPC_URL".to_owned(), grpc_url(&user)));
+        for peer in [&mut frontend, &mut notification] {
+            peer.set_env("USER_SERVICE_GRPC_URL", &grpc_url(&user));
+            peer.restart().await;
+        }
         let message = ServiceProcess::start("message-service", env).await;
         Self {
             frontend_port: frontend.grpc_port(),

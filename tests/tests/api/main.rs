@@ -5,4 +5,5 @@ mod hostile;
 mod messaging;
 mod notifications;
 mod runtime;
+mod security;
 mod users;
