@@ -14,7 +14,7 @@
 //!   generation (bumped when a user moves away from the address). A token therefore stops
 //!   working when its user is deleted, changes password or changes email. Only user-service can
 //!   compute `ver` (it owns Redis DB 0); the other services check signature and expiry
-//!   themselves and ask user-service's `ValidateToken` for the rest, remembering a "still
+//!   themselves and ask user-service's `TokenService.ValidateToken` for the rest, remembering a "still
 //!   valid" for [`TOKEN_CACHE_TTL`].
 //! - **Handlers** ask [`Caller`] (an axum extractor) or [`Auth::authorize`] (gRPC) who is
 //!   calling, and whether they may act for the user a request names: no, a malformed, forged or
@@ -42,7 +42,7 @@ use axum::{
 use futures::future::BoxFuture;
 use hmac::{Hmac, Mac};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, errors::ErrorKind};
-use proto::user_service::{ValidateTokenRequest, user_service_client::UserServiceClient};
+use proto::user_service::{ValidateTokenRequest, token_service_client::TokenServiceClient};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
@@ -477,10 +477,10 @@ impl Auth {
     }
 
     /// The gate of message-, notification- and frontend-service: revocation is asked of
-    /// user-service's `ValidateToken` at `user_service_url` (connected lazily, only when
+    /// user-service's `TokenService.ValidateToken` at `user_service_url` (connected lazily, only when
     /// protection is on and a token must be checked), answers cached for [`TOKEN_CACHE_TTL`].
     pub fn via_user_service(keys: TokenKeys, user_service_url: &str) -> anyhow::Result<Self> {
-        let users = UserServiceClient::new(grpc_client::channel(
+        let users = TokenServiceClient::new(grpc_client::channel(
             user_service_url,
             keys.internal_credential(),
         )?)
@@ -571,7 +571,7 @@ impl Auth {
 /// Asks user-service whether tokens are still valid, remembering each "yes" for
 /// [`TOKEN_CACHE_TTL`].
 struct RemoteTokens {
-    users: UserServiceClient<GrpcChannel>,
+    users: TokenServiceClient<GrpcChannel>,
     /// Token → when its "still valid" stops being trusted.
     cache: Mutex<HashMap<String, Instant>>,
 }

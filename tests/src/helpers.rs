@@ -646,6 +646,15 @@ pub fn bearer_header(
 }
 
 impl Stack {
+    /// A client of user-service's additive `TokenService` (`ValidateToken`).
+    pub async fn token_client(
+        &self,
+    ) -> proto::user_service::token_service_client::TokenServiceClient<Channel> {
+        proto::user_service::token_service_client::TokenServiceClient::new(
+            Self::channel(self.user_ports.grpc).await,
+        )
+    }
+
     /// `POST /login`: the status, the JSON reply and the `Retry-After` header, if any.
     pub async fn login(&self, email: &str, password: &str) -> (u16, Value, Option<u64>) {
         let response = self

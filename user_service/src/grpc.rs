@@ -2,21 +2,22 @@
 //! outcomes (status OK, flag false), as clients of the original expect; only a failure to do
 //! the job (Redis unreachable, a bug) is an error status.
 //!
-//! When protection is on, `CheckUserExists`, `ListUsers` and `ValidateToken` answer only the
+//! When protection is on, `CheckUserExists`, `ListUsers` and `TokenService.ValidateToken`
+//! answer only the
 //! services (internal credential); `AuthenticateUser` stays open to everyone, under the same
 //! brute-force limits as `POST /login` (`RESOURCE_EXHAUSTED` past them, in both modes).
 
 use proto::user_service::{
     AuthenticateRequest, AuthenticateResponse, CheckUserExistsRequest, CheckUserExistsResponse,
     ListUsersResponse, User, ValidateTokenRequest, ValidateTokenResponse,
-    user_service_server::UserService,
+    token_service_server::TokenService, user_service_server::UserService,
 };
 use service_runtime::{auth::Auth, email::Email};
 use tonic::{Request, Response, Status};
 
 use crate::{accounts::Accounts, login::Logins};
 
-/// The gRPC handlers over the shared state.
+/// The `UserService` handlers over the shared state.
 pub struct UserGrpc {
     accounts: Accounts,
     logins: Logins,
@@ -95,7 +96,22 @@ impl UserService for UserGrpc {
             .collect();
         Ok(Response::new(ListUsersResponse { users }))
     }
+}
 
+/// `user_service.TokenService`, served beside `UserService`.
+pub struct TokenGrpc {
+    logins: Logins,
+    auth: Auth,
+}
+
+impl TokenGrpc {
+    pub fn new(logins: Logins, auth: Auth) -> Self {
+        Self { logins, auth }
+    }
+}
+
+#[tonic::async_trait]
+impl TokenService for TokenGrpc {
     /// Whether a token is still good: signed by this system, unexpired, and its user still
     /// at that address with the same password. A business answer (`valid`), never an error
     /// status for a bad token.

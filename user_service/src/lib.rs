@@ -14,7 +14,9 @@ mod subscriptions;
 
 use proto::{
     notification_service::notification_service_client::NotificationServiceClient,
-    user_service::user_service_server::UserServiceServer,
+    user_service::{
+        token_service_server::TokenServiceServer, user_service_server::UserServiceServer,
+    },
 };
 use service_runtime::{
     auth::{Auth, AuthConfig, TokenKeys},
@@ -117,7 +119,11 @@ pub async fn build(config: Config) -> anyhow::Result<Service> {
         .http(ports.http, http::router(api, &auth))
         .grpc(
             ports.grpc,
-            UserServiceServer::new(grpc::UserGrpc::new(accounts, logins.clone(), auth))
+            UserServiceServer::new(grpc::UserGrpc::new(accounts, logins.clone(), auth.clone()))
+                .max_decoding_message_size(limits::GRPC_MAX_MESSAGE_BYTES),
+        )
+        .also_grpc(
+            TokenServiceServer::new(grpc::TokenGrpc::new(logins.clone(), auth))
                 .max_decoding_message_size(limits::GRPC_MAX_MESSAGE_BYTES),
         )
         .outbox("subscription outbox", subscriptions)

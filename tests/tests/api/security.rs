@@ -422,7 +422,7 @@ async fn service_to_service_rpcs_refuse_outsiders_when_protected_and_accept_the_
             (
                 "ValidateToken",
                 grpc_outcome(
-                    s.user_client()
+                    s.token_client()
                         .await
                         .validate_token(present(
                             ValidateTokenRequest {
