@@ -76,12 +76,14 @@ const VALIDATE_RETRY_WINDOW: Duration = Duration::from_secs(3);
 
 type HmacSha256 = Hmac<Sha256>;
 
-/// HMAC-SHA256 of `parts` (each followed by a NUL) under `key`.
+/// HMAC-SHA256 under `key` of `parts` joined by NUL bytes (one part: exactly that part).
 fn hmac(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
     let mut mac = HmacSha256::new_from_slice(key).expect("HMAC takes a key of any length");
-    for part in parts {
+    for (n, part) in parts.iter().enumerate() {
+        if n > 0 {
+            mac.update(&[0]);
+        }
         mac.update(part);
-        mac.update(&[0]);
     }
     mac.finalize().into_bytes().into()
 }
@@ -558,7 +560,6 @@ impl Auth {
 
     /// gRPC: refuses a service-to-service RPC that does not carry the internal credential
     /// (allowed in open mode).
-    #[allow(clippy::result_large_err)]
     pub fn require_internal<T>(&self, request: &tonic::Request<T>) -> Result<(), tonic::Status> {
         if !self.is_on() || self.keys.internal_credential().is_carried_by(request) {
             Ok(())
@@ -761,6 +762,17 @@ mod tests {
         on.internal_credential().attach(&mut request);
         assert!(on.internal_credential().is_carried_by(&request));
         assert!(!keys(&[2; 32]).internal_credential().is_carried_by(&request));
+    }
+
+    #[test]
+    fn the_internal_credential_is_the_documented_hmac_of_the_secret() {
+        // printf internal-service | openssl dgst -sha256 -hmac '<secret>'
+        let secret = b"an-auth-secret-of-at-least-32-bytes!!";
+        let credential = keys(secret).internal_credential().0.clone();
+        assert_eq!(
+            credential.as_ref().and_then(|value| value.to_str().ok()),
+            Some("0be1a809f4bffa80228d22e184e6e2c70016ddbe0ca0b949cdacf192cc9f00aa")
+        );
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The rules of user accounts, between the handlers (which only translate requests and
 //! replies) and the store (which only knows keys and scripts): a new or moved address is
 //! subscribed to notifications before the request answers, updates are compare-and-swap
-//! retried, passwords are hashed and verified.
+//! retried, passwords are checked against the policy and hashed (`login.rs` verifies them).
 
 use std::sync::Arc;
 
