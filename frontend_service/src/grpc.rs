@@ -1,4 +1,7 @@
-//! The `frontend_service.FrontendService` gRPC API.
+//! The `frontend_service.FrontendService` gRPC API. When protection is on,
+//! `ReceiveNotification` is for notification-service only (internal credential) and
+//! `WatchNotifications` for the receiver only (their token); a watch ends when its token
+//! expires.
 
 use std::pin::Pin;
 
@@ -10,6 +13,7 @@ use proto::{
     notification_service::notification_service_client::NotificationServiceClient,
 };
 use service_runtime::{
+    auth::Auth,
     email::{self, Email},
     grpc_client::GrpcChannel,
     limits, request_id,
@@ -28,6 +32,7 @@ pub struct FrontendGrpc {
     pub live: LiveFeed,
     pub store: NotificationServiceClient<GrpcChannel>,
     pub shutdown: Shutdown,
+    pub auth: Auth,
 }
 
 /// Longest timestamp accepted (RFC 3339 with nanoseconds and an offset is 35 bytes).
@@ -62,6 +67,7 @@ impl FrontendService for FrontendGrpc {
         &self,
         request: Request<Notification>,
     ) -> Result<Response<ReceiveNotificationResponse>, Status> {
+        self.auth.require_internal(&request)?;
         let notification = request.into_inner();
         if let Err(reason) = check(&notification) {
             tracing::warn!(
@@ -98,6 +104,10 @@ impl FrontendService for FrontendGrpc {
         &self,
         request: Request<WatchNotificationsRequest>,
     ) -> Result<Response<Self::WatchNotificationsStream>, Status> {
+        let caller = self
+            .auth
+            .authorize(&request, request.get_ref().email.as_deref())
+            .await?;
         let WatchNotificationsRequest { email, after } = request.into_inner();
         let email = email
             .filter(|email| !email.trim().is_empty())
@@ -115,6 +125,20 @@ impl FrontendService for FrontendGrpc {
             out,
         };
         let run = watch.run(after, live, self.shutdown.clone());
+        // A watch lasts until shutdown, or until its token expires (a watcher renews by
+        // logging in again and watching anew with its last cursor).
+        let expires_in = caller.expires_in();
+        let run = async move {
+            match expires_in {
+                Some(left) => {
+                    tokio::select! {
+                        () = run => {}
+                        () = tokio::time::sleep(left) => {}
+                    }
+                }
+                None => run.await,
+            }
+        };
         tokio::spawn(request_id::carry(run).in_current_span());
         Ok(Response::new(Box::pin(ReceiverStream::new(stream))))
     }

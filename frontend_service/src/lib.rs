@@ -12,6 +12,7 @@ use proto::{
     notification_service::notification_service_client::NotificationServiceClient,
 };
 use service_runtime::{
+    auth::{Auth, AuthConfig, TokenKeys},
     config::{parse_or, redis_base_url, url_or},
     grpc_client, limits,
     server::{Service, ServiceBuilder},
@@ -23,6 +24,9 @@ pub const DEFAULT_GRPC_PORT: u16 = 3030;
 pub const DEFAULT_NOTIFICATION_SERVICE_GRPC_URL: &str = "http://127.0.0.1:9898";
 /// The Redis database the live feed's connection selects (pub/sub itself spans databases).
 pub const REDIS_DB: u8 = 2;
+/// Where user-service listens unless `USER_SERVICE_GRPC_URL` says otherwise (asked whether a
+/// token is still valid when protection is on).
+pub const DEFAULT_USER_SERVICE_GRPC_URL: &str = "http://127.0.0.1:9797";
 
 /// Everything frontend-service reads from its environment.
 #[derive(Debug, Clone)]
@@ -32,11 +36,15 @@ pub struct Config {
     pub redis_url: String,
     /// notification-service's gRPC endpoint, whose store watchers replay from.
     pub notification_service_url: String,
+    pub user_service_url: String,
+    /// `AUTH_SECRET`, `AUTH_TOKEN_TTL`.
+    pub auth: AuthConfig,
 }
 
 impl Config {
     /// `GRPC_PORT` (3030), `REDIS_URL` or `REDIS_HOST`/`REDIS_PORT`,
-    /// `NOTIFICATION_SERVICE_GRPC_URL` (`http://127.0.0.1:9898`).
+    /// `NOTIFICATION_SERVICE_GRPC_URL` (`http://127.0.0.1:9898`), `USER_SERVICE_GRPC_URL`,
+    /// `AUTH_SECRET`, `AUTH_TOKEN_TTL`.
     pub fn from_env() -> anyhow::Result<Self> {
         Ok(Self {
             grpc_port: parse_or("GRPC_PORT", DEFAULT_GRPC_PORT)?,
@@ -45,6 +53,8 @@ impl Config {
                 "NOTIFICATION_SERVICE_GRPC_URL",
                 DEFAULT_NOTIFICATION_SERVICE_GRPC_URL,
             ),
+            user_service_url: url_or("USER_SERVICE_GRPC_URL", DEFAULT_USER_SERVICE_GRPC_URL),
+            auth: AuthConfig::from_env()?,
         })
     }
 }
@@ -55,13 +65,18 @@ pub async fn build(config: Config) -> anyhow::Result<Service> {
     let (builder, redis) =
         ServiceBuilder::with_redis("frontend-service", &config.redis_url, REDIS_DB)?;
     let live = live::LiveFeed::new(redis);
-    let store =
-        NotificationServiceClient::new(grpc_client::channel(&config.notification_service_url)?)
-            .max_decoding_message_size(limits::GRPC_MAX_MESSAGE_BYTES);
+    let keys = TokenKeys::new(&config.auth);
+    let store = NotificationServiceClient::new(grpc_client::channel(
+        &config.notification_service_url,
+        keys.internal_credential(),
+    )?)
+    .max_decoding_message_size(limits::GRPC_MAX_MESSAGE_BYTES);
+    let auth = Auth::via_user_service(keys, &config.user_service_url)?;
     let api = grpc::FrontendGrpc {
         live: live.clone(),
         store,
         shutdown: builder.shutdown_signal(),
+        auth,
     };
     builder
         .grpc(

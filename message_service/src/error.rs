@@ -4,7 +4,10 @@
 //! `success=false`. These are the cases where the service cannot do its job; the cause is
 //! logged in full and the client gets a message that says what failed, nothing internal.
 
-use service_runtime::error::{ApiError, Kind, StoreError};
+use service_runtime::{
+    auth::AuthError,
+    error::{ApiError, Kind, StoreError},
+};
 
 /// A failure of message-service itself.
 #[derive(Debug, thiserror::Error)]
@@ -12,6 +15,9 @@ pub enum Error {
     /// Its Redis database failed (see [`StoreError`] for the codes).
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Refused by the protection: 401 / 403 / 503 (see `service_runtime::auth`).
+    #[error(transparent)]
+    Auth(#[from] AuthError),
     /// user-service did not answer `CheckUserExists`: gRPC `UNAVAILABLE`.
     #[error("user-service call failed")]
     UserService(#[source] tonic::Status),
@@ -21,6 +27,7 @@ impl ApiError for Error {
     fn kind(&self) -> Kind {
         match self {
             Self::Store(err) => err.kind(),
+            Self::Auth(err) => err.kind(),
             Self::UserService(_) => Kind::Unavailable,
         }
     }
@@ -28,6 +35,7 @@ impl ApiError for Error {
     fn public_message(&self) -> String {
         match self {
             Self::Store(err) => format!("message {}", err.public_message()),
+            Self::Auth(err) => err.public_message(),
             Self::UserService(_) => {
                 "user-service is unavailable: cannot check that sender and receiver exist".into()
             }

@@ -10,6 +10,7 @@ use proto::{
     user_service::{CheckUserExistsRequest, user_service_client::UserServiceClient},
 };
 use service_runtime::{
+    auth::Auth,
     email::Email,
     grpc_client::GrpcChannel,
     limits,
@@ -34,6 +35,8 @@ pub struct MessageGrpc {
     pub notifications: NotificationOutbox,
     /// Longest content accepted, in bytes (`MAX_MESSAGE_BYTES`).
     pub max_content_bytes: usize,
+    /// When protection is on: `SendMessage` only as the token's user, `GetMessages` only of it.
+    pub auth: Auth,
 }
 
 impl MessageGrpc {
@@ -122,6 +125,12 @@ impl MessageService for MessageGrpc {
         &self,
         request: Request<SendMessageRequest>,
     ) -> Result<Response<SendMessageResponse>, Status> {
+        let sender = request
+            .get_ref()
+            .message
+            .as_ref()
+            .and_then(|message| message.sender_email.as_deref());
+        self.auth.authorize(&request, sender).await?;
         let message = request.into_inner().message;
         let span = tracing::Span::current();
         if let Some(message) = &message {
@@ -153,6 +162,9 @@ impl MessageService for MessageGrpc {
         &self,
         request: Request<GetMessagesRequest>,
     ) -> Result<Response<GetMessagesResponse>, Status> {
+        self.auth
+            .authorize(&request, request.get_ref().user_email.as_deref())
+            .await?;
         let request = request.into_inner();
         // A missing or malformed address is nobody's: an empty list, as for an unknown user.
         let Some(email) = request.user_email.and_then(|raw| Email::parse(raw).ok()) else {

@@ -17,6 +17,7 @@ use proto::{
     user_service::user_service_client::UserServiceClient,
 };
 use service_runtime::{
+    auth::{Auth, AuthConfig, TokenKeys},
     config::{Common, parse_or, url_or},
     grpc_client, limits,
     outbox::Outbox,
@@ -51,6 +52,8 @@ pub struct Config {
     pub notification_service_url: String,
     /// Longest message content accepted, in bytes (`MAX_MESSAGE_BYTES`, default 64 KiB).
     pub max_message_bytes: usize,
+    /// `AUTH_SECRET`, `AUTH_TOKEN_TTL`.
+    pub auth: AuthConfig,
 }
 
 impl Config {
@@ -64,6 +67,7 @@ impl Config {
                 DEFAULT_NOTIFICATION_SERVICE_GRPC_URL,
             ),
             max_message_bytes: parse_or("MAX_MESSAGE_BYTES", limits::DEFAULT_MAX_MESSAGE_BYTES)?,
+            auth: AuthConfig::from_env()?,
         })
     }
 }
@@ -76,11 +80,16 @@ type NotificationOutbox = Outbox<store::NotificationRequest>;
 pub async fn build(config: Config) -> anyhow::Result<Service> {
     let (service, redis) =
         ServiceBuilder::with_redis("message-service", &config.common.redis_url, REDIS_DB)?;
-    let users = UserServiceClient::new(grpc_client::channel(&config.user_service_url)?)
+    let keys = TokenKeys::new(&config.auth);
+    let credential = keys.internal_credential();
+    let users = UserServiceClient::new(grpc_client::channel(&config.user_service_url, credential)?)
         .max_decoding_message_size(limits::GRPC_MAX_MESSAGE_BYTES);
-    let notifications =
-        NotificationServiceClient::new(grpc_client::channel(&config.notification_service_url)?)
-            .max_decoding_message_size(limits::GRPC_MAX_MESSAGE_BYTES);
+    let notifications = NotificationServiceClient::new(grpc_client::channel(
+        &config.notification_service_url,
+        credential,
+    )?)
+    .max_decoding_message_size(limits::GRPC_MAX_MESSAGE_BYTES);
+    let auth = Auth::via_user_service(keys.clone(), &config.user_service_url)?;
     let outbox = Outbox::new(redis.clone(), &store::NOTIFICATION_OUTBOX, move |request| {
         notify::deliver(notifications.clone(), request)
     });
@@ -92,12 +101,13 @@ pub async fn build(config: Config) -> anyhow::Result<Service> {
         users,
         notifications: outbox.clone(),
         max_content_bytes: config.max_message_bytes,
+        auth: auth.clone(),
     };
     // A request is the content plus a few addresses: room for both, at least the default.
     let max_request_bytes = limits::GRPC_MAX_MESSAGE_BYTES.max(config.max_message_bytes + 4096);
     let ports = config.common.ports;
     service
-        .http(ports.http, http::router(store))
+        .http(ports.http, http::router(store, &auth))
         .grpc(
             ports.grpc,
             MessageServiceServer::new(api).max_decoding_message_size(max_request_bytes),

@@ -4,7 +4,10 @@
 //! `success=false`. These are the cases where the service cannot do its job; the cause is
 //! logged in full and the client gets a message that says what failed, nothing internal.
 
-use service_runtime::error::{ApiError, Kind, StoreError};
+use service_runtime::{
+    auth::AuthError,
+    error::{ApiError, Kind, StoreError},
+};
 
 /// A failure of notification-service itself.
 #[derive(Debug, thiserror::Error)]
@@ -15,6 +18,9 @@ pub enum Error {
     /// Its Redis database failed (see [`StoreError`] for the codes).
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Refused by the protection: 401 / 403 / 503 (see `service_runtime::auth`).
+    #[error(transparent)]
+    Auth(#[from] AuthError),
 }
 
 impl ApiError for Error {
@@ -22,6 +28,7 @@ impl ApiError for Error {
         match self {
             Self::Invalid(_) => Kind::InvalidInput,
             Self::Store(err) => err.kind(),
+            Self::Auth(err) => err.kind(),
         }
     }
 
@@ -29,6 +36,7 @@ impl ApiError for Error {
         match self {
             Self::Invalid(message) => message.clone(),
             Self::Store(err) => format!("notification {}", err.public_message()),
+            Self::Auth(err) => err.public_message(),
         }
     }
 }

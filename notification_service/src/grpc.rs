@@ -1,4 +1,5 @@
-//! The `notification_service.NotificationService` gRPC API.
+//! The `notification_service.NotificationService` gRPC API. Every RPC here is
+//! service-to-service: when protection is on, each needs the internal credential.
 
 use proto::notification_service::{
     CheckUserSubscribedRequest, CheckUserSubscribedResponse, CreateNotificationRequest,
@@ -9,7 +10,7 @@ use proto::notification_service::{
     notification_service_server::NotificationService,
 };
 use serde_json::Value;
-use service_runtime::{email::Email, limits, request_id};
+use service_runtime::{auth::Auth, email::Email, limits, request_id};
 use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
@@ -24,11 +25,16 @@ const DEFAULT_PAGE: usize = 100;
 pub struct NotificationGrpc {
     store: Store,
     frontend: FrontendOutbox,
+    auth: Auth,
 }
 
 impl NotificationGrpc {
-    pub fn new(store: Store, frontend: FrontendOutbox) -> Self {
-        Self { store, frontend }
+    pub fn new(store: Store, frontend: FrontendOutbox, auth: Auth) -> Self {
+        Self {
+            store,
+            frontend,
+            auth,
+        }
     }
 }
 
@@ -48,6 +54,7 @@ impl NotificationService for NotificationGrpc {
         &self,
         request: Request<CreateNotificationRequest>,
     ) -> Result<Response<CreateNotificationResponse>, Status> {
+        self.auth.require_internal(&request)?;
         let request = request.into_inner();
         let span = tracing::Span::current();
         span.record("sender_email", request.sender_email.as_deref());
@@ -106,6 +113,7 @@ impl NotificationService for NotificationGrpc {
         &self,
         request: Request<CheckUserSubscribedRequest>,
     ) -> Result<Response<CheckUserSubscribedResponse>, Status> {
+        self.auth.require_internal(&request)?;
         let subscribed = match email(request.into_inner().email) {
             Some(email) => {
                 tracing::Span::current().record("user_email", email.as_str());
@@ -126,6 +134,7 @@ impl NotificationService for NotificationGrpc {
         &self,
         request: Request<SubscribeUserRequest>,
     ) -> Result<Response<SubscribeUserResponse>, Status> {
+        self.auth.require_internal(&request)?;
         let success = self
             .set_subscribed(request.into_inner().email, true)
             .await?;
@@ -139,6 +148,7 @@ impl NotificationService for NotificationGrpc {
         &self,
         request: Request<UnsubscribeUserRequest>,
     ) -> Result<Response<UnsubscribeUserResponse>, Status> {
+        self.auth.require_internal(&request)?;
         let success = self
             .set_subscribed(request.into_inner().email, false)
             .await?;
@@ -152,6 +162,12 @@ impl NotificationService for NotificationGrpc {
         &self,
         request: Request<ListNotificationsRequest>,
     ) -> Result<Response<ListNotificationsResponse>, Status> {
+        // frontend-service replays watches with it (internal), users read their inbox.
+        if self.auth.require_internal(&request).is_err() {
+            self.auth
+                .authorize(&request, request.get_ref().email.as_deref())
+                .await?;
+        }
         self.list(request.into_inner()).await.map(Response::new)
     }
 
@@ -160,6 +176,9 @@ impl NotificationService for NotificationGrpc {
         &self,
         request: Request<MarkNotificationsReadRequest>,
     ) -> Result<Response<MarkNotificationsReadResponse>, Status> {
+        self.auth
+            .authorize(&request, request.get_ref().email.as_deref())
+            .await?;
         let request = request.into_inner();
         let Some(email) = email(request.email) else {
             return Ok(Response::new(MarkNotificationsReadResponse {
@@ -184,6 +203,9 @@ impl NotificationService for NotificationGrpc {
         &self,
         request: Request<UnreadCountRequest>,
     ) -> Result<Response<UnreadCountResponse>, Status> {
+        self.auth
+            .authorize(&request, request.get_ref().email.as_deref())
+            .await?;
         let unread_count = match email(request.into_inner().email) {
             Some(email) => self.store.unread_count(&email).await.map_err(Error::from)?,
             None => 0,
@@ -198,6 +220,9 @@ impl NotificationService for NotificationGrpc {
         &self,
         request: Request<DeleteNotificationsRequest>,
     ) -> Result<Response<DeleteNotificationsResponse>, Status> {
+        self.auth
+            .authorize(&request, request.get_ref().email.as_deref())
+            .await?;
         let request = request.into_inner();
         let Some(email) = email(request.email) else {
             return Ok(Response::new(DeleteNotificationsResponse {

@@ -9,6 +9,7 @@ use axum::{
 use serde::Deserialize;
 use serde_json::{Value, json};
 use service_runtime::{
+    auth::{Auth, Caller},
     email::Email,
     http::{ApiJson, EmailParam, PageParams},
     limits,
@@ -19,23 +20,27 @@ use crate::{
     store::{PageOf, Store},
 };
 
-pub fn router(store: Store) -> Router {
+pub fn router(store: Store, auth: &Auth) -> Router {
     Router::new()
         .route("/list_notifications", get(list_notifications))
         .route("/notifications/read", post(mark_read))
         .route("/notifications/unread_count", get(unread_count))
         .route("/notifications", delete(delete_notifications))
+        .layer(auth.layer())
         .with_state(store)
 }
 
 /// `GET /list_notifications?email=` (or `{"email"}` in the body): newest first. With
-/// `limit`, one page (`before`, `unread=true`) plus `next_cursor` and `unread_count`.
+/// `limit`, one page (`before`, `unread=true`) plus `next_cursor` and `unread_count`. When
+/// protection is on, only the user's own (as for every inbox endpoint).
 #[tracing::instrument(skip_all, fields(user_email = %email))]
 async fn list_notifications(
     State(store): State<Store>,
+    caller: Caller,
     page: PageParams,
     EmailParam(email): EmailParam,
 ) -> Result<Json<Value>, Error> {
+    caller.authorize(&email)?;
     let Some(limit) = page.limit else {
         let notifications = store.notifications_of(&email).await?;
         return Ok(Json(
@@ -96,9 +101,11 @@ impl Selection {
 #[tracing::instrument(skip_all)]
 async fn mark_read(
     State(store): State<Store>,
+    caller: Caller,
     ApiJson(selection): ApiJson<Selection>,
 ) -> Result<Json<Value>, Error> {
     let (email, ids) = selection.parse()?;
+    caller.authorize(&email)?;
     let (marked, unread_count) = store.mark_read(&email, &ids).await?;
     Ok(Json(
         json!({ "success": true, "marked": marked, "unread_count": unread_count }),
@@ -109,8 +116,10 @@ async fn mark_read(
 #[tracing::instrument(skip_all, fields(user_email = %email))]
 async fn unread_count(
     State(store): State<Store>,
+    caller: Caller,
     EmailParam(email): EmailParam,
 ) -> Result<Json<Value>, Error> {
+    caller.authorize(&email)?;
     let unread_count = store.unread_count(&email).await?;
     Ok(Json(
         json!({ "success": true, "unread_count": unread_count }),
@@ -121,9 +130,11 @@ async fn unread_count(
 #[tracing::instrument(skip_all)]
 async fn delete_notifications(
     State(store): State<Store>,
+    caller: Caller,
     ApiJson(selection): ApiJson<Selection>,
 ) -> Result<Json<Value>, Error> {
     let (email, ids) = selection.parse()?;
+    caller.authorize(&email)?;
     let deleted = store.delete(&email, &ids).await?;
     Ok(Json(json!({ "success": true, "deleted": deleted })))
 }

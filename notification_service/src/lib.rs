@@ -16,6 +16,7 @@ use proto::{
     notification_service::notification_service_server::NotificationServiceServer,
 };
 use service_runtime::{
+    auth::{Auth, AuthConfig, TokenKeys},
     config::{Common, parse_or, url_or},
     grpc_client, limits,
     outbox::Outbox,
@@ -42,6 +43,9 @@ pub const DEFAULT_GRPC_PORT: u16 = 9898;
 /// The Redis database notification-service owns.
 pub const REDIS_DB: u8 = 2;
 pub const DEFAULT_FRONTEND_SERVICE_GRPC_URL: &str = "http://127.0.0.1:3030";
+/// Where user-service listens unless `USER_SERVICE_GRPC_URL` says otherwise (asked whether a
+/// token is still valid when protection is on).
+pub const DEFAULT_USER_SERVICE_GRPC_URL: &str = "http://127.0.0.1:9797";
 
 /// Everything notification-service reads from its environment.
 #[derive(Debug, Clone)]
@@ -50,6 +54,9 @@ pub struct Config {
     pub frontend_service_url: String,
     /// `NOTIFICATION_RETENTION_COUNT` (1000) and `NOTIFICATION_RETENTION_DAYS` (30).
     pub retention: Retention,
+    pub user_service_url: String,
+    /// `AUTH_SECRET`, `AUTH_TOKEN_TTL`.
+    pub auth: AuthConfig,
 }
 
 impl Config {
@@ -65,6 +72,8 @@ impl Config {
                 count: parse_or("NOTIFICATION_RETENTION_COUNT", 1000)?,
                 days: parse_or("NOTIFICATION_RETENTION_DAYS", 30)?,
             },
+            user_service_url: url_or("USER_SERVICE_GRPC_URL", DEFAULT_USER_SERVICE_GRPC_URL),
+            auth: AuthConfig::from_env()?,
         })
     }
 }
@@ -77,8 +86,13 @@ type FrontendOutbox = Outbox<store::StoredNotification>;
 pub async fn build(config: Config) -> anyhow::Result<Service> {
     let (service, redis) =
         ServiceBuilder::with_redis("notification-service", &config.common.redis_url, REDIS_DB)?;
-    let frontend = FrontendServiceClient::new(grpc_client::channel(&config.frontend_service_url)?)
-        .max_decoding_message_size(limits::GRPC_MAX_MESSAGE_BYTES);
+    let keys = TokenKeys::new(&config.auth);
+    let frontend = FrontendServiceClient::new(grpc_client::channel(
+        &config.frontend_service_url,
+        keys.internal_credential(),
+    )?)
+    .max_decoding_message_size(limits::GRPC_MAX_MESSAGE_BYTES);
+    let auth = Auth::via_user_service(keys, &config.user_service_url)?;
     let pushes = Outbox::new(redis.clone(), &store::FRONTEND_OUTBOX, move |stored| {
         push::deliver(frontend.clone(), stored)
     });
@@ -86,10 +100,10 @@ pub async fn build(config: Config) -> anyhow::Result<Service> {
         redis: redis.clone(),
         retention: config.retention,
     };
-    let api = grpc::NotificationGrpc::new(store.clone(), pushes.clone());
+    let api = grpc::NotificationGrpc::new(store.clone(), pushes.clone(), auth.clone());
     let ports = config.common.ports;
     service
-        .http(ports.http, http::router(store))
+        .http(ports.http, http::router(store, &auth))
         .grpc(
             ports.grpc,
             NotificationServiceServer::new(api)

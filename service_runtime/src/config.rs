@@ -215,9 +215,9 @@ impl ServerLimits {
     }
 }
 
-/// The variable as a duration (`500ms`, `10s`, or plain seconds such as `10` or `0.5`), or
-/// `default` when unset.
-fn duration_or(name: &str, default: Duration) -> anyhow::Result<Duration> {
+/// The variable as a duration, or `default` when unset: `500ms`, `10s`, `15m`, `1h`, `7d`,
+/// or plain seconds (`10`, `0.5`). Zero or anything else is an error.
+pub fn duration_or(name: &str, default: Duration) -> anyhow::Result<Duration> {
     match var(name) {
         None => Ok(default),
         Some(raw) => {
@@ -228,14 +228,20 @@ fn duration_or(name: &str, default: Duration) -> anyhow::Result<Duration> {
 
 fn parse_duration(raw: &str) -> Result<Duration, String> {
     let raw = raw.trim();
-    let (number, unit_secs) = match raw.strip_suffix("ms") {
-        Some(millis) => (millis, 0.001),
-        None => (raw.strip_suffix('s').unwrap_or(raw), 1.0),
-    };
+    let (number, unit_secs) = [
+        ("ms", 0.001),
+        ("s", 1.0),
+        ("m", 60.0),
+        ("h", 3600.0),
+        ("d", 86_400.0),
+    ]
+    .iter()
+    .find_map(|(suffix, secs)| raw.strip_suffix(suffix).map(|number| (number, *secs)))
+    .unwrap_or((raw, 1.0));
     let value: f64 = number
         .trim()
         .parse()
-        .map_err(|_| "expected a duration such as 500ms, 10s or 10".to_owned())?;
+        .map_err(|_| "expected a duration such as 500ms, 10s, 15m, 1h, 7d or 10".to_owned())?;
     Duration::try_from_secs_f64(value * unit_secs)
         .ok()
         .filter(|duration| !duration.is_zero())
@@ -277,11 +283,14 @@ mod tests {
         assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
         assert_eq!(parse_duration(" 10 "), Ok(Duration::from_secs(10)));
         assert_eq!(parse_duration("0.25"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("15m"), Ok(Duration::from_secs(900)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(604_800)));
     }
 
     #[test]
     fn zero_negative_and_unitless_garbage_are_not_durations() {
-        for bad in ["0", "0ms", "-1s", "ten", "5m", ""] {
+        for bad in ["0", "0ms", "-1s", "ten", "5w", ""] {
             assert!(parse_duration(bad).is_err(), "{bad:?} was accepted");
         }
     }

@@ -167,13 +167,20 @@ async fn serve_http_connection(
     shutdown: Shutdown,
 ) {
     let activity = Arc::new(ConnectionActivity::new());
+    // Handlers may ask who is calling (the per-address login limit: `auth::ClientAddr`).
+    let peer = stream.peer_addr().ok();
     let io = TokioIo::new(Watched {
         stream,
         activity: Arc::clone(&activity),
     });
     let service = {
         let activity = Arc::clone(&activity);
-        hyper::service::service_fn(move |request| {
+        hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
+            if let Some(peer) = peer {
+                request
+                    .extensions_mut()
+                    .insert(axum::extract::ConnectInfo(peer));
+            }
             let answering = activity.request_started();
             let reply = router.clone().oneshot(request);
             async move {

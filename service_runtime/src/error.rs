@@ -122,6 +122,21 @@ pub trait ApiError: std::error::Error {
     fn public_message(&self) -> String {
         self.to_string()
     }
+
+    /// How long a refused client should wait before trying again ([`Kind::TooManyRequests`]):
+    /// sent as `Retry-After` (whole seconds, rounded up) over HTTP and `retry-after` metadata
+    /// over gRPC.
+    fn retry_after(&self) -> Option<std::time::Duration> {
+        None
+    }
+}
+
+/// `retry_after` as whole seconds, rounded up, at least 1.
+fn retry_after_seconds<E: ApiError>(err: &E) -> Option<u64> {
+    err.retry_after().map(|wait| {
+        let whole = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        whole.max(1)
+    })
 }
 
 /// Logs the full cause of a failure of the service itself; client mistakes are not logged here.
@@ -141,13 +156,26 @@ fn log<E: ApiError>(err: &E) {
 /// The contract's JSON error reply for `err`.
 pub fn http_reply<E: ApiError>(err: &E) -> Response {
     log(err);
-    crate::http::error_response(err.kind().http_status(), err.public_message())
+    let mut response = crate::http::error_response(err.kind().http_status(), err.public_message());
+    if let Some(seconds) = retry_after_seconds(err) {
+        response
+            .headers_mut()
+            .insert(axum::http::header::RETRY_AFTER, seconds.into());
+    }
+    response
 }
 
 /// The gRPC status for `err`.
 pub fn grpc_status<E: ApiError>(err: &E) -> tonic::Status {
     log(err);
-    tonic::Status::new(err.kind().grpc_code(), err.public_message())
+    let mut status = tonic::Status::new(err.kind().grpc_code(), err.public_message());
+    if let Some(seconds) = retry_after_seconds(err) {
+        status.metadata_mut().insert(
+            "retry-after",
+            seconds.to_string().parse().unwrap_or_else(|_| 1.into()),
+        );
+    }
+    status
 }
 
 /// `impl IntoResponse` and `impl From<_> for tonic::Status` for a service's [`ApiError`]

@@ -4,6 +4,7 @@
 //!
 //! Each service crate keeps only what is its own: its config, its store, its handlers.
 
+pub mod auth;
 pub mod config;
 mod connection;
 pub mod email;

@@ -118,6 +118,30 @@ impl ServiceBuilder {
         self
     }
 
+    /// Serves one more generated gRPC service on the port of [`ServiceBuilder::grpc`] (call
+    /// that first), also reported by health and reflection.
+    pub fn also_grpc<S>(mut self, server: S) -> Self
+    where
+        S: tower::Service<
+                axum::http::Request<tonic::body::Body>,
+                Response = axum::http::Response<tonic::body::Body>,
+                Error = std::convert::Infallible,
+            > + NamedService
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Future: Send + 'static,
+    {
+        let (port, routes, mut names) = self
+            .grpc
+            .take()
+            .expect("ServiceBuilder::grpc is called before also_grpc");
+        names.push(S::NAME);
+        self.grpc = Some((port, routes.add_service(server), names));
+        self
+    }
+
     /// Runs the delivery worker of `outbox` beside the servers.
     pub fn outbox<P>(self, name: &'static str, outbox: Outbox<P>) -> Self
     where

@@ -102,6 +102,40 @@ impl ServiceProcess {
         child.wait().ok()
     }
 
+    /// Sets `name` to `value` in the environment of the next (re)start.
+    pub fn set_env(&mut self, name: &str, value: &str) {
+        self.env.retain(|(existing, _)| existing != name);
+        self.env.push((name.to_owned(), value.to_owned()));
+    }
+
+    /// Runs `binary` with `env` on free ports until it exits by itself (within `limit`, else it
+    /// is killed): for a service that must refuse to start. Its output is captured.
+    pub fn run_to_exit(
+        binary: &'static str,
+        env: Vec<(String, String)>,
+        limit: Duration,
+    ) -> std::process::Output {
+        let mut child = Command::new(binary_path(binary))
+            .env_clear()
+            .envs(env)
+            .env("HTTP_PORT", "0")
+            .env("GRPC_PORT", "0")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|err| panic!("start {binary}: {err}"));
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        child.wait_with_output().expect("collect the output")
+    }
+
     /// Starts the process again with the same environment on the same ports: its peers hold
     /// URLs with those ports, so they are asked for explicitly this time.
     pub async fn restart(&mut self) {
@@ -113,13 +147,6 @@ impl ServiceProcess {
             self.binary
         );
         self.wait_until_ready().await;
-    }
-
-    /// Restarts the process (as [`ServiceProcess::restart`]) with `name=value` added to its
-    /// environment: for wiring a peer that could only be started after it.
-    pub async fn restart_with(&mut self, name: &str, value: String) {
-        self.env.push((name.to_owned(), value));
-        self.restart().await;
     }
 
     /// Spawns the binary asking for `ports` (0: any free port; `None`: leave the variable

@@ -47,33 +47,40 @@ impl Stack {
     /// choosing and reports them (see [`ServiceProcess`]), so by the time a service starts,
     /// the URLs of the peers it calls are known.
     pub async fn start() -> Self {
-        Self::start_with_env(&[]).await
+        Self::start_with_env::<&str, &str>(&[]).await
     }
 
     /// [`Stack::start`] with `extra` variables set for every service (short timeouts, small
-    /// retention, …).
-    pub async fn start_with_env(extra: &[(&str, &str)]) -> Self {
+    /// retention, `AUTH_SECRET`, …).
+    ///
+    /// Some services call each other both ways: frontend-service replays from
+    /// notification-service, which pushes to it; notification- and frontend-service ask
+    /// user-service about tokens, and user-service subscribes at notification-service. Each is
+    /// started once its callees' ports are known; the two started first are started again on
+    /// their ports once the rest is (nothing has happened on them yet).
+    pub async fn start_with_env<K: AsRef<str>, V: AsRef<str>>(extra: &[(K, V)]) -> Self {
         let redis = RedisServer::start().await;
         let grpc_url =
             |process: &ServiceProcess| format!("http://127.0.0.1:{}", process.grpc_port());
         let mut env: Vec<(String, String)> = extra
             .iter()
-            .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+            .map(|(name, value)| (name.as_ref().to_owned(), value.as_ref().to_owned()))
             .collect();
         env.push(("REDIS_URL".to_owned(), redis.url()));
         let mut frontend = ServiceProcess::start("frontend-service", env.clone()).await;
         env.push(("FRONTEND_SERVICE_GRPC_URL".to_owned(), grpc_url(&frontend)));
-        let notification = ServiceProcess::start("notification-service", env.clone()).await;
-        // The two call each other: the frontend learns where notification-service is now.
-        frontend
-            .restart_with("NOTIFICATION_SERVICE_GRPC_URL", grpc_url(&notification))
-            .await;
+        let mut notification = ServiceProcess::start("notification-service", env.clone()).await;
         env.push((
             "NOTIFICATION_SERVICE_GRPC_URL".to_owned(),
             grpc_url(&notification),
         ));
         let user = ServiceProcess::start("user-service", env.clone()).await;
         env.push(("USER_SERVICE_GRPC_URL".to_owned(), grpc_url(&user)));
+        frontend.set_env("NOTIFICATION_SERVICE_GRPC_URL", &grpc_url(&notification));
+        for peer in [&mut frontend, &mut notification] {
+            peer.set_env("USER_SERVICE_GRPC_URL", &grpc_url(&user));
+            peer.restart().await;
+        }
         let message = ServiceProcess::start("message-service", env).await;
         Self {
             frontend_port: frontend.grpc_port(),

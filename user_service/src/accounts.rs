@@ -1,14 +1,14 @@
 //! The rules of user accounts, between the handlers (which only translate requests and
 //! replies) and the store (which only knows keys and scripts): a new or moved address is
 //! subscribed to notifications before the request answers, updates are compare-and-swap
-//! retried, passwords are hashed and verified.
+//! retried, passwords are checked against the policy and hashed (`login.rs` verifies them).
 
 use std::sync::Arc;
 
 use service_runtime::{email::Email, outbox::Outbox};
 
 use crate::{
-    domain::{NewUser, UserRecord, UserUpdate},
+    domain::{NewUser, PasswordPolicy, UserRecord, UserUpdate},
     error::Error,
     password::PasswordHasher,
     store::{Created, Replaced, Store, SubscriptionRequest},
@@ -26,14 +26,21 @@ pub struct Accounts {
     store: Store,
     passwords: Arc<PasswordHasher>,
     subscriptions: SubscriptionOutbox,
+    policy: PasswordPolicy,
 }
 
 impl Accounts {
-    pub fn new(store: Store, passwords: PasswordHasher, subscriptions: SubscriptionOutbox) -> Self {
+    pub fn new(
+        store: Store,
+        passwords: Arc<PasswordHasher>,
+        subscriptions: SubscriptionOutbox,
+        policy: PasswordPolicy,
+    ) -> Self {
         Self {
             store,
-            passwords: Arc::new(passwords),
+            passwords,
             subscriptions,
+            policy,
         }
     }
 
@@ -43,6 +50,7 @@ impl Accounts {
     /// inline, so when notification-service is reachable the answer means "subscribed"; when
     /// it is not, the answer comes anyway and the outbox worker subscribes the user later.
     pub async fn create(&self, user: NewUser) -> Result<UserRecord, Error> {
+        self.policy.check("password", &user.password)?;
         // Hashing is the expensive part; a cheap look first spares it for obvious duplicates.
         // The SET NX in the store is what decides a race.
         if self.store.exists(&user.email).await? {
@@ -71,7 +79,10 @@ impl Accounts {
             return Err(Error::NotFound);
         };
         let new_hash = match &update.password {
-            Some(password) => Some(self.passwords.hash(password).await?),
+            Some(password) => {
+                self.policy.check("data.password", password)?;
+                Some(self.passwords.hash(password).await?)
+            }
             None => None,
         };
         for _ in 0..UPDATE_ATTEMPTS {
@@ -107,13 +118,6 @@ impl Accounts {
     /// Whether a user has this address.
     pub async fn exists(&self, email: &Email) -> Result<bool, Error> {
         self.store.exists(email).await
-    }
-
-    /// Whether `password` is the user's. An unknown user is still verified (against a dummy
-    /// hash): same answer, same time as a wrong password.
-    pub async fn authenticate(&self, email: &Email, password: &str) -> Result<bool, Error> {
-        let stored = self.store.get(email).await?.map(|(user, _)| user.password);
-        self.passwords.verify(password, stored).await
     }
 
     /// Every user, ordered by email.

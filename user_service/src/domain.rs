@@ -137,6 +137,58 @@ fn non_empty(field: &str, value: String) -> Result<String, Error> {
     limits::within(field, value, limits::MAX_FIELD_BYTES).map_err(Error::Invalid)
 }
 
+/// The password rules of `PASSWORD_POLICY`: on by default when protection is on, off in open
+/// mode (the original accepts any password).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PasswordPolicy {
+    pub enforced: bool,
+}
+
+/// Shortest password the policy accepts, in characters.
+pub const MIN_PASSWORD_CHARS: usize = 10;
+
+impl PasswordPolicy {
+    /// `PASSWORD_POLICY` = `on` or `off`; unset: on exactly when `protected`.
+    pub fn from_env(protected: bool) -> anyhow::Result<Self> {
+        let enforced = match service_runtime::config::var("PASSWORD_POLICY")
+            .map(|raw| raw.trim().to_ascii_lowercase())
+            .as_deref()
+        {
+            None => protected,
+            Some("on") => true,
+            Some("off") => false,
+            Some(other) => anyhow::bail!("PASSWORD_POLICY={other:?} is not valid: use on or off"),
+        };
+        Ok(Self { enforced })
+    }
+
+    /// Refuses a password that breaks a rule, naming it: at least 10 characters, with a letter,
+    /// a digit and a symbol (anything that is neither).
+    pub fn check(self, field: &str, password: &Password) -> Result<(), Error> {
+        if !self.enforced {
+            return Ok(());
+        }
+        let password = password.expose();
+        let broken = if password.chars().count() < MIN_PASSWORD_CHARS {
+            Some("be at least 10 characters long")
+        } else if !password.chars().any(char::is_alphabetic) {
+            Some("contain a letter")
+        } else if !password.chars().any(|c| c.is_ascii_digit()) {
+            Some("contain a digit")
+        } else if password.chars().all(char::is_alphanumeric) {
+            Some("contain a symbol (a character that is neither a letter nor a digit)")
+        } else {
+            None
+        };
+        match broken {
+            Some(rule) => Err(Error::Invalid(format!(
+                "{field} must {rule} (password policy: at least 10 characters with a letter, a digit and a symbol)"
+            ))),
+            None => Ok(()),
+        }
+    }
+}
+
 /// The stored form of a user: the JSON value of `users:{email}` (contract layout).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserRecord {
@@ -192,6 +244,23 @@ mod tests {
         let parsed = update(r#"{"name": "Ada"}"#).expect("valid");
         assert_eq!(parsed.name.as_deref(), Some("Ada"));
         assert!(parsed.email.is_none() && parsed.password.is_none());
+    }
+
+    #[test]
+    fn the_password_policy_names_the_rule_a_password_breaks() {
+        let on = PasswordPolicy { enforced: true };
+        let refusal = |clear: &str| {
+            on.check("password", &Password::for_test(clear))
+                .err()
+                .map(|err| err.to_string())
+        };
+        assert_eq!(refusal("Str0ng-pass!"), None);
+        assert!(refusal("Sh0rt!").is_some_and(|m| m.contains("at least 10 characters")));
+        assert!(refusal("1234567890-!").is_some_and(|m| m.contains("a letter")));
+        assert!(refusal("no-digits-here").is_some_and(|m| m.contains("a digit")));
+        assert!(refusal("n0symbolsatall").is_some_and(|m| m.contains("a symbol")));
+        let off = PasswordPolicy { enforced: false };
+        assert!(off.check("password", &Password::for_test("x")).is_ok());
     }
 
     #[test]

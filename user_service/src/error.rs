@@ -1,8 +1,13 @@
 //! The one error type of user-service and its two edges: an HTTP reply and a gRPC status.
 //! Internal causes are logged here with their context and answered generically.
 
+use std::time::Duration;
+
 use redis::RedisError;
-use service_runtime::error::{ApiError, Kind, kind_of};
+use service_runtime::{
+    auth::AuthError,
+    error::{ApiError, Kind, kind_of},
+};
 
 /// Everything a user-service request can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -29,9 +34,27 @@ pub enum Error {
         #[source]
         source: RedisError,
     },
+    /// 401 `Invalid credentials`: `POST /login` with an unknown email or a wrong password (the
+    /// same reply for both).
+    #[error("Invalid credentials")]
+    InvalidCredentials,
+    /// 429 / `RESOURCE_EXHAUSTED` with `Retry-After`: a brute-force limit was reached.
+    #[error("{reason}; try again in {} s", whole_seconds(*retry_after))]
+    TooManyAttempts {
+        reason: &'static str,
+        retry_after: Duration,
+    },
+    /// 401 / 403 / 503: refused by the protection (see `service_runtime::auth`).
+    #[error(transparent)]
+    Auth(#[from] AuthError),
     /// 500 / `INTERNAL`: a bug or a broken record; details are only logged.
     #[error("internal error")]
     Internal(#[from] anyhow::Error),
+}
+
+/// `duration` in whole seconds, rounded up, at least 1 (as `Retry-After` says it).
+fn whole_seconds(duration: Duration) -> u64 {
+    (duration.as_secs() + u64::from(duration.subsec_nanos() > 0)).max(1)
 }
 
 impl Error {
@@ -48,6 +71,9 @@ impl ApiError for Error {
             Self::NotFound => Kind::NotFound,
             Self::Conflict => Kind::Conflict,
             Self::Store { source, .. } => kind_of(source),
+            Self::InvalidCredentials => Kind::Unauthenticated,
+            Self::TooManyAttempts { .. } => Kind::TooManyRequests,
+            Self::Auth(err) => err.kind(),
             Self::Internal(_) => Kind::Internal,
         }
     }
@@ -58,7 +84,15 @@ impl ApiError for Error {
                 format!("user store (Redis) unreachable while {action}")
             }
             Self::Store { action, .. } => format!("user store error while {action}"),
+            Self::Auth(err) => err.public_message(),
             other => other.to_string(),
+        }
+    }
+
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::TooManyAttempts { retry_after, .. } => Some(*retry_after),
+            _ => None,
         }
     }
 }

@@ -1,24 +1,36 @@
 //! The `user_service.UserService` gRPC API. Missing, empty or malformed fields are business
 //! outcomes (status OK, flag false), as clients of the original expect; only a failure to do
 //! the job (Redis unreachable, a bug) is an error status.
+//!
+//! When protection is on, `CheckUserExists`, `ListUsers` and `TokenService.ValidateToken`
+//! answer only the
+//! services (internal credential); `AuthenticateUser` stays open to everyone, under the same
+//! brute-force limits as `POST /login` (`RESOURCE_EXHAUSTED` past them, in both modes).
 
 use proto::user_service::{
     AuthenticateRequest, AuthenticateResponse, CheckUserExistsRequest, CheckUserExistsResponse,
-    ListUsersResponse, User, user_service_server::UserService,
+    ListUsersResponse, User, ValidateTokenRequest, ValidateTokenResponse,
+    token_service_server::TokenService, user_service_server::UserService,
 };
-use service_runtime::email::Email;
+use service_runtime::{auth::Auth, email::Email};
 use tonic::{Request, Response, Status};
 
-use crate::accounts::Accounts;
+use crate::{accounts::Accounts, login::Logins};
 
-/// The gRPC handlers over the shared state.
+/// The `UserService` handlers over the shared state.
 pub struct UserGrpc {
     accounts: Accounts,
+    logins: Logins,
+    auth: Auth,
 }
 
 impl UserGrpc {
-    pub fn new(accounts: Accounts) -> Self {
-        Self { accounts }
+    pub fn new(accounts: Accounts, logins: Logins, auth: Auth) -> Self {
+        Self {
+            accounts,
+            logins,
+            auth,
+        }
     }
 }
 
@@ -34,6 +46,7 @@ impl UserService for UserGrpc {
         &self,
         request: Request<CheckUserExistsRequest>,
     ) -> Result<Response<CheckUserExistsResponse>, Status> {
+        self.auth.require_internal(&request)?;
         let exists = match well_formed(request.get_ref().email.as_ref()) {
             Some(email) => self.accounts.exists(&email).await?,
             None => false,
@@ -48,11 +61,12 @@ impl UserService for UserGrpc {
         &self,
         request: Request<AuthenticateRequest>,
     ) -> Result<Response<AuthenticateResponse>, Status> {
+        let from = request.remote_addr().map(|addr| addr.ip());
         let AuthenticateRequest { email, password } = request.into_inner();
         let password = password.unwrap_or_default();
         let success = match well_formed(email.as_ref()) {
             Some(address) if !password.is_empty() => {
-                self.accounts.authenticate(&address, &password).await?
+                self.logins.authenticate(&address, &password, from).await?
             }
             _ => false,
         };
@@ -66,8 +80,9 @@ impl UserService for UserGrpc {
     #[tracing::instrument(skip_all)]
     async fn list_users(
         &self,
-        _request: Request<()>,
+        request: Request<()>,
     ) -> Result<Response<ListUsersResponse>, Status> {
+        self.auth.require_internal(&request)?;
         let users = self
             .accounts
             .list()
@@ -80,5 +95,40 @@ impl UserService for UserGrpc {
             })
             .collect();
         Ok(Response::new(ListUsersResponse { users }))
+    }
+}
+
+/// `user_service.TokenService`, served beside `UserService`.
+pub struct TokenGrpc {
+    logins: Logins,
+    auth: Auth,
+}
+
+impl TokenGrpc {
+    pub fn new(logins: Logins, auth: Auth) -> Self {
+        Self { logins, auth }
+    }
+}
+
+#[tonic::async_trait]
+impl TokenService for TokenGrpc {
+    /// Whether a token is still good: signed by this system, unexpired, and its user still
+    /// at that address with the same password. A business answer (`valid`), never an error
+    /// status for a bad token.
+    #[tracing::instrument(skip_all)]
+    async fn validate_token(
+        &self,
+        request: Request<ValidateTokenRequest>,
+    ) -> Result<Response<ValidateTokenResponse>, Status> {
+        self.auth.require_internal(&request)?;
+        let token = request.into_inner().token.unwrap_or_default();
+        let claims = match self.auth.keys().verify(&token) {
+            Ok(claims) if self.logins.token_is_current(&claims).await? => Some(claims),
+            _ => None,
+        };
+        Ok(Response::new(ValidateTokenResponse {
+            valid: Some(claims.is_some()),
+            email: claims.map(|claims| claims.sub),
+        }))
     }
 }

@@ -1,15 +1,18 @@
 //! The REST API: `POST /users`, `PUT` and `DELETE` on `/users/email` (address in the body) and
-//! `/users/{email}` (address in the path).
+//! `/users/{email}` (address in the path), `POST /login`. When protection is on, `PUT` and
+//! `DELETE` are for the user themself only (`Caller`).
 
 use axum::{
     Json, Router,
-    extract::{Path, State, rejection::PathRejection},
+    extract::{FromRef, Path, State, rejection::PathRejection},
     http::StatusCode,
     response::{IntoResponse, Response},
     routing::{post, put},
 };
+use serde::Deserialize;
 use serde_json::json;
 use service_runtime::{
+    auth::{Auth, Caller, ClientAddr},
     email::Email,
     http::{ApiJson, error_response},
 };
@@ -20,14 +23,23 @@ use crate::{
         EmailBody, NewUser, NewUserBody, UpdateRequestBody, UserUpdate, UserUpdateBody, parse_email,
     },
     error::Error,
+    login::Logins,
 };
 
+/// What the handlers share.
+#[derive(Clone, FromRef)]
+pub struct Api {
+    pub accounts: Accounts,
+    pub logins: Logins,
+}
+
 /// user-service's routes; `/health` and the JSON 404 are added by the service runtime.
-pub fn router(accounts: Accounts) -> Router {
+pub fn router(api: Api, auth: &Auth) -> Router {
     // `/users/email` is a static segment, so it wins over `/users/{email}`; no valid address
     // is literally "email", so no user is shadowed.
     Router::new()
         .route("/users", post(create_user))
+        .route("/login", post(login))
         .route(
             "/users/email",
             put(update_user_by_body).delete(delete_user_by_body),
@@ -39,7 +51,35 @@ pub fn router(accounts: Accounts) -> Router {
         .method_not_allowed_fallback(|| async {
             error_response(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
         })
-        .with_state(accounts)
+        .layer(auth.layer())
+        .with_state(api)
+}
+
+/// `POST /login`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LoginBody {
+    email: String,
+    password: String,
+}
+
+/// 200 with a token and its expiry; 401 `Invalid credentials` for an unknown email or a wrong
+/// password alike; 429 with `Retry-After` past a brute-force limit.
+#[tracing::instrument(skip_all, fields(email = %body.email))]
+async fn login(
+    State(logins): State<Logins>,
+    ClientAddr(from): ClientAddr,
+    ApiJson(body): ApiJson<LoginBody>,
+) -> Result<Json<serde_json::Value>, Error> {
+    let email = parse_email("email", body.email)?;
+    let issued = logins.login(&email, &body.password, from).await;
+    tracing::info!(success = issued.is_ok(), "login attempt");
+    let issued = issued?;
+    Ok(Json(json!({
+        "success": true,
+        "token": issued.token,
+        "expires_at": issued.expires_at,
+    })))
 }
 
 /// 201 with the created user's name and email (never the password).
@@ -64,19 +104,23 @@ async fn create_user(
 #[tracing::instrument(skip_all, fields(email = %body.email))]
 async fn update_user_by_body(
     State(accounts): State<Accounts>,
+    caller: Caller,
     ApiJson(body): ApiJson<UpdateRequestBody>,
 ) -> Result<Response, Error> {
     let email = parse_email("email", body.email)?;
+    caller.authorize(&email)?;
     update_user(&accounts, email, body.data).await
 }
 
 #[tracing::instrument(skip_all)]
 async fn update_user_by_path(
     State(accounts): State<Accounts>,
+    caller: Caller,
     path: Result<Path<String>, PathRejection>,
     ApiJson(data): ApiJson<UserUpdateBody>,
 ) -> Result<Response, Error> {
     let email = email_from_path(path)?;
+    caller.authorize(&email)?;
     update_user(&accounts, email, data).await
 }
 
@@ -102,18 +146,22 @@ async fn update_user(
 #[tracing::instrument(skip_all, fields(email = %body.email))]
 async fn delete_user_by_body(
     State(accounts): State<Accounts>,
+    caller: Caller,
     ApiJson(body): ApiJson<EmailBody>,
 ) -> Result<StatusCode, Error> {
     let email = parse_email("email", body.email)?;
+    caller.authorize(&email)?;
     delete_user(&accounts, &email).await
 }
 
 #[tracing::instrument(skip_all)]
 async fn delete_user_by_path(
     State(accounts): State<Accounts>,
+    caller: Caller,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<StatusCode, Error> {
     let email = email_from_path(path)?;
+    caller.authorize(&email)?;
     delete_user(&accounts, &email).await
 }
 

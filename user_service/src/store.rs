@@ -5,10 +5,13 @@
 //! |---|---|---|
 //! | `users:{email}` | string | JSON `{"name", "email", "password"}` (password: argon2id PHC string) |
 //! | `outbox:subscriptions` | stream | entries `payload` = JSON `{"email"}` to subscribe |
+//! | `token_generation:{email}` | string | integer, `INCR`ed when a user moves away from the address (its earlier login tokens stop working); absent = 0 |
+//! | `login_failures:{email}` | string | integer: failed logins in the current window, expiring with it (`PEXPIRE` set by the first failure) |
 //!
-//! The outbox key deliberately does not match `users:*`, which `ListUsers` scans.
+//! The outbox, generation and failure keys deliberately do not match `users:*`, which
+//! `ListUsers` scans.
 
-use std::sync::LazyLock;
+use std::{sync::LazyLock, time::Duration};
 
 use redis::Script;
 use serde::{Deserialize, Serialize};
@@ -26,6 +29,8 @@ pub const SUBSCRIPTION_OUTBOX: OutboxStream<SubscriptionRequest> =
     OutboxStream::new("outbox:subscriptions", "subscription-delivery");
 
 const USER_PREFIX: &str = "users:";
+const TOKEN_GENERATION_PREFIX: &str = "token_generation:";
+const LOGIN_FAILURES_PREFIX: &str = "login_failures:";
 /// Keys per SCAN step and per MGET when listing users.
 const LIST_BATCH: usize = 1000;
 
@@ -56,10 +61,12 @@ return 'exists'
 ///
 /// Finding the new JSON already in place means this very write already happened (a repeat
 /// after a lost reply) and answers `ok`.
+/// A move also bumps the old address's token generation (`KEYS[4]`), so tokens issued for it
+/// stay dead even if the user later moves back.
 static UPDATE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
--- KEYS: 1 the user, 2 its new key, 3 the outbox
+-- KEYS: 1 the user, 2 its new key, 3 the outbox, 4 the token generation of the old address
 -- ARGV: 1 JSON read before, 2 new JSON, 3 payload field, 4 payload
 if redis.call('GET', KEYS[2]) == ARGV[2] then return 'ok' end
 local current = redis.call('GET', KEYS[1])
@@ -72,7 +79,32 @@ end
 if redis.call('EXISTS', KEYS[2]) == 1 then return 'taken' end
 redis.call('DEL', KEYS[1])
 redis.call('SET', KEYS[2], ARGV[2])
+redis.call('INCR', KEYS[4])
 return redis.call('XADD', KEYS[3], '*', ARGV[3], ARGV[4])
+",
+    )
+});
+
+/// Counts one login attempt for an address unless it is locked: refuses (answering the lock's
+/// remaining milliseconds) when the failures counted in the current window reached the limit,
+/// else `INCR`s the count (starting the window's expiry with the first) and answers -1. The
+/// attempt is counted before the password is checked, so concurrent guesses cannot slip past
+/// the limit; a success deletes the count.
+static BEGIN_LOGIN_ATTEMPT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+-- KEYS: 1 the failure count; ARGV: 1 most failures, 2 the window in milliseconds
+local failures = tonumber(redis.call('GET', KEYS[1]) or '0')
+if failures >= tonumber(ARGV[1]) then
+  local ttl = redis.call('PTTL', KEYS[1])
+  if ttl < 0 then
+    redis.call('PEXPIRE', KEYS[1], ARGV[2])
+    ttl = tonumber(ARGV[2])
+  end
+  return ttl
+end
+if redis.call('INCR', KEYS[1]) == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return -1
 ",
     )
 });
@@ -112,6 +144,25 @@ pub struct Store {
 /// `users:{email}`.
 pub fn user_key(email: &str) -> String {
     format!("{USER_PREFIX}{email}")
+}
+
+/// `token_generation:{email}`.
+pub fn token_generation_key(email: &str) -> String {
+    format!("{TOKEN_GENERATION_PREFIX}{email}")
+}
+
+/// `login_failures:{email}`.
+pub fn login_failures_key(email: &str) -> String {
+    format!("{LOGIN_FAILURES_PREFIX}{email}")
+}
+
+/// What a password is checked against and a token's version derived from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credentials {
+    /// The stored argon2id PHC string.
+    pub password_hash: String,
+    /// The address's token generation.
+    pub generation: u64,
 }
 
 impl Store {
@@ -167,6 +218,7 @@ impl Store {
             .key(user_key(email.as_str()))
             .key(user_key(&updated.email))
             .key(SUBSCRIPTION_OUTBOX.key())
+            .key(token_generation_key(email.as_str()))
             .arg(expected)
             .arg(to_json(updated)?)
             .arg(PAYLOAD_FIELD)
@@ -204,6 +256,59 @@ impl Store {
         } else {
             Ok(())
         }
+    }
+
+    /// The user's password hash and token generation, read together; `None` if there is no
+    /// such user.
+    #[tracing::instrument(skip_all, fields(%email))]
+    pub async fn credentials(&self, email: &Email) -> Result<Option<Credentials>, Error> {
+        let (raw, generation): (Option<String>, Option<u64>) = self
+            .redis
+            .query(
+                redis::cmd("MGET")
+                    .arg(user_key(email.as_str()))
+                    .arg(token_generation_key(email.as_str())),
+            )
+            .await
+            .map_err(Error::store("reading the user's credentials"))?;
+        raw.map(|raw| {
+            Ok(Credentials {
+                password_hash: parse_record(&raw)?.password,
+                generation: generation.unwrap_or(0),
+            })
+        })
+        .transpose()
+    }
+
+    /// Counts a login attempt for `email` (see [`BEGIN_LOGIN_ATTEMPT`]), or answers how long
+    /// the address stays locked when `max_failures` failures are counted already.
+    #[tracing::instrument(skip_all, fields(%email))]
+    pub async fn begin_login_attempt(
+        &self,
+        email: &Email,
+        max_failures: u32,
+        window: Duration,
+    ) -> Result<Option<Duration>, Error> {
+        let mut invocation = BEGIN_LOGIN_ATTEMPT.prepare_invoke();
+        invocation
+            .key(login_failures_key(email.as_str()))
+            .arg(max_failures)
+            .arg(u64::try_from(window.as_millis()).unwrap_or(u64::MAX));
+        let locked_ms: i64 = self
+            .redis
+            .invoke(&invocation)
+            .await
+            .map_err(Error::store("counting a login attempt"))?;
+        Ok(u64::try_from(locked_ms).ok().map(Duration::from_millis))
+    }
+
+    /// Forgets the counted login failures of `email` (after a successful login).
+    #[tracing::instrument(skip_all, fields(%email))]
+    pub async fn clear_login_failures(&self, email: &Email) -> Result<(), Error> {
+        self.redis
+            .query::<()>(redis::cmd("DEL").arg(login_failures_key(email.as_str())))
+            .await
+            .map_err(Error::store("resetting the login failures"))
     }
 
     /// Whether a user has this address.

@@ -522,7 +522,9 @@ async fn grpc_health_is_not_serving_while_redis_is_down_and_serving_once_it_is_b
         "NOT_SERVING only {down:?} after Redis stopped"
     );
     assert!(
-        alive.iter().all(|&status| status == ServingStatus::Serving as i32),
+        alive
+            .iter()
+            .all(|&status| status == ServingStatus::Serving as i32),
         "\"liveness\" does not follow Redis: {alive:?}"
     );
     assert!(

@@ -7,4 +7,5 @@ mod inbox;
 mod messaging;
 mod notifications;
 mod runtime;
+mod security;
 mod users;

@@ -1,0 +1,1132 @@
+//! Protection (`AUTH_SECRET`): `POST /login`, ownership on every user-scoped endpoint and RPC
+//! (the full token matrix), the internal service credential, brute-force limits (both modes),
+//! token invalidation, the password policy, start-up refusal of a short secret — and open
+//! mode staying exactly as it was.
+
+use std::{
+    future::Future,
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use integration_tests::{
+    ServiceProcess, Stack,
+    helpers::{
+        AUTH_SECRET, bearer_header, eventually, keys_of, message, protected_env, reply,
+        unique_email, with_bearer, with_internal_credential,
+    },
+};
+use proto::{
+    frontend_service::{Notification, WatchNotificationsRequest},
+    message_service::GetMessagesRequest,
+    notification_service::{
+        CheckUserSubscribedRequest, CreateNotificationRequest, SubscribeUserRequest,
+        UnsubscribeUserRequest,
+    },
+    user_service::{AuthenticateRequest, CheckUserExistsRequest, ValidateTokenRequest},
+};
+use redis::AsyncCommands;
+use serde_json::{Value, json};
+use service_runtime::auth::Claims;
+use tonic::Code;
+use user_service::keys::{login_failures_key, token_generation_key};
+
+/// A password the policy accepts.
+const PASSWORD: &str = "Str0ng-pass!";
+/// Another secret: what a forger signs with.
+const OTHER_SECRET: &str = "a-forgers-secret-that-is-long-enough-0123456789";
+
+/// What a call answered, as an HTTP status (gRPC: OK 200, `UNAUTHENTICATED` 401,
+/// `PERMISSION_DENIED` 403, anything else 600 + its code) and the error message, if any.
+type Outcome = (u16, String);
+
+async fn http_outcome(request: reqwest::RequestBuilder) -> Outcome {
+    let (status, body) = reply(request.send().await.expect("HTTP request")).await;
+    (
+        status,
+        body["message"].as_str().unwrap_or_default().to_owned(),
+    )
+}
+
+fn grpc_outcome<T>(result: Result<tonic::Response<T>, tonic::Status>) -> Outcome {
+    match result {
+        Ok(_) => (200, String::new()),
+        Err(status) => {
+            let code = match status.code() {
+                Code::Unauthenticated => 401,
+                Code::PermissionDenied => 403,
+                other => 600 + other as u16,
+            };
+            (code, status.message().to_owned())
+        }
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs()
+}
+
+/// A protected stack with two users, "own" (the one each request is about) and "other", and
+/// every kind of token a request can present.
+struct Fixture {
+    stack: Stack,
+    own: String,
+    other: String,
+    /// Refused tokens, each with its label, the status and a fragment of the message it gets.
+    refused: Vec<(&'static str, Option<String>, u16, &'static str)>,
+    own_token: String,
+}
+
+impl Fixture {
+    async fn start() -> Self {
+        let stack = Stack::start_with_env(&protected_env(&[])).await;
+        let own = stack.registered_user_with("own", PASSWORD).await;
+        let other = stack.registered_user_with("other", PASSWORD).await;
+        let own_token = stack.token(&own, PASSWORD).await;
+        let other_token = stack.token(&other, PASSWORD).await;
+        let own_email = service_runtime::email::Email::parse(own.as_str()).expect("valid");
+        let forged = keys_of(OTHER_SECRET)
+            .issue(&own_email, "forged".into())
+            .expect("signed")
+            .token;
+        let now = unix_now();
+        let expired = keys_of(AUTH_SECRET)
+            .sign(&Claims {
+                sub: own.clone(),
+                iat: now - 7200,
+                exp: now - 3600,
+                ver: "whatever".into(),
+            })
+            .expect("signed");
+        let refused = vec![
+            ("no token", None, 401, "authentication required"),
+            (
+                "malformed",
+                Some("not-a-token".to_owned()),
+                401,
+                "invalid token",
+            ),
+            ("forged", Some(forged), 401, "signature"),
+            ("expired", Some(expired), 401, "expired"),
+            ("other user's", Some(other_token), 403, "another user"),
+        ];
+        Self {
+            stack,
+            own,
+            other,
+            refused,
+            own_token,
+        }
+    }
+
+    /// Calls `call` with every refused token and asserts each status and message; then with
+    /// the user's own token, which must get `own_status`.
+    async fn assert_matrix<F, Fut>(&self, what: &str, own_status: u16, call: F)
+    where
+        F: Fn(Option<String>) -> Fut,
+        Fut: Future<Output = Outcome>,
+    {
+        self.assert_refusals(what, &call).await;
+        let (status, message) = call(Some(self.own_token.clone())).await;
+        assert_eq!(status, own_status, "{what} with the own token: {message}");
+    }
+
+    async fn assert_refusals<F, Fut>(&self, what: &str, call: &F)
+    where
+        F: Fn(Option<String>) -> Fut,
+        Fut: Future<Output = Outcome>,
+    {
+        for (label, token, expected, fragment) in &self.refused {
+            let (status, message) = call(token.clone()).await;
+            assert_eq!(status, *expected, "{what} with {label}: {message}");
+            assert!(
+                message.contains(fragment),
+                "{what} with {label}: the message should say {fragment:?}: {message}"
+            );
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The matrix: none / malformed / forged / expired / other user's / own token
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn put_users_email_answers_401_401_401_401_403_200_along_the_token_matrix() {
+    let fx = Fixture::start().await;
+    let s = &fx.stack;
+
+    fx.assert_matrix("PUT /users/email", 200, |token| {
+        let body = json!({ "email": fx.own, "data": { "name": "Renamed" } });
+        http_outcome(bearer_header(
+            s.http().put(s.user_url("/users/email")).json(&body),
+            token.as_deref(),
+        ))
+    })
+    .await;
+
+    assert_eq!(
+        s.stored_user(&fx.own).await.expect("stored")["name"],
+        "Renamed"
+    );
+}
+
+#[tokio::test]
+async fn put_users_by_path_answers_401_401_401_401_403_200_and_a_refusal_changes_nothing() {
+    let fx = Fixture::start().await;
+    let s = &fx.stack;
+    let path = format!("/users/{}", fx.own.replace('@', "%40"));
+    let call = |token: Option<String>| {
+        http_outcome(bearer_header(
+            s.http()
+                .put(s.user_url(&path))
+                .json(&json!({ "name": "Renamed" })),
+            token.as_deref(),
+        ))
+    };
+
+    fx.assert_refusals("PUT /users/{email}", &call).await;
+    assert_eq!(s.stored_user(&fx.own).await.expect("stored")["name"], "own");
+    let (status, message) = call(Some(fx.own_token.clone())).await;
+
+    assert_eq!(status, 200, "{message}");
+    assert_eq!(
+        s.stored_user(&fx.own).await.expect("stored")["name"],
+        "Renamed"
+    );
+}
+
+#[tokio::test]
+async fn delete_users_email_answers_401_401_401_401_403_and_only_the_own_token_deletes() {
+    let fx = Fixture::start().await;
+    let s = &fx.stack;
+    let call = |token: Option<String>| {
+        let body = json!({ "email": fx.own });
+        http_outcome(bearer_header(
+            s.http().delete(s.user_url("/users/email")).json(&body),
+            token.as_deref(),
+        ))
+    };
+
+    fx.assert_refusals("DELETE /users/email", &call).await;
+    assert!(s.stored_user(&fx.own).await.is_some(), "a refusal deleted");
+    let (status, message) = call(Some(fx.own_token.clone())).await;
+
+    assert_eq!(status, 204, "{message}");
+    assert!(s.stored_user(&fx.own).await.is_none());
+}
+
+#[tokio::test]
+async fn delete_users_by_path_answers_401_401_401_401_403_and_only_the_own_token_deletes() {
+    let fx = Fixture::start().await;
+    let s = &fx.stack;
+    let path = format!("/users/{}", fx.own.replace('@', "%40"));
+    let call = |token: Option<String>| {
+        http_outcome(bearer_header(
+            s.http().delete(s.user_url(&path)),
+            token.as_deref(),
+        ))
+    };
+
+    fx.assert_refusals("DELETE /users/{email}", &call).await;
+    assert!(s.stored_user(&fx.own).await.is_some(), "a refusal deleted");
+    let (status, message) = call(Some(fx.own_token.clone())).await;
+
+    assert_eq!(status, 204, "{message}");
+    assert!(s.stored_user(&fx.own).await.is_none());
+}
+
+#[tokio::test]
+async fn list_conversations_answers_401_401_401_401_403_200_along_the_token_matrix() {
+    let fx = Fixture::start().await;
+    let s = &fx.stack;
+
+    fx.assert_matrix("GET /list_conversations", 200, |token| {
+        let request = s.http().get(s.message_url("/list_conversations"));
+        http_outcome(bearer_header(
+            request.query(&[("email", &fx.own)]),
+            token.as_deref(),
+        ))
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn list_notifications_answers_401_401_401_401_403_200_along_the_token_matrix() {
+    let fx = Fixture::start().await;
+    let s = &fx.stack;
+
+    fx.assert_matrix("GET /list_notifications", 200, |token| {
+        // The original's clients send the email in a JSON body, even with GET.
+        let request = s.http().get(s.notification_url("/list_notifications"));
+        http_outcome(bearer_header(
+            request.json(&json!({ "email": fx.own })),
+            token.as_deref(),
+        ))
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn get_messages_answers_the_token_matrix_with_grpc_codes() {
+    let fx = Fixture::start().await;
+    let s = &fx.stack;
+
+    let own = fx.own.as_str();
+    fx.assert_matrix("GetMessages", 200, |token| async move {
+        let request = GetMessagesRequest {
+            user_email: Some(own.to_owned()),
+            ..GetMessagesRequest::default()
+        };
+        let mut client = s.message_client().await;
+        grpc_outcome(
+            client
+                .get_messages(with_bearer(request, token.as_deref()))
+                .await,
+        )
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn send_message_is_allowed_only_as_the_tokens_user() {
+    let fx = Fixture::start().await;
+    let s = &fx.stack;
+
+    let (own, other) = (fx.own.as_str(), fx.other.as_str());
+    fx.assert_matrix("SendMessage", 200, |token| async move {
+        let request = message(Some(own), Some(other), Some("hello"));
+        let mut client = s.message_client().await;
+        let result = client
+            .send_message(with_bearer(request, token.as_deref()))
+            .await;
+        if let Ok(reply) = &result {
+            assert_eq!(reply.get_ref().success, Some(true), "{reply:?}");
+        }
+        grpc_outcome(result)
+    })
+    .await;
+
+    // Exactly the one allowed send was stored and notified.
+    assert_eq!(s.messages_of_as(&fx.own, &fx.own_token).await.len(), 1);
+    s.wait_for_notifications(&fx.other, 1).await;
+}
+
+#[tokio::test]
+async fn watch_notifications_answers_the_token_matrix_with_grpc_codes() {
+    let fx = Fixture::start().await;
+    let s = &fx.stack;
+
+    let own = fx.own.as_str();
+    fx.assert_matrix("WatchNotifications", 200, |token| async move {
+        let request = WatchNotificationsRequest {
+            email: Some(own.to_owned()),
+            after: None,
+        };
+        let mut client = s.frontend_client().await;
+        grpc_outcome(
+            client
+                .watch_notifications(with_bearer(request, token.as_deref()))
+                .await,
+        )
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_401_over_http_carries_www_authenticate_bearer() {
+    let fx = Fixture::start().await;
+    let s = &fx.stack;
+
+    let response = s
+        .http()
+        .get(s.message_url("/list_conversations"))
+        .query(&[("email", &fx.own)])
+        .send()
+        .await
+        .expect("GET");
+
+    assert_eq!(response.status().as_u16(), 401);
+    assert_eq!(
+        response
+            .headers()
+            .get("www-authenticate")
+            .map(|v| v.as_bytes()),
+        Some(&b"Bearer"[..])
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// The internal service credential
+// ---------------------------------------------------------------------------------------------
+
+/// How a request to a service-to-service RPC is presented.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Presented {
+    Bare,
+    WithAUsersToken,
+    WithTheCredentialOfAnotherSecret,
+    WithTheInternalCredential,
+}
+
+fn present<T>(message: T, how: Presented, token: &str) -> tonic::Request<T> {
+    match how {
+        Presented::Bare => tonic::Request::new(message),
+        Presented::WithAUsersToken => with_bearer(message, Some(token)),
+        Presented::WithTheCredentialOfAnotherSecret => {
+            with_internal_credential(message, OTHER_SECRET)
+        }
+        Presented::WithTheInternalCredential => with_internal_credential(message, AUTH_SECRET),
+    }
+}
+
+#[tokio::test]
+async fn service_to_service_rpcs_refuse_outsiders_when_protected_and_accept_the_credential() {
+    let fx = Fixture::start().await;
+    let s = &fx.stack;
+    let victim = fx.own.clone();
+    let token = fx.own_token.as_str();
+
+    for how in [
+        Presented::Bare,
+        Presented::WithAUsersToken,
+        Presented::WithTheCredentialOfAnotherSecret,
+        Presented::WithTheInternalCredential,
+    ] {
+        let allowed = how == Presented::WithTheInternalCredential;
+        let outcomes = [
+            (
+                "CheckUserExists",
+                grpc_outcome(
+                    s.user_client()
+                        .await
+                        .check_user_exists(present(
+                            CheckUserExistsRequest {
+                                email: Some(victim.clone()),
+                            },
+                            how,
+                            token,
+                        ))
+                        .await,
+                ),
+            ),
+            (
+                "ListUsers",
+                grpc_outcome(
+                    s.user_client()
+                        .await
+                        .list_users(present((), how, token))
+                        .await,
+                ),
+            ),
+            (
+                "ValidateToken",
+                grpc_outcome(
+                    s.token_client()
+                        .await
+                        .validate_token(present(
+                            ValidateTokenRequest {
+                                token: Some(token.to_owned()),
+                            },
+                            how,
+                            token,
+                        ))
+                        .await,
+                ),
+            ),
+            (
+                "CreateNotification",
+                grpc_outcome(
+                    s.notification_client()
+                        .await
+                        .create_notification(present(
+                            CreateNotificationRequest {
+                                sender_email: Some(fx.other.clone()),
+                                receiver_email: Some(victim.clone()),
+                                notification_id: None,
+                            },
+                            how,
+                            token,
+                        ))
+                        .await,
+                ),
+            ),
+            (
+                "CheckUserSubscribed",
+                grpc_outcome(
+                    s.notification_client()
+                        .await
+                        .check_user_subscribed(present(
+                            CheckUserSubscribedRequest {
+                                email: Some(victim.clone()),
+                            },
+                            how,
+                            token,
+                        ))
+                        .await,
+                ),
+            ),
+            (
+                "UnsubscribeUser",
+                grpc_outcome(
+                    s.notification_client()
+                        .await
+                        .unsubscribe_user(present(
+                            UnsubscribeUserRequest {
+                                email: Some(victim.clone()),
+                            },
+                            how,
+                            token,
+                        ))
+                        .await,
+                ),
+            ),
+            (
+                "SubscribeUser",
+                grpc_outcome(
+                    s.notification_client()
+                        .await
+                        .subscribe_user(present(
+                            SubscribeUserRequest {
+                                email: Some(victim.clone()),
+                            },
+                            how,
+                            token,
+                        ))
+                        .await,
+                ),
+            ),
+            (
+                "ReceiveNotification",
+                grpc_outcome(
+                    s.frontend_client()
+                        .await
+                        .receive_notification(present(
+                            Notification {
+                                sender_email: Some(fx.other.clone()),
+                                receiver_email: Some(victim.clone()),
+                                timestamp: Some("2025-01-14T12:00:00Z".into()),
+                                read: Some(false),
+                                notification_id: Some(format!("planted-{how:?}")),
+                                cursor: None,
+                            },
+                            how,
+                            token,
+                        ))
+                        .await,
+                ),
+            ),
+        ];
+        for (rpc, (status, message)) in outcomes {
+            if allowed {
+                assert_eq!(status, 200, "{rpc} {how:?}: {message}");
+            } else {
+                assert_eq!(status, 401, "{rpc} {how:?}: {message}");
+                assert!(message.contains("internal"), "{rpc} {how:?}: {message}");
+            }
+        }
+        if !allowed {
+            // Nothing planted, nothing unsubscribed.
+            assert!(s.stored_notifications(&victim).await.is_empty(), "{how:?}");
+            assert_eq!(
+                s.stored_subscription(&victim).await.expect("subscribed")["subscribed"],
+                true,
+                "{how:?}"
+            );
+        }
+    }
+    // Only the credentialed CreateNotification stored one.
+    assert_eq!(s.stored_notifications(&victim).await.len(), 1);
+}
+
+#[tokio::test]
+async fn with_protection_on_the_whole_system_still_works_end_to_end() {
+    let stack = Stack::start_with_env(&protected_env(&[])).await;
+    // Sign-up stays open; the subscription reached notification-service with the credential.
+    let ada = stack.registered_user_with("ada", PASSWORD).await;
+    let grace = stack.registered_user_with("grace", PASSWORD).await;
+    let ada_token = stack.token(&ada, PASSWORD).await;
+    let grace_token = stack.token(&grace, PASSWORD).await;
+    let mut watch = stack
+        .frontend_client()
+        .await
+        .watch_notifications(with_bearer(
+            WatchNotificationsRequest {
+                email: Some(grace.clone()),
+                after: None,
+            },
+            Some(&grace_token),
+        ))
+        .await
+        .expect("Grace may watch her own notifications")
+        .into_inner();
+
+    // message-service checks both users over gRPC (credential) and notifies (credential).
+    let reply = stack
+        .message_client()
+        .await
+        .send_message(with_bearer(
+            message(Some(&ada), Some(&grace), Some("Hello, Grace")),
+            Some(&ada_token),
+        ))
+        .await
+        .expect("SendMessage as Ada")
+        .into_inner();
+    assert_eq!(reply.success, Some(true), "{reply:?}");
+    assert_eq!(reply.message.as_deref(), Some("Message sent"));
+
+    // Stored for Grace in DB 2 and pushed to frontend-service (credential), then streamed.
+    let stored = stack.wait_for_notifications(&grace, 1).await;
+    assert_eq!(stored[0]["sender_email"], ada.as_str());
+    let pushed = tokio::time::timeout(Duration::from_secs(20), watch.message())
+        .await
+        .expect("a notification in time")
+        .expect("the stream is healthy")
+        .expect("one notification");
+    assert_eq!(pushed.sender_email.as_deref(), Some(ada.as_str()));
+
+    let (status, body) = reply_of(
+        stack
+            .http()
+            .get(stack.notification_url("/list_notifications"))
+            .query(&[("email", &grace)])
+            .bearer_auth(&grace_token),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["notifications"].as_array().map(Vec::len), Some(1));
+    let (status, body) = reply_of(
+        stack
+            .http()
+            .get(stack.message_url("/list_conversations"))
+            .query(&[("email", &ada)])
+            .bearer_auth(&ada_token),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["conversations"], json!([grace]));
+    assert_eq!(stack.messages_of_as(&grace, &grace_token).await.len(), 1);
+}
+
+async fn reply_of(request: reqwest::RequestBuilder) -> (u16, Value) {
+    reply(request.send().await.expect("HTTP request")).await
+}
+
+#[tokio::test]
+async fn authenticate_user_stays_callable_by_clients_when_protected() {
+    let stack = Stack::start_with_env(&protected_env(&[])).await;
+    let email = stack.registered_user_with("auth-open", PASSWORD).await;
+
+    assert_eq!(
+        stack.authenticate(Some(&email), Some(PASSWORD)).await,
+        (Some(email.clone()), true)
+    );
+    assert!(!stack.authenticate(Some(&email), Some("wrong")).await.1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// POST /login
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn login_answers_a_token_of_the_user_that_expires_after_the_configured_ttl() {
+    let stack = Stack::start_with_env(&protected_env(&[("AUTH_TOKEN_TTL", "10m")])).await;
+    let email = stack.registered_user_with("login", PASSWORD).await;
+
+    let (status, body, _) = stack.login(&email, PASSWORD).await;
+
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["success"], true);
+    let token = body["token"].as_str().expect("a token");
+    let claims = keys_of(AUTH_SECRET)
+        .verify(token)
+        .expect("signed with the secret");
+    assert_eq!(claims.sub, email);
+    assert_eq!(claims.exp - claims.iat, 600);
+    let expires_at =
+        chrono::DateTime::parse_from_rfc3339(body["expires_at"].as_str().expect("expires_at"))
+            .expect("RFC 3339");
+    assert_eq!(u64::try_from(expires_at.timestamp()).ok(), Some(claims.exp));
+    let from_now = claims.exp.abs_diff(unix_now() + 600);
+    assert!(from_now < 60, "expires {from_now} s off");
+}
+
+#[tokio::test]
+async fn login_refuses_an_unknown_email_and_a_wrong_password_with_the_same_401_and_the_same_work() {
+    let stack = Stack::start().await;
+    let email = unique_email("login-wrong");
+    stack.create_user(&email, "right-pw", "N").await;
+
+    let mut wrong_times = Vec::new();
+    let mut unknown_times = Vec::new();
+    let mut replies = Vec::new();
+    for _ in 0..3 {
+        let started = Instant::now();
+        replies.push(stack.login(&email, "wrong-pw").await);
+        wrong_times.push(started.elapsed());
+        let started = Instant::now();
+        replies.push(stack.login(&unique_email("login-ghost"), "right-pw").await);
+        unknown_times.push(started.elapsed());
+    }
+
+    for (status, body, _) in &replies {
+        assert_eq!(*status, 401, "{body}");
+        assert_eq!(
+            body,
+            &json!({ "success": false, "message": "Invalid credentials" })
+        );
+    }
+    // Both verify an argon2id hash (a dummy one for the unknown user): without that, the
+    // unknown user would answer many times faster. Compare the quickest of each, loosely.
+    let (wrong, unknown) = (wrong_times.iter().min(), unknown_times.iter().min());
+    let (wrong, unknown) = (wrong.expect("timed"), unknown.expect("timed"));
+    assert!(
+        *unknown * 3 > *wrong && *wrong * 3 > *unknown,
+        "wrong password {wrong:?}, unknown user {unknown:?}"
+    );
+}
+
+#[tokio::test]
+async fn in_open_mode_login_works_and_no_token_or_credential_is_asked_for() {
+    let stack = Stack::start().await;
+    let email = unique_email("open");
+    let other = unique_email("open-other");
+    stack.create_user(&email, "pw", "N").await;
+    stack.create_user(&other, "pw", "N").await;
+
+    let (status, body, _) = stack.login(&email, "pw").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["token"].is_string() && body["expires_at"].is_string());
+
+    // Without a token, with garbage, with another user's: as before, everything is allowed.
+    let (status, body) = stack
+        .put_user_by_body(&json!({ "email": email, "data": { "name": "Still open" } }))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, _) = reply_of(
+        stack
+            .http()
+            .get(stack.message_url("/list_conversations"))
+            .query(&[("email", &other)])
+            .bearer_auth("garbage"),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(stack.user_exists(Some(&email)).await);
+    assert_eq!(stack.list_users().await.len(), 2);
+    assert!(
+        stack
+            .create_notification(Some(&other), Some(&email), None)
+            .await
+    );
+    let first = stack.watch(&email).await.message().await;
+    assert!(matches!(first, Ok(Some(_))), "{first:?}");
+    let (status, _) = stack.delete_user_by_path(&other).await;
+    assert_eq!(status, 204);
+}
+
+#[tokio::test]
+async fn a_service_with_a_short_auth_secret_refuses_to_start_and_says_why() {
+    for binary in [
+        "user-service",
+        "message-service",
+        "notification-service",
+        "frontend-service",
+    ] {
+        let env = vec![
+            ("AUTH_SECRET".to_owned(), "only-20-bytes-long!!".to_owned()),
+            ("REDIS_URL".to_owned(), "redis://127.0.0.1:1".to_owned()),
+        ];
+
+        let output = ServiceProcess::run_to_exit(binary, env, Duration::from_secs(10));
+
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{binary} started: {stderr}");
+        assert!(
+            stderr.contains("AUTH_SECRET is 20 bytes long; it must be at least 32"),
+            "{binary}: {stderr}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Brute force: per email (Redis, both modes) and per client address (governor)
+// ---------------------------------------------------------------------------------------------
+
+/// Five failures (four over `POST /login`, one over `AuthenticateUser`: one count) lock the
+/// email: the right password then gets 429 + `Retry-After` / `RESOURCE_EXHAUSTED`.
+async fn assert_five_failures_lock_the_email(stack: &Stack, email: &str, password: &str) {
+    for _ in 0..4 {
+        let (status, body, _) = stack.login(email, "wrong-password-1!").await;
+        assert_eq!(status, 401, "{body}");
+    }
+    assert!(
+        !stack
+            .authenticate(Some(email), Some("wrong-password-1!"))
+            .await
+            .1
+    );
+
+    let (status, body, retry_after) = stack.login(email, password).await;
+
+    assert_eq!(status, 429, "{body}");
+    assert_eq!(body["success"], false);
+    assert!(
+        body["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("too many failed login attempts for this email")),
+        "{body}"
+    );
+    let retry_after = retry_after.expect("Retry-After");
+    assert!((1..=900).contains(&retry_after), "{retry_after}");
+    let status = stack
+        .user_client()
+        .await
+        .authenticate_user(AuthenticateRequest {
+            email: Some(email.to_owned()),
+            password: Some(password.to_owned()),
+        })
+        .await
+        .expect_err("locked");
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    assert!(status.metadata().get("retry-after").is_some(), "{status:?}");
+    // The count lives in DB 0, shared by every replica, and expires with the window.
+    let mut db0 = stack.redis.db(0).await;
+    let count: String = db0.get(login_failures_key(email)).await.expect("GET");
+    assert_eq!(count, "5");
+    let ttl: i64 = db0.pttl(login_failures_key(email)).await.expect("PTTL");
+    assert!(ttl > 0 && ttl <= 900_000, "{ttl}");
+}
+
+#[tokio::test]
+async fn in_open_mode_five_failed_logins_lock_an_email_even_for_the_right_password() {
+    let stack = Stack::start().await;
+    let email = unique_email("locked-open");
+    stack.create_user(&email, "pw", "N").await;
+
+    assert_five_failures_lock_the_email(&stack, &email, "pw").await;
+
+    // Another email is not affected.
+    let other = unique_email("unlocked");
+    stack.create_user(&other, "pw", "N").await;
+    assert_eq!(stack.login(&other, "pw").await.0, 200);
+}
+
+#[tokio::test]
+async fn with_protection_on_five_failed_logins_lock_an_email_too() {
+    let stack = Stack::start_with_env(&protected_env(&[])).await;
+    let email = stack.registered_user_with("locked", PASSWORD).await;
+
+    assert_five_failures_lock_the_email(&stack, &email, PASSWORD).await;
+}
+
+#[tokio::test]
+async fn a_successful_login_resets_the_failure_count_of_the_email() {
+    let stack = Stack::start().await;
+    let email = unique_email("reset");
+    stack.create_user(&email, "pw", "N").await;
+
+    for round in 0..2 {
+        for _ in 0..4 {
+            assert_eq!(stack.login(&email, "wrong").await.0, 401, "round {round}");
+        }
+        let (status, body, _) = stack.login(&email, "pw").await;
+        assert_eq!(status, 200, "round {round}: {body}");
+        let count: Option<String> = stack
+            .redis
+            .db(0)
+            .await
+            .get(login_failures_key(&email))
+            .await
+            .expect("GET");
+        assert_eq!(count, None, "round {round}");
+    }
+}
+
+#[tokio::test]
+async fn a_locked_email_opens_again_once_the_failure_window_has_passed() {
+    let stack = Stack::start_with_env(&[
+        ("LOGIN_MAX_FAILURES".to_owned(), "2".to_owned()),
+        ("LOGIN_FAILURE_WINDOW".to_owned(), "2s".to_owned()),
+    ])
+    .await;
+    let email = unique_email("window");
+    stack.create_user(&email, "pw", "N").await;
+    for _ in 0..2 {
+        assert_eq!(stack.login(&email, "wrong").await.0, 401);
+    }
+    let (status, _, retry_after) = stack.login(&email, "pw").await;
+    assert_eq!(status, 429);
+    assert!(
+        retry_after.is_some_and(|seconds| seconds <= 2),
+        "{retry_after:?}"
+    );
+
+    eventually("the lock to pass", || async {
+        (stack.login(&email, "pw").await.0 == 200).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn too_many_attempts_from_one_address_get_429_with_retry_after_over_http_and_grpc() {
+    let stack =
+        Stack::start_with_env(&[("LOGIN_ATTEMPTS_PER_ADDRESS".to_owned(), "3".to_owned())]).await;
+    let email = unique_email("per-address");
+    stack.create_user(&email, "pw", "N").await;
+    // Three attempts for three different emails: the per-email limit is not what refuses.
+    for n in 0..3 {
+        let (status, body, _) = stack
+            .login(&unique_email(&format!("guess-{n}")), "pw")
+            .await;
+        assert_eq!(status, 401, "{body}");
+    }
+
+    let (status, body, retry_after) = stack.login(&email, "pw").await;
+
+    assert_eq!(status, 429, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("too many login attempts from this address")),
+        "{body}"
+    );
+    // 3 a minute: the next attempt is allowed 20 s after the first.
+    let retry_after = retry_after.expect("Retry-After");
+    assert!((1..=20).contains(&retry_after), "{retry_after}");
+    let status = stack
+        .user_client()
+        .await
+        .authenticate_user(AuthenticateRequest {
+            email: Some(email.clone()),
+            password: Some("pw".into()),
+        })
+        .await
+        .expect_err("limited");
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    // The email itself was never counted as failing.
+    let count: Option<String> = stack
+        .redis
+        .db(0)
+        .await
+        .get(login_failures_key(&email))
+        .await
+        .expect("GET");
+    assert_eq!(count, None);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tokens stop working when the account changes
+// ---------------------------------------------------------------------------------------------
+
+/// `PUT /users/{email}` renaming the user, with `token`: the status and message.
+async fn rename(stack: &Stack, email: &str, token: &str) -> Outcome {
+    let path = format!("/users/{}", email.replace('@', "%40"));
+    http_outcome(
+        stack
+            .http()
+            .put(stack.user_url(&path))
+            .bearer_auth(token)
+            .json(&json!({ "name": "Renamed" })),
+    )
+    .await
+}
+
+/// Waits until message-service (which caches a "still valid" for a moment) refuses `token`.
+async fn wait_until_message_service_refuses(stack: &Stack, email: &str, token: &str) {
+    eventually("message-service to refuse the token", || async {
+        let (status, message) = http_outcome(
+            stack
+                .http()
+                .get(stack.message_url("/list_conversations"))
+                .query(&[("email", email)])
+                .bearer_auth(token),
+        )
+        .await;
+        (status == 401).then_some(message)
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_token_stops_working_everywhere_when_its_user_changes_password() {
+    let stack = Stack::start_with_env(&protected_env(&[])).await;
+    let email = stack.registered_user_with("pw-change", PASSWORD).await;
+    let token = stack.token(&email, PASSWORD).await;
+    assert_eq!(stack.messages_of_as(&email, &token).await.len(), 0);
+
+    let (status, message) = http_outcome(
+        stack
+            .http()
+            .put(stack.user_url("/users/email"))
+            .bearer_auth(&token)
+            .json(&json!({ "email": email, "data": { "password": "N3w-passw0rd!" } })),
+    )
+    .await;
+    assert_eq!(status, 200, "{message}");
+
+    let (status, message) = rename(&stack, &email, &token).await;
+    assert_eq!(status, 401, "{message}");
+    assert!(message.contains("revoked"), "{message}");
+    wait_until_message_service_refuses(&stack, &email, &token).await;
+    let new_token = stack.token(&email, "N3w-passw0rd!").await;
+    assert_eq!(rename(&stack, &email, &new_token).await.0, 200);
+}
+
+#[tokio::test]
+async fn a_token_stops_working_when_its_user_is_deleted_even_if_the_address_is_signed_up_again() {
+    let stack = Stack::start_with_env(&protected_env(&[])).await;
+    let email = stack.registered_user_with("deleted", PASSWORD).await;
+    let token = stack.token(&email, PASSWORD).await;
+    let (status, _) = http_outcome(
+        stack
+            .http()
+            .delete(stack.user_url("/users/email"))
+            .bearer_auth(&token)
+            .json(&json!({ "email": email })),
+    )
+    .await;
+    assert_eq!(status, 204);
+
+    // The same address and the same password again: a new account, not the old token's.
+    let (status, body) = stack.create_user(&email, PASSWORD, "Again").await;
+    assert_eq!(status, 201, "{body}");
+
+    let (status, message) = rename(&stack, &email, &token).await;
+    assert_eq!(status, 401, "{message}");
+    assert!(message.contains("revoked"), "{message}");
+    wait_until_message_service_refuses(&stack, &email, &token).await;
+    let new_token = stack.token(&email, PASSWORD).await;
+    assert_eq!(rename(&stack, &email, &new_token).await.0, 200);
+}
+
+#[tokio::test]
+async fn a_token_stops_working_when_its_user_changes_email_even_after_moving_back() {
+    let stack = Stack::start_with_env(&protected_env(&[])).await;
+    let first = stack.registered_user_with("mover", PASSWORD).await;
+    let second = unique_email("moved");
+    let first_token = stack.token(&first, PASSWORD).await;
+    let move_to = |from: &str, to: &str, token: &str| {
+        http_outcome(
+            stack
+                .http()
+                .put(stack.user_url("/users/email"))
+                .bearer_auth(token)
+                .json(&json!({ "email": from, "data": { "email": to } })),
+        )
+    };
+
+    assert_eq!(move_to(&first, &second, &first_token).await.0, 200);
+    assert_eq!(rename(&stack, &first, &first_token).await.0, 401);
+    let second_token = stack.token(&second, PASSWORD).await;
+    assert_eq!(move_to(&second, &first, &second_token).await.0, 200);
+
+    // Back at the first address with the same password hash, the old token is still dead.
+    let (status, message) = rename(&stack, &first, &first_token).await;
+    assert_eq!(status, 401, "{message}");
+    assert_eq!(rename(&stack, &first, &second_token).await.0, 401);
+    let generation: String = stack
+        .redis
+        .db(0)
+        .await
+        .get(token_generation_key(&first))
+        .await
+        .expect("GET");
+    assert_eq!(generation, "1");
+    let fresh = stack.token(&first, PASSWORD).await;
+    assert_eq!(rename(&stack, &first, &fresh).await.0, 200);
+}
+
+#[tokio::test]
+async fn a_watch_ends_when_its_token_expires() {
+    let stack = Stack::start_with_env(&protected_env(&[("AUTH_TOKEN_TTL", "2s")])).await;
+    let email = stack.registered_user_with("watch-expiry", PASSWORD).await;
+    let token = stack.token(&email, PASSWORD).await;
+    let mut watch = stack
+        .frontend_client()
+        .await
+        .watch_notifications(with_bearer(
+            WatchNotificationsRequest {
+                email: Some(email.clone()),
+                after: None,
+            },
+            Some(&token),
+        ))
+        .await
+        .expect("watching")
+        .into_inner();
+
+    let ended = tokio::time::timeout(Duration::from_secs(20), watch.message())
+        .await
+        .expect("the watch ends by itself");
+
+    assert!(matches!(ended, Ok(None)), "{ended:?}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Password policy
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn with_protection_on_a_weak_password_is_refused_naming_the_rule_it_breaks() {
+    let stack = Stack::start_with_env(&protected_env(&[])).await;
+    let email = unique_email("policy");
+
+    for (weak, rule) in [
+        ("Sh0rt!", "at least 10 characters"),
+        ("1234567890-!", "a letter"),
+        ("no-digits-here!", "a digit"),
+        ("n0symbolsatall", "a symbol"),
+    ] {
+        let (status, body) = stack.create_user(&email, weak, "N").await;
+        assert_eq!(status, 400, "{weak}: {body}");
+        assert!(
+            body["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("password must") && m.contains(rule)),
+            "{weak}: {body}"
+        );
+    }
+    assert!(stack.stored_user(&email).await.is_none());
+
+    let (status, body) = stack.create_user(&email, PASSWORD, "N").await;
+    assert_eq!(status, 201, "{body}");
+    let token = stack.token(&email, PASSWORD).await;
+    let (status, message) = http_outcome(
+        stack
+            .http()
+            .put(stack.user_url("/users/email"))
+            .bearer_auth(&token)
+            .json(&json!({ "email": email, "data": { "password": "weak" } })),
+    )
+    .await;
+    assert_eq!(status, 400, "{message}");
+    assert!(message.contains("data.password must"), "{message}");
+}
+
+#[tokio::test]
+async fn the_password_policy_can_be_turned_off_and_is_off_in_open_mode() {
+    let relaxed = Stack::start_with_env(&protected_env(&[("PASSWORD_POLICY", "off")])).await;
+    let open = Stack::start().await;
+
+    for stack in [&relaxed, &open] {
+        let (status, body) = stack.create_user(&unique_email("weak"), "pw", "N").await;
+        assert_eq!(status, 201, "{body}");
+    }
+}
+
+#[tokio::test]
+async fn list_endpoints_still_need_an_email_after_the_token_is_checked() {
+    let fx = Fixture::start().await;
+    let s = &fx.stack;
+
+    let (status, body) = reply_of(
+        s.http()
+            .get(s.notification_url("/list_notifications"))
+            .bearer_auth(&fx.own_token),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+}
