@@ -11,7 +11,10 @@ use tonic::{Request, Response, Status};
 
 use service_runtime::shutdown::Shutdown;
 
-use crate::inbox::Inbox;
+use crate::{
+    inbox::Inbox,
+    metrics::{self, Received},
+};
 
 pub struct FrontendGrpc {
     inbox: Inbox,
@@ -39,6 +42,7 @@ impl FrontendService for FrontendGrpc {
             .as_deref()
             .is_some_and(|email| !email.trim().is_empty());
         if !has_receiver {
+            metrics::received(Received::Refused);
             tracing::warn!("notification without receiver_email refused");
             return Ok(Response::new(ReceiveNotificationResponse {
                 success: false,
@@ -49,6 +53,11 @@ impl FrontendService for FrontendGrpc {
         let receiver = notification.receiver_email.clone().unwrap_or_default();
         let timestamp = notification.timestamp.clone().unwrap_or_default();
         let new = self.inbox.deliver(notification);
+        metrics::received(if new {
+            Received::Stored
+        } else {
+            Received::Repeated
+        });
         tracing::info!(
             notification_id = id,
             sender_email = sender,
@@ -99,10 +108,16 @@ impl FrontendService for FrontendGrpc {
                 None
             }
         });
+        let watcher = metrics::Watcher::attached();
         let stream = futures::StreamExt::take_until(
             tokio_stream::iter(recent.into_iter().map(Ok)).chain(live),
             self.shutdown.clone().wait(),
         );
+        // The watcher lives in the closure, so it is counted until the stream is dropped.
+        let stream = futures::StreamExt::inspect(stream, move |_| {
+            let _counted = &watcher;
+            metrics::pushed();
+        });
         Ok(Response::new(Box::pin(stream)))
     }
 }

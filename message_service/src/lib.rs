@@ -73,9 +73,14 @@ type NotificationOutbox = Outbox<store::NotificationRequest>;
 pub async fn build(config: Config) -> anyhow::Result<Service> {
     let (service, redis) =
         ServiceBuilder::with_redis("message-service", &config.common.redis_url, REDIS_DB)?;
-    let users = UserServiceClient::new(grpc_client::channel(&config.user_service_url)?);
-    let notifications =
-        NotificationServiceClient::new(grpc_client::channel(&config.notification_service_url)?);
+    let users = UserServiceClient::new(grpc_client::channel(
+        "user-service",
+        &config.user_service_url,
+    )?);
+    let notifications = NotificationServiceClient::new(grpc_client::channel(
+        "notification-service",
+        &config.notification_service_url,
+    )?);
     let outbox = Outbox::new(redis.clone(), &store::NOTIFICATION_OUTBOX, move |request| {
         notify::deliver(notifications.clone(), request)
     });
@@ -84,8 +89,9 @@ pub async fn build(config: Config) -> anyhow::Result<Service> {
     };
     let api = grpc::MessageGrpc::new(store.clone(), users, outbox.clone());
     let ports = config.common.ports;
+    let (routes, openapi) = http::router(store);
     service
-        .http(ports.http, http::router(store))
+        .http(ports.http, routes, openapi)
         .grpc(ports.grpc, MessageServiceServer::new(api))
         .outbox("notification outbox", outbox)
         .bind()

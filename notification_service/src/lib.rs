@@ -67,7 +67,10 @@ type FrontendOutbox = Outbox<store::StoredNotification>;
 pub async fn build(config: Config) -> anyhow::Result<Service> {
     let (service, redis) =
         ServiceBuilder::with_redis("notification-service", &config.common.redis_url, REDIS_DB)?;
-    let frontend = FrontendServiceClient::new(grpc_client::channel(&config.frontend_service_url)?);
+    let frontend = FrontendServiceClient::new(grpc_client::channel(
+        "frontend-service",
+        &config.frontend_service_url,
+    )?);
     let pushes = Outbox::new(redis.clone(), &store::FRONTEND_OUTBOX, move |stored| {
         push::deliver(frontend.clone(), stored)
     });
@@ -76,8 +79,9 @@ pub async fn build(config: Config) -> anyhow::Result<Service> {
     };
     let api = grpc::NotificationGrpc::new(store.clone(), pushes.clone());
     let ports = config.common.ports;
+    let (routes, openapi) = http::router(store);
     service
-        .http(ports.http, http::router(store))
+        .http(ports.http, routes, openapi)
         .grpc(ports.grpc, NotificationServiceServer::new(api))
         .outbox("frontend outbox", pushes)
         .bind()

@@ -58,7 +58,7 @@ return redis.call('XADD', KEYS[4], '*', ARGV[4], ARGV[3])
 });
 
 /// A notification as stored in `notifications:{email}` and pushed to frontend-service.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct StoredNotification {
     pub sender_email: String,
     pub receiver_email: String,

@@ -8,24 +8,24 @@ use axum::{
     Json, Router,
     body::Bytes,
     extract::{
-        DefaultBodyLimit, FromRequest, FromRequestParts, Query, Request, rejection::JsonRejection,
+        DefaultBodyLimit, FromRequest, FromRequestParts, Query, Request, State,
+        rejection::JsonRejection,
     },
     http::StatusCode,
     response::{IntoResponse, Response},
-    routing::get,
 };
-use serde::{Deserialize, de::DeserializeOwned};
-use serde_json::json;
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use utoipa::{ToSchema, openapi::OpenApi};
+use utoipa_axum::{router::OpenApiRouter, routes};
 
-use crate::redis_store::Redis;
+use crate::{openapi::ErrorReply, redis_store::Redis};
 
 /// Largest request body accepted; the contract's bodies are a few hundred bytes.
 pub const BODY_LIMIT_BYTES: usize = 64 * 1024;
 
 /// A JSON error reply: `{"success": false, "message": ...}` with `status`.
 pub fn error_response(status: StatusCode, message: impl Into<String>) -> Response {
-    let body = json!({ "success": false, "message": message.into() });
-    (status, Json(body)).into_response()
+    (status, Json(ErrorReply::new(message))).into_response()
 }
 
 /// Like `axum::Json`, but every rejection is a contract-shaped JSON error.
@@ -60,9 +60,12 @@ fn json_rejection_response(rejection: &JsonRejection) -> Response {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EmailParam(pub String);
 
-#[derive(Deserialize)]
-struct EmailOnly {
-    email: Option<String>,
+/// The query string or JSON body [`EmailParam`] reads; other keys are ignored.
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(example = json!({"email": "alice@example.com"}))]
+pub struct EmailOnly {
+    /// The user's address; used when the query string has no `email`.
+    pub email: Option<String>,
 }
 
 impl<S: Send + Sync> FromRequest<S> for EmailParam {
@@ -73,23 +76,27 @@ impl<S: Send + Sync> FromRequest<S> for EmailParam {
         let query = Query::<EmailOnly>::from_request_parts(&mut parts, state)
             .await
             .map_err(|rejection| error_response(StatusCode::BAD_REQUEST, rejection.body_text()))?;
-        if let Some(email) = query.0.email.filter(|email| !email.trim().is_empty()) {
-            return Ok(Self(email));
-        }
+        // A body is read (and must be valid) even when the query names the email: malformed
+        // JSON answers 400 wherever it is, as the contract says.
         let bytes = Bytes::from_request(Request::from_parts(parts, body), state)
             .await
-            .map_err(IntoResponse::into_response)?;
+            .map_err(|rejection| error_response(rejection.status(), rejection.body_text()))?;
         let from_body = if bytes.iter().all(u8::is_ascii_whitespace) {
             None
         } else {
-            serde_json::from_slice::<EmailOnly>(&bytes)
+            // `null` is no body, as the OpenAPI document's optional body allows.
+            serde_json::from_slice::<Option<EmailOnly>>(&bytes)
                 .map_err(|err| {
                     error_response(StatusCode::BAD_REQUEST, format!("invalid JSON body: {err}"))
                 })?
-                .email
+                .and_then(|body| body.email)
         };
-        from_body
-            .filter(|email| !email.trim().is_empty())
+        let non_empty = |email: &String| !email.trim().is_empty();
+        query
+            .0
+            .email
+            .filter(non_empty)
+            .or_else(|| from_body.filter(non_empty))
             .map(Self)
             .ok_or_else(|| {
                 error_response(
@@ -100,27 +107,70 @@ impl<S: Send + Sync> FromRequest<S> for EmailParam {
     }
 }
 
-/// Wraps a service's routes with what every HTTP server has: `GET /health`, the body limit
+/// Wraps a service's routes with what every HTTP server has: `GET /health`, `GET /metrics`,
+/// `GET /openapi.json` (describing `api`, the routes' document, and these), the body limit
 /// and a JSON 404.
-pub fn with_common_routes(routes: Router, redis: Option<Redis>) -> Router {
+pub fn with_common_routes(
+    service: &'static str,
+    routes: Router,
+    api: OpenApi,
+    redis: Option<Redis>,
+) -> Router {
+    let (common, common_api) = OpenApiRouter::new()
+        .routes(routes!(health))
+        .with_state(redis)
+        .routes(routes!(crate::metrics::render))
+        .split_for_parts();
     routes
-        .route("/health", get(move || health(redis.clone())))
+        .merge(common)
+        .merge(crate::openapi::document(service, api, common_api))
         .fallback(|| async { error_response(StatusCode::NOT_FOUND, "no such endpoint") })
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
         .layer(axum::middleware::from_fn(crate::telemetry::http_request))
 }
 
-/// 200 when Redis answers, 503 when it does not.
-async fn health(redis: Option<Redis>) -> Response {
-    let redis_up = match &redis {
-        Some(redis) => redis.is_reachable().await,
-        None => true,
+/// `GET /health`: `{"redis": "up", "success": true}`, or `"down"` and `false`; a server
+/// without Redis has no `redis` field.
+///
+/// Fields in alphabetical order, as `json!` wrote them before this reply was typed.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct HealthReply {
+    /// Whether Redis answers a PING; absent where the service uses no Redis.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redis: Option<RedisState>,
+    /// Whether the service can do its job.
+    pub success: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RedisState {
+    Up,
+    Down,
+}
+
+/// 200 when Redis answers (or the service has none), 503 when it does not.
+#[utoipa::path(
+    get,
+    path = "/health",
+    operation_id = "health",
+    tag = "operations",
+    responses(
+        (status = 200, description = "The service can work: Redis answers, or it needs none", body = HealthReply),
+        (status = 503, description = "Redis does not answer", body = HealthReply),
+    )
+)]
+async fn health(State(redis): State<Option<Redis>>) -> (StatusCode, Json<HealthReply>) {
+    let redis = match &redis {
+        Some(redis) if redis.is_reachable().await => Some(RedisState::Up),
+        Some(_) => Some(RedisState::Down),
+        None => None,
     };
-    let status = if redis_up {
+    let success = redis != Some(RedisState::Down);
+    let status = if success {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    let body = json!({ "success": redis_up, "redis": if redis_up { "up" } else { "down" } });
-    (status, Json(body)).into_response()
+    (status, Json(HealthReply { redis, success }))
 }

@@ -52,7 +52,7 @@ macro_rules! service_main {
 /// Describes a service before its listeners are bound.
 pub struct ServiceBuilder {
     name: &'static str,
-    http: Option<(u16, Router)>,
+    http: Option<(u16, Router, utoipa::openapi::OpenApi)>,
     grpc: Option<(u16, Routes, Vec<&'static str>)>,
     redis: Option<Redis>,
     workers: Vec<(&'static str, Worker)>,
@@ -60,8 +60,10 @@ pub struct ServiceBuilder {
 }
 
 impl ServiceBuilder {
-    /// A service called `name` (used in logs).
+    /// A service called `name` (used in logs). Installs the metrics recorder, so everything
+    /// the service records from here on is served at `/metrics`.
     pub fn new(name: &'static str) -> Self {
+        crate::metrics::install();
         Self {
             name,
             http: None,
@@ -78,9 +80,10 @@ impl ServiceBuilder {
         self.shutdown.1.clone()
     }
 
-    /// Serves `routes` (plus `/health`) on `port`; 0 picks a free port.
-    pub fn http(mut self, port: u16, routes: Router) -> Self {
-        self.http = Some((port, routes));
+    /// Serves `routes` (plus `/health`, `/metrics` and `/openapi.json`, which describes `api`,
+    /// the routes' OpenAPI document) on `port`; 0 picks a free port.
+    pub fn http(mut self, port: u16, routes: Router, api: utoipa::openapi::OpenApi) -> Self {
+        self.http = Some((port, routes, api));
         self
     }
 
@@ -139,9 +142,10 @@ impl ServiceBuilder {
     /// Binds every listener on all interfaces, so the real ports are known before serving.
     pub async fn bind(self) -> anyhow::Result<Service> {
         let http = match self.http {
-            Some((port, routes)) => {
+            Some((port, routes, api)) => {
                 let listener = bind(port, "HTTP").await?;
-                let routes = crate::http::with_common_routes(routes, self.redis.clone());
+                let routes =
+                    crate::http::with_common_routes(self.name, routes, api, self.redis.clone());
                 Some((listener, routes))
             }
             None => None,

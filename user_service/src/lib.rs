@@ -70,8 +70,10 @@ impl Config {
 pub async fn build(config: Config) -> anyhow::Result<Service> {
     let (service, redis) =
         ServiceBuilder::with_redis("user-service", &config.common.redis_url, REDIS_DB)?;
-    let notifications =
-        NotificationServiceClient::new(grpc_client::channel(&config.notification_service_url)?);
+    let notifications = NotificationServiceClient::new(grpc_client::channel(
+        "notification-service",
+        &config.notification_service_url,
+    )?);
     let subscriptions = Outbox::new(redis.clone(), &store::SUBSCRIPTION_OUTBOX, move |request| {
         subscriptions::deliver(notifications.clone(), request)
     });
@@ -80,8 +82,9 @@ pub async fn build(config: Config) -> anyhow::Result<Service> {
     };
     let accounts = Accounts::new(store, PasswordHasher::new()?, subscriptions.clone());
     let ports = config.common.ports;
+    let (routes, openapi) = http::router(accounts.clone());
     service
-        .http(ports.http, http::router(accounts.clone()))
+        .http(ports.http, routes, openapi)
         .grpc(
             ports.grpc,
             UserServiceServer::new(grpc::UserGrpc::new(accounts)),

@@ -3,5 +3,6 @@
 mod faults;
 mod messaging;
 mod notifications;
+mod observability;
 mod runtime;
 mod users;
