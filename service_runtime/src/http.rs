@@ -133,16 +133,17 @@ pub fn with_common_routes(
 /// without Redis has no `redis` field.
 ///
 /// Fields in alphabetical order, as `json!` wrote them before this reply was typed.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct HealthReply {
     /// Whether Redis answers a PING; absent where the service uses no Redis.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub redis: Option<RedisState>,
     /// Whether the service can do its job.
     pub success: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+/// Whether Redis answered the health check's PING.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum RedisState {
     Up,

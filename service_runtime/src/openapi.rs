@@ -13,7 +13,7 @@ use axum::{
     http::header,
     response::{IntoResponse, Response},
 };
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use utoipa::{
     PartialSchema, ToSchema,
     openapi::{
@@ -29,7 +29,8 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 ///
 /// Fields are in alphabetical order, the order `serde_json::json!` writes, so replies keep
 /// the bytes they had before they were typed.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
+// Documents `additionalProperties: false`: a reply has no other field.
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"message": "User not found", "success": false}))]
 pub struct ErrorReply {
