@@ -84,5 +84,6 @@ ENTRYPOINT ["/usr/local/bin/notification-service"]
 
 FROM runtime AS frontend-service
 COPY --from=builder /out/frontend-service /usr/local/bin/frontend-service
-EXPOSE 3030
+# gRPC, and METRICS_PORT (/metrics and /health only).
+EXPOSE 3030 3031
 ENTRYPOINT ["/usr/local/bin/frontend-service"]

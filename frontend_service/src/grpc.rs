@@ -75,6 +75,7 @@ impl FrontendService for FrontendGrpc {
                 reason,
                 "notification refused; dropped"
             );
+            crate::metrics::received(crate::metrics::Received::Refused);
             return Ok(Response::new(ReceiveNotificationResponse {
                 success: false,
             }));
@@ -92,6 +93,7 @@ impl FrontendService for FrontendGrpc {
             cursor = notification.cursor,
             "notification delivered"
         );
+        crate::metrics::received(crate::metrics::Received::Published);
         Ok(Response::new(ReceiveNotificationResponse { success: true }))
     }
 
@@ -124,6 +126,7 @@ impl FrontendService for FrontendGrpc {
             receiver,
             out,
         };
+        let watcher = crate::metrics::Watcher::attached();
         let run = watch.run(after, live, self.shutdown.clone());
         // A watch lasts until shutdown, or until its token expires (a watcher renews by
         // logging in again and watching anew with its last cursor).
@@ -138,6 +141,7 @@ impl FrontendService for FrontendGrpc {
                 }
                 None => run.await,
             }
+            drop(watcher);
         };
         tokio::spawn(request_id::carry(run).in_current_span());
         Ok(Response::new(Box::pin(ReceiverStream::new(stream))))

@@ -2,10 +2,15 @@
 //! watchers attach to. A pushed notification is fanned out to every replica's watchers of its
 //! receiver through Redis pub/sub (`live.rs`); a watcher first gets what it missed from
 //! notification-service's store, then live notifications, in order and each once (`watch.rs`).
+//! Its HTTP port (`METRICS_PORT`) serves only `/metrics`, `/health` and `/openapi.json`.
 
 mod grpc;
 mod live;
+mod metrics;
 mod watch;
+
+use axum::Router;
+use utoipa::openapi::OpenApi;
 
 use proto::{
     frontend_service::frontend_service_server::FrontendServiceServer,
@@ -20,6 +25,8 @@ use service_runtime::{
 
 /// The contract's gRPC port of frontend-service.
 pub const DEFAULT_GRPC_PORT: u16 = 3030;
+/// The (additive) HTTP port of frontend-service, for `/metrics` and `/health` only.
+pub const DEFAULT_METRICS_PORT: u16 = 3031;
 /// Where notification-service listens unless `NOTIFICATION_SERVICE_GRPC_URL` says otherwise.
 pub const DEFAULT_NOTIFICATION_SERVICE_GRPC_URL: &str = "http://127.0.0.1:9898";
 /// The Redis database the live feed's connection selects (pub/sub itself spans databases).
@@ -32,6 +39,8 @@ pub const DEFAULT_USER_SERVICE_GRPC_URL: &str = "http://127.0.0.1:9797";
 #[derive(Debug, Clone)]
 pub struct Config {
     pub grpc_port: u16,
+    /// The HTTP port for `/metrics` and `/health`; 0 picks a free port.
+    pub metrics_port: u16,
     /// `redis://host:port` for the live feed.
     pub redis_url: String,
     /// notification-service's gRPC endpoint, whose store watchers replay from.
@@ -48,6 +57,7 @@ impl Config {
     pub fn from_env() -> anyhow::Result<Self> {
         Ok(Self {
             grpc_port: parse_or("GRPC_PORT", DEFAULT_GRPC_PORT)?,
+            metrics_port: parse_or("METRICS_PORT", DEFAULT_METRICS_PORT)?,
             redis_url: redis_base_url()?,
             notification_service_url: url_or(
                 "NOTIFICATION_SERVICE_GRPC_URL",
@@ -64,9 +74,11 @@ impl Config {
 pub async fn build(config: Config) -> anyhow::Result<Service> {
     let (builder, redis) =
         ServiceBuilder::with_redis("frontend-service", &config.redis_url, REDIS_DB)?;
+    metrics::describe();
     let live = live::LiveFeed::new(redis);
     let keys = TokenKeys::new(&config.auth);
     let store = NotificationServiceClient::new(grpc_client::channel(
+        "notification-service",
         &config.notification_service_url,
         keys.internal_credential(),
     )?)
@@ -84,6 +96,8 @@ pub async fn build(config: Config) -> anyhow::Result<Service> {
             FrontendServiceServer::new(api)
                 .max_decoding_message_size(limits::GRPC_MAX_MESSAGE_BYTES),
         )
+        // No API of its own: the runtime adds /metrics, /health and their document.
+        .http(config.metrics_port, Router::new(), OpenApi::default())
         .worker("live feed", move |shutdown| live.run(shutdown))
         .bind()
         .await

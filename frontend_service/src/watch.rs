@@ -54,14 +54,14 @@ impl Watch {
                     // the store's data (see notification-service's store).
                     Some(cursor) if cursor <= last => continue,
                     Some(cursor) if cursor == last + 1 => {
-                        if self.out.send(Ok(pushed)).await.is_err() {
+                        if self.emit(pushed).await.is_err() {
                             return;
                         }
                         Ok(Some(cursor))
                     }
                     // Not from notification-service's store (pushed by hand): passed on as it is.
                     None => {
-                        if self.out.send(Ok(pushed)).await.is_err() {
+                        if self.emit(pushed).await.is_err() {
                             return;
                         }
                         Ok(None)
@@ -80,6 +80,13 @@ impl Watch {
         }
     }
 
+    /// Sends one notification to the watcher; `Err` once the watcher is gone.
+    async fn emit(&self, notification: Notification) -> Result<(), ()> {
+        self.out.send(Ok(notification)).await.map_err(drop)?;
+        crate::metrics::pushed();
+        Ok(())
+    }
+
     /// Sends every stored notification after `after`, oldest first; the last cursor sent.
     async fn catch_up(&mut self, mut after: u64) -> Result<Option<u64>, ()> {
         let mut sent = None;
@@ -89,7 +96,7 @@ impl Watch {
             for notification in page {
                 after = after.max(notification.cursor.unwrap_or(after));
                 sent = Some(after);
-                self.out.send(Ok(notification)).await.map_err(drop)?;
+                self.emit(notification).await?;
             }
             if !full {
                 return Ok(sent);
@@ -103,7 +110,7 @@ impl Watch {
         page.reverse();
         let last = page.last().and_then(|notification| notification.cursor);
         for notification in page {
-            self.out.send(Ok(notification)).await.map_err(drop)?;
+            self.emit(notification).await?;
         }
         Ok(last)
     }

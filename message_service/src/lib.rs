@@ -82,9 +82,14 @@ pub async fn build(config: Config) -> anyhow::Result<Service> {
         ServiceBuilder::with_redis("message-service", &config.common.redis_url, REDIS_DB)?;
     let keys = TokenKeys::new(&config.auth);
     let credential = keys.internal_credential();
-    let users = UserServiceClient::new(grpc_client::channel(&config.user_service_url, credential)?)
-        .max_decoding_message_size(limits::GRPC_MAX_MESSAGE_BYTES);
+    let users = UserServiceClient::new(grpc_client::channel(
+        "user-service",
+        &config.user_service_url,
+        credential,
+    )?)
+    .max_decoding_message_size(limits::GRPC_MAX_MESSAGE_BYTES);
     let notifications = NotificationServiceClient::new(grpc_client::channel(
+        "notification-service",
         &config.notification_service_url,
         credential,
     )?)
@@ -106,8 +111,9 @@ pub async fn build(config: Config) -> anyhow::Result<Service> {
     // A request is the content plus a few addresses: room for both, at least the default.
     let max_request_bytes = limits::GRPC_MAX_MESSAGE_BYTES.max(config.max_message_bytes + 4096);
     let ports = config.common.ports;
+    let (routes, openapi) = http::router(store, &auth);
     service
-        .http(ports.http, http::router(store, &auth))
+        .http(ports.http, routes, openapi)
         .grpc(
             ports.grpc,
             MessageServiceServer::new(api).max_decoding_message_size(max_request_bytes),

@@ -1,51 +1,94 @@
 //! notification-service's REST API: the contract's `/list_notifications` (with optional
-//! pages) and the inbox endpoints (read state, unread count, deletion).
+//! pages) and the inbox endpoints (read state, unread count, deletion). When protection is
+//! on, each answers only about the caller's own notifications.
 
-use axum::{
-    Json, Router,
-    extract::State,
-    routing::{delete, get, post},
-};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use axum::{Json, Router, extract::State};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use service_runtime::{
     auth::{Auth, Caller},
     email::Email,
-    http::{ApiJson, EmailParam, PageParams},
+    http::{ApiJson, EmailOnly, EmailParam, PageParams},
     limits,
+    openapi::ErrorReply,
 };
+use utoipa::{ToSchema, openapi::OpenApi};
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
     error::Error,
-    store::{PageOf, Store},
+    store::{PageOf, Store, StoredNotification},
 };
 
-pub fn router(store: Store, auth: &Auth) -> Router {
-    Router::new()
-        .route("/list_notifications", get(list_notifications))
-        .route("/notifications/read", post(mark_read))
-        .route("/notifications/unread_count", get(unread_count))
-        .route("/notifications", delete(delete_notifications))
-        .layer(auth.layer())
-        .with_state(store)
+/// notification-service's routes and their OpenAPI document.
+pub fn router(store: Store, auth: &Auth) -> (Router, OpenApi) {
+    let (router, api) = OpenApiRouter::new()
+        .routes(routes!(list_notifications))
+        .routes(routes!(mark_read))
+        .routes(routes!(unread_count))
+        .routes(routes!(delete_notifications))
+        .split_for_parts();
+    (router.layer(auth.layer()).with_state(store), api)
 }
 
+/// Fields in alphabetical order, as `json!` wrote them before this reply was typed.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"notifications": [{"cursor": 1795441246954_u64, "notification_id": "5ac89980-2a94-48ba-862a-3e0d759d85d1", "read": false, "receiver_email": "bob@example.com", "sender_email": "alice@example.com", "timestamp": "2026-11-22T08:50:18.731521Z"}], "success": true}))]
+struct NotificationsReply {
+    /// With `limit` only: the `before` of the next page, `null` on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_cursor: Option<Option<u64>>,
+    /// The user's notifications as stored, newest first; empty for an unknown user.
+    #[schema(value_type = Vec<StoredNotification>)]
+    notifications: Vec<Value>,
+    /// Always `true`.
+    success: bool,
+    /// With `limit` only: how many of the user's notifications are unread.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    unread_count: Option<u64>,
+}
+
+const PROTECTED: &str = "Protection is on and the token is missing, malformed, forged or expired";
+const OTHERS: &str = "Protection is on and the token is another user's";
+
 /// `GET /list_notifications?email=` (or `{"email"}` in the body): newest first. With
-/// `limit`, one page (`before`, `unread=true`) plus `next_cursor` and `unread_count`. When
-/// protection is on, only the user's own (as for every inbox endpoint).
+/// `limit`, one page (`before`, `unread=true`) plus `next_cursor` and `unread_count`.
+#[utoipa::path(
+    get,
+    path = "/list_notifications",
+    tag = "notifications",
+    params(
+        ("email" = Option<String>, Query, description = "The user's address; without it, the JSON body's `email` is used"),
+        PageParams,
+    ),
+    request_body(
+        content = Option<EmailOnly>,
+        content_type = "application/json",
+        description = "Read only when the query string has no `email` (clients of the original system send a body with GET)",
+    ),
+    responses(
+        (status = 200, description = "The user's notifications (one page with `limit`)", body = NotificationsReply),
+        (status = 400, description = "No email in the query string or the body, a malformed one, a bad `limit` or `before`, or a body that is not a JSON object", body = ErrorReply),
+        (status = 401, description = PROTECTED, body = ErrorReply),
+        (status = 403, description = OTHERS, body = ErrorReply),
+    )
+)]
 #[tracing::instrument(skip_all, fields(user_email = %email))]
 async fn list_notifications(
     State(store): State<Store>,
     caller: Caller,
     page: PageParams,
     EmailParam(email): EmailParam,
-) -> Result<Json<Value>, Error> {
+) -> Result<Json<NotificationsReply>, Error> {
     caller.authorize(&email)?;
     let Some(limit) = page.limit else {
         let notifications = store.notifications_of(&email).await?;
-        return Ok(Json(
-            json!({ "success": true, "notifications": notifications }),
-        ));
+        return Ok(Json(NotificationsReply {
+            next_cursor: None,
+            notifications,
+            success: true,
+            unread_count: None,
+        }));
     };
     let before = match page.before.as_deref().map(str::parse::<u64>) {
         None => None,
@@ -57,16 +100,16 @@ async fn list_notifications(
         unread_only: page.unread,
     };
     let page = store.page(&email, of, limit).await?;
-    Ok(Json(json!({
-        "success": true,
-        "notifications": page.notifications,
-        "next_cursor": page.next_cursor,
-        "unread_count": page.unread_count,
-    })))
+    Ok(Json(NotificationsReply {
+        next_cursor: Some(page.next_cursor),
+        notifications: page.notifications,
+        success: true,
+        unread_count: Some(page.unread_count),
+    }))
 }
 
 /// Which of a receiver's notifications: `notification_ids` omitted or empty means all.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct Selection {
     email: String,
@@ -97,44 +140,106 @@ impl Selection {
     }
 }
 
+#[derive(Debug, Serialize, ToSchema)]
+struct MarkedReply {
+    marked: u64,
+    success: bool,
+    unread_count: u64,
+}
+
 /// `POST /notifications/read`: `{"success", "marked", "unread_count"}`.
+#[utoipa::path(
+    post,
+    path = "/notifications/read",
+    tag = "notifications",
+    request_body = Selection,
+    responses(
+        (status = 200, description = "How many were marked read (ids that are not the user's count 0) and how many are still unread", body = MarkedReply),
+        (status = 400, description = "No or a malformed email, or a body that is not the JSON object described", body = ErrorReply),
+        (status = 401, description = PROTECTED, body = ErrorReply),
+        (status = 403, description = OTHERS, body = ErrorReply),
+    )
+)]
 #[tracing::instrument(skip_all)]
 async fn mark_read(
     State(store): State<Store>,
     caller: Caller,
     ApiJson(selection): ApiJson<Selection>,
-) -> Result<Json<Value>, Error> {
+) -> Result<Json<MarkedReply>, Error> {
     let (email, ids) = selection.parse()?;
     caller.authorize(&email)?;
     let (marked, unread_count) = store.mark_read(&email, &ids).await?;
-    Ok(Json(
-        json!({ "success": true, "marked": marked, "unread_count": unread_count }),
-    ))
+    Ok(Json(MarkedReply {
+        marked,
+        success: true,
+        unread_count,
+    }))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+struct UnreadReply {
+    success: bool,
+    unread_count: u64,
 }
 
 /// `GET /notifications/unread_count?email=` (or `{"email"}` in the body).
+#[utoipa::path(
+    get,
+    path = "/notifications/unread_count",
+    tag = "notifications",
+    params(("email" = Option<String>, Query, description = "The user's address; without it, the JSON body's `email` is used")),
+    request_body(content = Option<EmailOnly>, content_type = "application/json"),
+    responses(
+        (status = 200, description = "How many of the user's notifications are unread", body = UnreadReply),
+        (status = 400, description = "No email, a malformed one, or a body that is not a JSON object", body = ErrorReply),
+        (status = 401, description = PROTECTED, body = ErrorReply),
+        (status = 403, description = OTHERS, body = ErrorReply),
+    )
+)]
 #[tracing::instrument(skip_all, fields(user_email = %email))]
 async fn unread_count(
     State(store): State<Store>,
     caller: Caller,
     EmailParam(email): EmailParam,
-) -> Result<Json<Value>, Error> {
+) -> Result<Json<UnreadReply>, Error> {
     caller.authorize(&email)?;
     let unread_count = store.unread_count(&email).await?;
-    Ok(Json(
-        json!({ "success": true, "unread_count": unread_count }),
-    ))
+    Ok(Json(UnreadReply {
+        success: true,
+        unread_count,
+    }))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+struct DeletedReply {
+    deleted: u64,
+    success: bool,
 }
 
 /// `DELETE /notifications`: `{"success", "deleted"}`.
+#[utoipa::path(
+    delete,
+    path = "/notifications",
+    tag = "notifications",
+    request_body = Selection,
+    responses(
+        (status = 200, description = "How many were deleted (ids that are not the user's count 0; no ids: all)", body = DeletedReply),
+        (status = 400, description = "No or a malformed email, or a body that is not the JSON object described", body = ErrorReply),
+        (status = 401, description = PROTECTED, body = ErrorReply),
+        (status = 403, description = OTHERS, body = ErrorReply),
+    )
+)]
 #[tracing::instrument(skip_all)]
 async fn delete_notifications(
     State(store): State<Store>,
     caller: Caller,
     ApiJson(selection): ApiJson<Selection>,
-) -> Result<Json<Value>, Error> {
+) -> Result<Json<DeletedReply>, Error> {
     let (email, ids) = selection.parse()?;
     caller.authorize(&email)?;
     let deleted = store.delete(&email, &ids).await?;
-    Ok(Json(json!({ "success": true, "deleted": deleted })))
+    Ok(Json(DeletedReply {
+        deleted,
+        success: true,
+    }))
 }

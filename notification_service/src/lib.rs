@@ -88,6 +88,7 @@ pub async fn build(config: Config) -> anyhow::Result<Service> {
         ServiceBuilder::with_redis("notification-service", &config.common.redis_url, REDIS_DB)?;
     let keys = TokenKeys::new(&config.auth);
     let frontend = FrontendServiceClient::new(grpc_client::channel(
+        "frontend-service",
         &config.frontend_service_url,
         keys.internal_credential(),
     )?)
@@ -102,8 +103,9 @@ pub async fn build(config: Config) -> anyhow::Result<Service> {
     };
     let api = grpc::NotificationGrpc::new(store.clone(), pushes.clone(), auth.clone());
     let ports = config.common.ports;
+    let (routes, openapi) = http::router(store, &auth);
     service
-        .http(ports.http, http::router(store, &auth))
+        .http(ports.http, routes, openapi)
         .grpc(
             ports.grpc,
             NotificationServiceServer::new(api)

@@ -226,7 +226,7 @@ return #doomed
 });
 
 /// A notification as stored in `notifications:{email}` and pushed to frontend-service.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct StoredNotification {
     pub sender_email: String,
     pub receiver_email: String,

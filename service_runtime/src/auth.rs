@@ -483,6 +483,7 @@ impl Auth {
     /// protection is on and a token must be checked), answers cached for [`TOKEN_CACHE_TTL`].
     pub fn via_user_service(keys: TokenKeys, user_service_url: &str) -> anyhow::Result<Self> {
         let users = TokenServiceClient::new(grpc_client::channel(
+            "user-service",
             user_service_url,
             keys.internal_credential(),
         )?)

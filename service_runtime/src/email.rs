@@ -16,6 +16,12 @@ pub const MAX_LEN: usize = 254;
 /// How much of a refused input an error message repeats.
 const ECHO_LEN: usize = 64;
 
+/// What [`Email::parse`] accepts, as a regular expression for API documents (ECMA-262, as
+/// JSON Schema has it): one `@`, a dotted domain whose labels are non-empty and neither start
+/// nor end with `-`, and none of the characters the parser refuses (`:`, glob characters,
+/// whitespace, control and the common invisible or bidirectional ones).
+pub const PATTERN: &str = r"^[^@:*?\[\]\\\s\x00-\x1f\x7f-\x9f\u00ad\u200b-\u200f\u202a-\u202e\u2060-\u206f\ufeff]+@[^@.:*?\[\]\\\s\x00-\x1f\x7f-\x9f\u00ad\u200b-\u200f\u202a-\u202e\u2060-\u206f\ufeff-](?:[^@.:*?\[\]\\\s\x00-\x1f\x7f-\x9f\u00ad\u200b-\u200f\u202a-\u202e\u2060-\u206f\ufeff]*[^@.:*?\[\]\\\s\x00-\x1f\x7f-\x9f\u00ad\u200b-\u200f\u202a-\u202e\u2060-\u206f\ufeff-])?(?:\.[^@.:*?\[\]\\\s\x00-\x1f\x7f-\x9f\u00ad\u200b-\u200f\u202a-\u202e\u2060-\u206f\ufeff-](?:[^@.:*?\[\]\\\s\x00-\x1f\x7f-\x9f\u00ad\u200b-\u200f\u202a-\u202e\u2060-\u206f\ufeff]*[^@.:*?\[\]\\\s\x00-\x1f\x7f-\x9f\u00ad\u200b-\u200f\u202a-\u202e\u2060-\u206f\ufeff-])?)+$";
+
 /// A well-formed email address: `local@domain`, the domain dotted and lower-case.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Email(String);
@@ -117,6 +123,21 @@ fn is_invisible(c: char) -> bool {
     )
 }
 
+/// In API documents, an email field is a string matching [`PATTERN`], at most 254 long; a
+/// field that holds one as a plain `String` says so with `#[schema(value_type = Email)]`.
+impl utoipa::PartialSchema for Email {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::schema::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .pattern(Some(PATTERN))
+            .max_length(Some(MAX_LEN))
+            .description(Some("A well-formed email address: local@domain.tld"))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Email {}
+
 impl fmt::Display for Email {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
@@ -139,6 +160,22 @@ mod tests {
         }
     }
 
+    const MALFORMED: [&str; 13] = [
+        "",
+        "plain",
+        "@b.io",
+        "a@",
+        "a@b",
+        "a@@b.io",
+        "a b@c.io",
+        "a@b..io",
+        "a@-b.io",
+        "a@b-.io",
+        "a@b.io\n",
+        "a\u{85}@b.io",
+        "a@b.io.",
+    ];
+
     #[test]
     fn the_domain_is_lower_cased_and_the_local_part_kept() {
         let email = Email::parse("Ada.L@Example.COM").map(Email::into_string);
@@ -147,10 +184,7 @@ mod tests {
 
     #[test]
     fn malformed_addresses_are_refused() {
-        for bad in [
-            "", "plain", "@b.io", "a@", "a@b", "a@@b.io", "a b@c.io", "a@b..io", "a@-b.io",
-            "a@b.io\n",
-        ] {
+        for bad in MALFORMED {
             assert!(Email::parse(bad).is_err(), "{bad:?} was accepted");
         }
     }
@@ -181,5 +215,21 @@ mod tests {
         let err = Email::parse(long).expect_err("too long").to_string();
         assert!(err.len() < 200, "{err}");
         assert!(err.contains("254"), "{err}");
+    }
+
+    #[test]
+    fn the_documented_pattern_accepts_what_parse_accepts() {
+        let pattern = regex::Regex::new(super::PATTERN).expect("the pattern compiles");
+        for ok in [
+            "a@b.io",
+            "first.last+tag@sub.example.com",
+            "Ü@bü.de",
+            "a-@b-c.d",
+        ] {
+            assert!(Email::parse(ok).is_ok() && pattern.is_match(ok), "{ok:?}");
+        }
+        for bad in MALFORMED {
+            assert!(!pattern.is_match(bad), "the pattern accepts {bad:?}");
+        }
     }
 }

@@ -19,23 +19,22 @@ use axum::{
     http::{HeaderMap, HeaderValue, StatusCode, header},
     middleware::{self, Next},
     response::{IntoResponse, Response},
-    routing::get,
 };
 use serde::{
-    Deserialize, Deserializer,
+    Deserialize, Deserializer, Serialize,
     de::{DeserializeOwned, MapAccess, Visitor, value::MapAccessDeserializer},
 };
-use serde_json::json;
+use utoipa::{IntoParams, ToSchema, openapi::OpenApi};
+use utoipa_axum::{router::OpenApiRouter, routes};
 
-use crate::{config::HttpLimits, email::Email, redis_store::Redis};
+use crate::{config::HttpLimits, email::Email, openapi::ErrorReply, redis_store::Redis};
 
 /// Largest request body accepted; the contract's bodies are a few hundred bytes.
 const BODY_LIMIT_BYTES: usize = 64 * 1024;
 
 /// A JSON error reply: `{"success": false, "message": ...}` with `status`.
 pub fn error_response(status: StatusCode, message: impl Into<String>) -> Response {
-    let body = json!({ "success": false, "message": message.into() });
-    (status, Json(body)).into_response()
+    (status, Json(ErrorReply::new(message))).into_response()
 }
 
 /// Like `axum::Json`, but the body must be a JSON object and every rejection is a
@@ -106,7 +105,8 @@ fn json_rejection_response(rejection: &JsonRejection) -> Response {
 
 /// Paging of a list endpoint: `?limit=N&before=C` (both optional; `before` is the previous
 /// page's `next_cursor`). Without `limit` a list answers in full, as the contract's lists do.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct PageParams {
     pub limit: Option<usize>,
     pub before: Option<String>,
@@ -151,10 +151,12 @@ struct EmailQuery {
 }
 
 /// The optional JSON body of a list endpoint: an object with at most `email`.
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct EmailOnly {
-    email: Option<String>,
+#[schema(example = json!({"email": "alice@example.com"}))]
+pub struct EmailOnly {
+    /// The user's address; used when the query string has no `email`.
+    pub email: Option<String>,
 }
 
 impl<S: Send + Sync> FromRequest<S> for EmailParam {
@@ -165,23 +167,30 @@ impl<S: Send + Sync> FromRequest<S> for EmailParam {
         let query = Query::<EmailQuery>::from_request_parts(&mut parts, state)
             .await
             .map_err(|rejection| error_response(StatusCode::BAD_REQUEST, rejection.body_text()))?;
-        if let Some(email) = query.0.email.filter(|email| !email.trim().is_empty()) {
-            return Email::parse(email).map(Self).map_err(bad_request);
-        }
+        // A body is read (and must be valid) even when the query names the email: malformed
+        // JSON answers 400 wherever it is, as the contract says.
         let bytes = Bytes::from_request(Request::from_parts(parts, body), state)
             .await
             .map_err(|rejection| error_response(rejection.status(), rejection.body_text()))?;
-        let from_body = if bytes.iter().all(u8::is_ascii_whitespace) {
-            None
-        } else {
-            serde_json::from_slice::<JsonObject<EmailOnly>>(&bytes)
-                .map_err(|err| {
-                    error_response(StatusCode::BAD_REQUEST, format!("invalid JSON body: {err}"))
-                })?
-                .0
-                .email
-        };
-        match from_body.filter(|email| !email.trim().is_empty()) {
+        // `null` is no body, as the OpenAPI document's optional body allows.
+        let from_body =
+            if bytes.iter().all(u8::is_ascii_whitespace) || bytes.trim_ascii() == b"null" {
+                None
+            } else {
+                serde_json::from_slice::<JsonObject<EmailOnly>>(&bytes)
+                    .map_err(|err| {
+                        error_response(StatusCode::BAD_REQUEST, format!("invalid JSON body: {err}"))
+                    })?
+                    .0
+                    .email
+            };
+        let non_empty = |email: &String| !email.trim().is_empty();
+        match query
+            .0
+            .email
+            .filter(non_empty)
+            .or_else(|| from_body.filter(non_empty))
+        {
             Some(email) => Email::parse(email).map(Self).map_err(bad_request),
             None => Err(error_response(
                 StatusCode::BAD_REQUEST,
@@ -195,12 +204,25 @@ fn bad_request(err: impl ToString) -> Response {
     error_response(StatusCode::BAD_REQUEST, err.to_string())
 }
 
-/// Wraps a service's routes with what every HTTP server has: `GET /health`, a JSON 404, the
+/// Wraps a service's routes with what every HTTP server has: `GET /health`, `GET /metrics`,
+/// `GET /openapi.json` (describing `api`, the routes' document, and these), a JSON 404, the
 /// body limit (413), the request timeout (408), the URI limit (414) and the contract's shape
 /// for every error reply.
-pub fn with_common_routes(routes: Router, redis: Option<Redis>, limits: HttpLimits) -> Router {
+pub fn with_common_routes(
+    service: &'static str,
+    routes: Router,
+    api: OpenApi,
+    redis: Option<Redis>,
+    limits: HttpLimits,
+) -> Router {
+    let (common, common_api) = OpenApiRouter::new()
+        .routes(routes!(health))
+        .with_state(redis)
+        .routes(routes!(crate::metrics::render))
+        .split_for_parts();
     routes
-        .route("/health", get(move || health(redis.clone())))
+        .merge(common)
+        .merge(crate::openapi::document(service, api, common_api))
         .fallback(|| async { error_response(StatusCode::NOT_FOUND, "no such endpoint") })
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
         .layer(middleware::from_fn_with_state(
@@ -295,17 +317,49 @@ fn is_json(headers: &HeaderMap) -> bool {
         .is_some_and(|value| value.starts_with("application/json"))
 }
 
-/// 200 when Redis answers, 503 when it does not.
-async fn health(redis: Option<Redis>) -> Response {
-    let redis_up = match &redis {
-        Some(redis) => redis.is_reachable().await,
-        None => true,
+/// `GET /health`: `{"redis": "up", "success": true}`, or `"down"` and `false`; a server
+/// without Redis has no `redis` field.
+///
+/// Fields in alphabetical order, as `json!` wrote them before this reply was typed.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HealthReply {
+    /// Whether Redis answers a PING; absent where the service uses no Redis.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redis: Option<RedisState>,
+    /// Whether the service can do its job.
+    pub success: bool,
+}
+
+/// Whether Redis answered the health check's PING.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RedisState {
+    Up,
+    Down,
+}
+
+/// 200 when Redis answers (or the service has none), 503 when it does not.
+#[utoipa::path(
+    get,
+    path = "/health",
+    operation_id = "health",
+    tag = "operations",
+    responses(
+        (status = 200, description = "The service can work: Redis answers, or it needs none", body = HealthReply),
+        (status = 503, description = "Redis does not answer", body = HealthReply),
+    )
+)]
+async fn health(State(redis): State<Option<Redis>>) -> (StatusCode, Json<HealthReply>) {
+    let redis = match &redis {
+        Some(redis) if redis.is_reachable().await => Some(RedisState::Up),
+        Some(_) => Some(RedisState::Down),
+        None => None,
     };
-    let status = if redis_up {
+    let success = redis != Some(RedisState::Down);
+    let status = if success {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    let body = json!({ "success": redis_up, "redis": if redis_up { "up" } else { "down" } });
-    (status, Json(body)).into_response()
+    (status, Json(HealthReply { redis, success }))
 }

@@ -31,7 +31,12 @@ use redis::{
 };
 use serde::{Serialize, de::DeserializeOwned};
 
-use crate::{redis_store::Redis, retry::Backoff, shutdown::Shutdown};
+use crate::{
+    metrics::{DeliveryOutcome, DeliveryPath, outbox_delivery},
+    redis_store::Redis,
+    retry::Backoff,
+    shutdown::Shutdown,
+};
 
 /// The stream field holding an entry's payload (pass it to the script that writes the entry).
 pub const PAYLOAD_FIELD: &str = "payload";
@@ -50,6 +55,8 @@ const POLL_INTERVAL: Duration = Duration::from_millis(500);
 const CLAIM_IDLE: Duration = Duration::from_secs(10);
 /// How often the worker looks for entries a crashed consumer left.
 const CLAIM_INTERVAL: Duration = Duration::from_secs(2);
+/// How often the worker samples the stream's length for `outbox_pending_entries`.
+const PENDING_SAMPLE_INTERVAL: Duration = Duration::from_secs(1);
 const RETRY_MIN: Duration = Duration::from_millis(50);
 const RETRY_MAX: Duration = Duration::from_secs(2);
 
@@ -157,6 +164,13 @@ where
     /// Returns whether the peer took it. Otherwise the entry stays and the worker delivers it.
     pub async fn deliver_now(&self, entry_id: &str, payload: P) -> bool {
         let outcome = tokio::time::timeout(INLINE_DEADLINE, (self.deliver)(payload)).await;
+        let counted = match &outcome {
+            Ok(Delivery::Done) => DeliveryOutcome::Delivered,
+            Ok(Delivery::Reject(_)) => DeliveryOutcome::Rejected,
+            Ok(Delivery::Retry(_)) => DeliveryOutcome::Retry,
+            Err(_) => DeliveryOutcome::Timeout,
+        };
+        outbox_delivery(self.key, DeliveryPath::Inline, counted);
         let delivered = match outcome {
             Ok(Delivery::Done) => true,
             Ok(Delivery::Reject(reason)) => {
@@ -196,6 +210,9 @@ where
     /// Delivers entries the inline try left until `shutdown`. Entries still in flight at
     /// shutdown stay in the stream and are delivered by the next run.
     pub async fn run(self, shutdown: Shutdown) {
+        // Apart from the delivery loop, which can spend minutes retrying one batch while the
+        // peer is down, exactly when the backlog is worth watching.
+        let sampler = tokio::spawn(self.clone().sample_pending(shutdown.clone()));
         let mut redis = self.redis.connection();
         let mut backoff = Backoff::new(RETRY_MIN, RETRY_MAX);
         // After a (re)start, first re-deliver what this consumer had in flight.
@@ -226,6 +243,7 @@ where
                     entries
                 }
                 Err(err) => {
+                    crate::metrics::redis_error();
                     group_ready = false;
                     // A read whose reply was lost still handed its entries to us: they wait in
                     // our pending list, where only re-reading it (not `>`) finds them before
@@ -252,11 +270,33 @@ where
             .await;
             let finished: Vec<String> = delivered.into_iter().flatten().collect();
             if let Err(err) = self.acknowledge(&mut redis, &finished).await {
+                crate::metrics::redis_error();
                 // They stay pending for us and are re-read (and recognised as repeats by the
                 // peer).
                 tracing::warn!(stream = self.key, error = %err, "outbox acknowledge failed");
                 own_pending_first = true;
             }
+        }
+        if let Err(err) = sampler.await {
+            tracing::error!(stream = self.key, error = %err, "outbox backlog sampler panicked");
+        }
+    }
+
+    /// Samples the stream's length into `outbox_pending_entries` until `shutdown`. Entries
+    /// leave the stream only once delivered (or dropped), so its length is the backlog.
+    async fn sample_pending(self, shutdown: Shutdown) {
+        while !shutdown.is_triggered() {
+            match self
+                .redis
+                .query::<u64>(redis::cmd("XLEN").arg(self.key))
+                .await
+            {
+                Ok(entries) => crate::metrics::outbox_pending(self.key, entries),
+                Err(err) => {
+                    tracing::debug!(stream = self.key, error = %err, "cannot sample the outbox backlog")
+                }
+            }
+            sleep_or_shutdown(PENDING_SAMPLE_INTERVAL, &shutdown).await;
         }
     }
 
@@ -285,12 +325,17 @@ where
                 Ok(payload) => payload,
                 Err(err) => {
                     tracing::error!(stream = self.key, id = entry.id, raw, error = %err, "outbox payload does not parse; dropped");
+                    outbox_delivery(self.key, DeliveryPath::Worker, DeliveryOutcome::Rejected);
                     return Some(entry.id);
                 }
             };
             match (self.deliver)(payload).await {
-                Delivery::Done => return Some(entry.id),
+                Delivery::Done => {
+                    outbox_delivery(self.key, DeliveryPath::Worker, DeliveryOutcome::Delivered);
+                    return Some(entry.id);
+                }
                 Delivery::Reject(reason) => {
+                    outbox_delivery(self.key, DeliveryPath::Worker, DeliveryOutcome::Rejected);
                     tracing::warn!(
                         stream = self.key,
                         id = entry.id,
@@ -301,6 +346,7 @@ where
                     return Some(entry.id);
                 }
                 Delivery::Retry(reason) => {
+                    outbox_delivery(self.key, DeliveryPath::Worker, DeliveryOutcome::Retry);
                     tracing::warn!(
                         stream = self.key,
                         id = entry.id,

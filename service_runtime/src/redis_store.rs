@@ -103,7 +103,11 @@ where
     Fut: std::future::Future<Output = RedisResult<T>>,
 {
     let backoff = Backoff::new(TRANSIENT_RETRY_MIN, TRANSIENT_RETRY_MAX);
-    retry::within(TRANSIENT_RETRY_WINDOW, backoff, is_transient, op).await
+    let result = retry::within(TRANSIENT_RETRY_WINDOW, backoff, is_transient, op).await;
+    if result.is_err() {
+        crate::metrics::redis_error();
+    }
+    result
 }
 
 /// Whether `err` says "not now" rather than "never" (a script error, a wrong type).

@@ -67,7 +67,7 @@ macro_rules! service_main {
 /// Describes a service before its listeners are bound.
 pub struct ServiceBuilder {
     name: &'static str,
-    http: Option<(u16, Router)>,
+    http: Option<(u16, Router, utoipa::openapi::OpenApi)>,
     grpc: Option<(u16, Routes, Vec<&'static str>)>,
     redis: Option<Redis>,
     workers: Vec<(&'static str, Worker)>,
@@ -75,8 +75,10 @@ pub struct ServiceBuilder {
 }
 
 impl ServiceBuilder {
-    /// A service called `name` (used in logs).
+    /// A service called `name` (used in logs). Installs the metrics recorder, so everything
+    /// the service records from here on is served at `/metrics`.
     pub fn new(name: &'static str) -> Self {
+        crate::metrics::install();
         Self {
             name,
             http: None,
@@ -93,9 +95,10 @@ impl ServiceBuilder {
         self.shutdown.1.clone()
     }
 
-    /// Serves `routes` (plus `/health`) on `port`; 0 picks a free port.
-    pub fn http(mut self, port: u16, routes: Router) -> Self {
-        self.http = Some((port, routes));
+    /// Serves `routes` (plus `/health`, `/metrics` and `/openapi.json`, which describes `api`,
+    /// the routes' OpenAPI document) on `port`; 0 picks a free port.
+    pub fn http(mut self, port: u16, routes: Router, api: utoipa::openapi::OpenApi) -> Self {
+        self.http = Some((port, routes, api));
         self
     }
 
@@ -180,7 +183,7 @@ impl ServiceBuilder {
     /// otherwise.
     pub async fn bind(self) -> anyhow::Result<Service> {
         let http = match self.http {
-            Some((port, routes)) => Some((bind(port, "HTTP").await?, routes)),
+            Some((port, routes, api)) => Some((bind(port, "HTTP").await?, routes, api)),
             None => None,
         };
         let grpc = match self.grpc {
@@ -208,7 +211,7 @@ async fn bind(port: u16, what: &str) -> anyhow::Result<TcpListener> {
 /// A service whose listeners are bound; [`Service::run_until_stopped`] serves it.
 pub struct Service {
     name: &'static str,
-    http: Option<(TcpListener, Router)>,
+    http: Option<(TcpListener, Router, utoipa::openapi::OpenApi)>,
     grpc: Option<(TcpListener, Routes, Vec<&'static str>)>,
     redis: Option<Redis>,
     limits: ServerLimits,
@@ -227,7 +230,7 @@ impl Service {
     pub fn http_addr(&self) -> Option<SocketAddr> {
         self.http
             .as_ref()
-            .and_then(|(listener, _)| listener.local_addr().ok())
+            .and_then(|(listener, _, _)| listener.local_addr().ok())
     }
 
     /// The gRPC server's real address.
@@ -270,9 +273,15 @@ impl Service {
         let limits = self.limits_within_descriptors();
         let (trigger, shutdown) = self.shutdown;
         let mut servers = JoinSet::new();
-        if let Some((listener, routes)) = self.http {
+        if let Some((listener, routes, api)) = self.http {
             tracing::info!(service = self.name, addr = %local(&listener), "HTTP server listening");
-            let routes = crate::http::with_common_routes(routes, self.redis.clone(), limits.http);
+            let routes = crate::http::with_common_routes(
+                self.name,
+                routes,
+                api,
+                self.redis.clone(),
+                limits.http,
+            );
             servers.spawn(serve_http(listener, routes, limits.http, shutdown.clone()));
         }
         if let Some((listener, routes, names)) = self.grpc {

@@ -1,6 +1,7 @@
 //! Tracing setup: `RUST_LOG` filters (default `info`); `LOG_FORMAT=json` switches from
 //! human-readable lines to JSON lines for log collectors. A span per HTTP request and per gRPC
-//! call (method, route, request id), and one event when it finished (status, latency).
+//! call (method, route, request id), and one event when it finished (status, latency); the
+//! same two middlewares record the request metrics ([`crate::metrics`]).
 
 use std::{
     future::Future,
@@ -47,15 +48,17 @@ pub async fn http_request(
     let route = request
         .extensions()
         .get::<axum::extract::MatchedPath>()
-        .map_or("unmatched", |path| path.as_str())
+        .map_or(crate::metrics::UNMATCHED, |path| path.as_str())
         .to_owned();
-    let span = tracing::info_span!("http", method = %request.method(), route, request_id = %id);
+    let method = request.method().clone();
+    let span = tracing::info_span!("http", %method, route, request_id = %id);
     let started = Instant::now();
     let mut response = request_id::scope(id.clone(), next.run(request))
         .instrument(span.clone())
         .await;
     let status = response.status().as_u16();
     span.in_scope(|| finished(status, status >= 500, started));
+    crate::metrics::http_request(&route, &method, status, started);
     if let Ok(value) = id.parse() {
         response.headers_mut().insert(request_id::HEADER, value);
     }
@@ -98,7 +101,8 @@ where
 
     fn call(&mut self, request: axum::http::Request<B>) -> Self::Future {
         let id = request_id::from_headers(request.headers());
-        let span = tracing::info_span!("grpc", method = %request.uri().path(), request_id = %id);
+        let path = request.uri().path().to_owned();
+        let span = tracing::info_span!("grpc", method = %path, request_id = %id);
         let started = Instant::now();
         let call = span.in_scope(|| self.inner.call(request));
         let traced = async move {
@@ -116,6 +120,7 @@ where
                     tonic::Code::Internal | tonic::Code::Unavailable | tonic::Code::Unknown
                 );
                 finished(u16::try_from(code).unwrap_or(u16::MAX), failed, started);
+                crate::metrics::grpc_request(&path, tonic::Code::from(code), started);
             }
             response
         };

@@ -1,6 +1,7 @@
 //! One service binary running as a real process.
 //!
-//! The harness does not pick ports: it starts the binary with `HTTP_PORT=0` and `GRPC_PORT=0`,
+//! The harness does not pick ports: it starts the binary with `HTTP_PORT=0` (frontend-service:
+//! `METRICS_PORT=0`) and `GRPC_PORT=0`,
 //! the service binds whatever the kernel gives it and writes the real ports to the file
 //! `READY_FILE` names (see `service_runtime::server`), and the harness reads them from there.
 
@@ -18,8 +19,7 @@ use tonic_health::pb::{
 /// How long a service may take to bind its ports and report SERVING.
 const START_UP: Duration = Duration::from_secs(15);
 
-/// The ports a service announced in its `READY_FILE`; `None` where it has no such server
-/// (frontend-service serves gRPC only).
+/// The ports a service announced in its `READY_FILE`; `None` where it has no such server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BoundPorts {
     pub http: Option<u16>,
@@ -172,7 +172,7 @@ impl ServiceProcess {
             .stdout(log())
             .stderr(log());
         if let Some(port) = ports.http {
-            command.env("HTTP_PORT", port.to_string());
+            command.env(http_port_variable(self.binary), port.to_string());
         }
         if let Some(port) = ports.grpc {
             command.env("GRPC_PORT", port.to_string());
@@ -248,6 +248,16 @@ impl Drop for ServiceProcess {
     fn drop(&mut self) {
         self.kill();
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The variable that sets the binary's HTTP port: frontend-service's HTTP server is its
+/// metrics port.
+fn http_port_variable(binary: &str) -> &'static str {
+    if binary == "frontend-service" {
+        "METRICS_PORT"
+    } else {
+        "HTTP_PORT"
     }
 }
 

@@ -35,6 +35,8 @@ pub struct Stack {
     pub user: ServiceProcess,
     pub message: ServiceProcess,
     pub frontend_port: u16,
+    /// frontend-service's HTTP port: `/metrics`, `/health` and `/openapi.json` only.
+    pub frontend_metrics_port: u16,
     pub notification_ports: Ports,
     pub user_ports: Ports,
     pub message_ports: Ports,
@@ -84,6 +86,10 @@ impl Stack {
         let message = ServiceProcess::start("message-service", env).await;
         Self {
             frontend_port: frontend.grpc_port(),
+            frontend_metrics_port: frontend
+                .ports()
+                .http
+                .expect("frontend-service serves its metrics over HTTP"),
             notification_ports: Ports::of(&notification),
             user_ports: Ports::of(&user),
             message_ports: Ports::of(&message),
@@ -135,6 +141,11 @@ impl Stack {
     /// `http://127.0.0.1:<notification-service HTTP port><path>`.
     pub fn notification_url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.notification_ports.http)
+    }
+
+    /// `http://127.0.0.1:<frontend-service metrics port><path>`.
+    pub fn frontend_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.frontend_metrics_port)
     }
 
     /// A gRPC channel to `port` on this machine.

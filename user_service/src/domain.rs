@@ -6,6 +6,7 @@
 
 use serde::{Deserialize, Deserializer, Serialize};
 use service_runtime::{email::Email, limits};
+use utoipa::ToSchema;
 
 use crate::error::Error;
 
@@ -16,39 +17,57 @@ fn present_string<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<S
 }
 
 /// `POST /users`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"email": "ada@example.com", "password": "s3cret", "name": "Ada Lovelace"}))]
 pub struct NewUserBody {
+    /// A well-formed address (`local@domain.tld`); it names the user from now on.
+    #[schema(value_type = Email)]
     pub email: String,
+    /// Stored only as an argon2id hash.
+    #[schema(min_length = 1)]
     pub password: String,
+    #[schema(min_length = 1)]
     pub name: String,
 }
 
 /// The changes of `PUT /users/...`: at least one of the three.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(min_properties = 1, example = json!({"name": "Rear Admiral Grace Hopper"}))]
 pub struct UserUpdateBody {
+    /// A new, well-formed address no other user has: the user moves to it.
     #[serde(default, deserialize_with = "present_string")]
+    #[schema(value_type = Email)]
     pub email: Option<String>,
+    /// A new password (stored hashed).
     #[serde(default, deserialize_with = "present_string")]
+    #[schema(nullable = false, min_length = 1)]
     pub password: Option<String>,
     #[serde(default, deserialize_with = "present_string")]
+    #[schema(nullable = false, min_length = 1)]
     pub name: Option<String>,
 }
 
 /// `PUT /users/email`: which user, and what changes.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"email": "grace@example.com", "data": {"name": "Rear Admiral Grace Hopper"}}))]
 pub struct UpdateRequestBody {
+    /// The user's current address.
+    #[schema(value_type = Email)]
     pub email: String,
     #[serde(deserialize_with = "service_runtime::http::object")]
     pub data: UserUpdateBody,
 }
 
 /// `DELETE /users/email`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"email": "grace@example.com"}))]
 pub struct EmailBody {
+    /// The user's address.
+    #[schema(value_type = Email)]
     pub email: String,
 }
 

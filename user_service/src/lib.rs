@@ -90,6 +90,7 @@ pub async fn build(config: Config) -> anyhow::Result<Service> {
         ServiceBuilder::with_redis("user-service", &config.common.redis_url, REDIS_DB)?;
     let keys = TokenKeys::new(&config.auth);
     let notifications = NotificationServiceClient::new(grpc_client::channel(
+        "notification-service",
         &config.notification_service_url,
         keys.internal_credential(),
     )?)
@@ -115,8 +116,9 @@ pub async fn build(config: Config) -> anyhow::Result<Service> {
         accounts: accounts.clone(),
         logins: logins.clone(),
     };
+    let (routes, openapi) = http::router(api, &auth);
     service
-        .http(ports.http, http::router(api, &auth))
+        .http(ports.http, routes, openapi)
         .grpc(
             ports.grpc,
             UserServiceServer::new(grpc::UserGrpc::new(accounts, logins.clone(), auth.clone()))

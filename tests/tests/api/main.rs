@@ -6,6 +6,7 @@ mod hostile;
 mod inbox;
 mod messaging;
 mod notifications;
+mod observability;
 mod runtime;
 mod security;
 mod users;
