@@ -18,7 +18,7 @@ use proto::{
 };
 use service_runtime::{
     auth::{Auth, AuthConfig, TokenKeys},
-    config::{parse_or, redis_base_url, url_or},
+    config::{self, parse_or, redis_base_url},
     grpc_client, limits,
     server::{Service, ServiceBuilder},
 };
@@ -27,13 +27,8 @@ use service_runtime::{
 pub const DEFAULT_GRPC_PORT: u16 = 3030;
 /// The (additive) HTTP port of frontend-service, for `/metrics` and `/health` only.
 pub const DEFAULT_METRICS_PORT: u16 = 3031;
-/// Where notification-service listens unless `NOTIFICATION_SERVICE_GRPC_URL` says otherwise.
-pub const DEFAULT_NOTIFICATION_SERVICE_GRPC_URL: &str = "http://127.0.0.1:9898";
 /// The Redis database the live feed's connection selects (pub/sub itself spans databases).
 pub const REDIS_DB: u8 = 2;
-/// Where user-service listens unless `USER_SERVICE_GRPC_URL` says otherwise (asked whether a
-/// token is still valid when protection is on).
-pub const DEFAULT_USER_SERVICE_GRPC_URL: &str = "http://127.0.0.1:9797";
 
 /// Everything frontend-service reads from its environment.
 #[derive(Debug, Clone)]
@@ -59,11 +54,8 @@ impl Config {
             grpc_port: parse_or("GRPC_PORT", DEFAULT_GRPC_PORT)?,
             metrics_port: parse_or("METRICS_PORT", DEFAULT_METRICS_PORT)?,
             redis_url: redis_base_url()?,
-            notification_service_url: url_or(
-                "NOTIFICATION_SERVICE_GRPC_URL",
-                DEFAULT_NOTIFICATION_SERVICE_GRPC_URL,
-            ),
-            user_service_url: url_or("USER_SERVICE_GRPC_URL", DEFAULT_USER_SERVICE_GRPC_URL),
+            notification_service_url: config::NOTIFICATION_SERVICE.url(),
+            user_service_url: config::USER_SERVICE.url(),
             auth: AuthConfig::from_env()?,
         })
     }

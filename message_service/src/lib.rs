@@ -18,7 +18,7 @@ use proto::{
 };
 use service_runtime::{
     auth::{Auth, AuthConfig, TokenKeys},
-    config::{Common, parse_or, url_or},
+    config::{self, Common, parse_or},
     grpc_client, limits,
     outbox::Outbox,
     server::{Service, ServiceBuilder},
@@ -41,8 +41,6 @@ pub const DEFAULT_HTTP_PORT: u16 = 8181;
 pub const DEFAULT_GRPC_PORT: u16 = 9696;
 /// The Redis database message-service owns.
 pub const REDIS_DB: u8 = 1;
-pub const DEFAULT_USER_SERVICE_GRPC_URL: &str = "http://127.0.0.1:9797";
-pub const DEFAULT_NOTIFICATION_SERVICE_GRPC_URL: &str = "http://127.0.0.1:9898";
 
 /// Everything message-service reads from its environment.
 #[derive(Debug, Clone)]
@@ -61,11 +59,8 @@ impl Config {
     pub fn from_env() -> anyhow::Result<Self> {
         Ok(Self {
             common: Common::from_env(DEFAULT_HTTP_PORT, DEFAULT_GRPC_PORT)?,
-            user_service_url: url_or("USER_SERVICE_GRPC_URL", DEFAULT_USER_SERVICE_GRPC_URL),
-            notification_service_url: url_or(
-                "NOTIFICATION_SERVICE_GRPC_URL",
-                DEFAULT_NOTIFICATION_SERVICE_GRPC_URL,
-            ),
+            user_service_url: config::USER_SERVICE.url(),
+            notification_service_url: config::NOTIFICATION_SERVICE.url(),
             max_message_bytes: parse_or("MAX_MESSAGE_BYTES", limits::DEFAULT_MAX_MESSAGE_BYTES)?,
             auth: AuthConfig::from_env()?,
         })

@@ -17,7 +17,7 @@ use proto::{
 };
 use service_runtime::{
     auth::{Auth, AuthConfig, TokenKeys},
-    config::{Common, parse_or, url_or},
+    config::{self, Common, parse_or},
     grpc_client, limits,
     outbox::Outbox,
     server::{Service, ServiceBuilder},
@@ -42,10 +42,6 @@ pub const DEFAULT_HTTP_PORT: u16 = 8282;
 pub const DEFAULT_GRPC_PORT: u16 = 9898;
 /// The Redis database notification-service owns.
 pub const REDIS_DB: u8 = 2;
-pub const DEFAULT_FRONTEND_SERVICE_GRPC_URL: &str = "http://127.0.0.1:3030";
-/// Where user-service listens unless `USER_SERVICE_GRPC_URL` says otherwise (asked whether a
-/// token is still valid when protection is on).
-pub const DEFAULT_USER_SERVICE_GRPC_URL: &str = "http://127.0.0.1:9797";
 
 /// Everything notification-service reads from its environment.
 #[derive(Debug, Clone)]
@@ -64,15 +60,12 @@ impl Config {
     pub fn from_env() -> anyhow::Result<Self> {
         Ok(Self {
             common: Common::from_env(DEFAULT_HTTP_PORT, DEFAULT_GRPC_PORT)?,
-            frontend_service_url: url_or(
-                "FRONTEND_SERVICE_GRPC_URL",
-                DEFAULT_FRONTEND_SERVICE_GRPC_URL,
-            ),
+            frontend_service_url: config::FRONTEND_SERVICE.url(),
             retention: Retention {
                 count: parse_or("NOTIFICATION_RETENTION_COUNT", 1000)?,
                 days: parse_or("NOTIFICATION_RETENTION_DAYS", 30)?,
             },
-            user_service_url: url_or("USER_SERVICE_GRPC_URL", DEFAULT_USER_SERVICE_GRPC_URL),
+            user_service_url: config::USER_SERVICE.url(),
             auth: AuthConfig::from_env()?,
         })
     }

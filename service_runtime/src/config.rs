@@ -28,6 +28,34 @@ where
     }
 }
 
+/// A peer service as the contract names it: the variable holding its gRPC URL, and the URL
+/// used when the variable is unset.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer {
+    pub var: &'static str,
+    pub default_url: &'static str,
+}
+
+impl Peer {
+    /// The peer's gRPC URL from the environment, or the contract's default.
+    pub fn url(self) -> String {
+        url_or(self.var, self.default_url)
+    }
+}
+
+pub const USER_SERVICE: Peer = Peer {
+    var: "USER_SERVICE_GRPC_URL",
+    default_url: "http://127.0.0.1:9797",
+};
+pub const NOTIFICATION_SERVICE: Peer = Peer {
+    var: "NOTIFICATION_SERVICE_GRPC_URL",
+    default_url: "http://127.0.0.1:9898",
+};
+pub const FRONTEND_SERVICE: Peer = Peer {
+    var: "FRONTEND_SERVICE_GRPC_URL",
+    default_url: "http://127.0.0.1:3030",
+};
+
 /// A peer's gRPC URL: `name` or `default`.
 pub fn url_or(name: &str, default: &str) -> String {
     var(name).unwrap_or_else(|| default.to_owned())

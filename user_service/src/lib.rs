@@ -20,7 +20,7 @@ use proto::{
 };
 use service_runtime::{
     auth::{Auth, AuthConfig, TokenKeys},
-    config::{Common, url_or},
+    config::{self, Common},
     grpc_client, limits,
     outbox::Outbox,
     server::{Service, ServiceBuilder},
@@ -45,8 +45,6 @@ pub use crate::{domain::PasswordPolicy, login::LoginLimits};
 pub const DEFAULT_HTTP_PORT: u16 = 8080;
 /// The contract's gRPC port of user-service.
 pub const DEFAULT_GRPC_PORT: u16 = 9797;
-/// Where notification-service listens unless `NOTIFICATION_SERVICE_GRPC_URL` says otherwise.
-pub const DEFAULT_NOTIFICATION_SERVICE_GRPC_URL: &str = "http://127.0.0.1:9898";
 /// The Redis database index of user-service.
 pub const REDIS_DB: u8 = 0;
 
@@ -75,10 +73,7 @@ impl Config {
             auth,
             login: LoginLimits::from_env()?,
             common: Common::from_env(DEFAULT_HTTP_PORT, DEFAULT_GRPC_PORT)?,
-            notification_service_url: url_or(
-                "NOTIFICATION_SERVICE_GRPC_URL",
-                DEFAULT_NOTIFICATION_SERVICE_GRPC_URL,
-            ),
+            notification_service_url: config::NOTIFICATION_SERVICE.url(),
         })
     }
 }
