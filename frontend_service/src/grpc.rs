@@ -1,7 +1,7 @@
-//! The `frontend_service.FrontendService` gRPC API. When protection is on,
-//! `ReceiveNotification` is for notification-service only (internal credential) and
-//! `WatchNotifications` for the receiver only (their token); a watch ends when its token
-//! expires.
+//! The `frontend_service.FrontendService` gRPC API. Who may call what is [`ACCESS`]: when
+//! protection is on, `ReceiveNotification` is for notification-service only (internal
+//! credential) and `WatchNotifications` for the receiver only (their token); a watch ends when
+//! its token expires.
 
 use std::pin::Pin;
 
@@ -13,10 +13,10 @@ use proto::{
     notification_service::notification_service_client::NotificationServiceClient,
 };
 use service_runtime::{
-    auth::Auth,
+    auth::{Access, AccessTable, Caller},
     email::{self, Email},
     grpc_client::GrpcChannel,
-    limits, request_id,
+    limits, owner, request_id,
     shutdown::Shutdown,
 };
 use tokio_stream::{Stream, wrappers::ReceiverStream};
@@ -28,11 +28,22 @@ use crate::{live::LiveFeed, watch::Watch};
 /// Notifications buffered per watcher between the feed and the client's stream.
 const WATCHER_BUFFER: usize = 64;
 
+/// Who may call which RPC of frontend-service's gRPC server.
+pub const ACCESS: AccessTable = AccessTable(&[
+    (
+        "/frontend_service.FrontendService/ReceiveNotification",
+        Access::Internal,
+    ),
+    (
+        "/frontend_service.FrontendService/WatchNotifications",
+        Access::Owner(owner!(WatchNotificationsRequest, |request| request.email)),
+    ),
+]);
+
 pub struct FrontendGrpc {
     pub live: LiveFeed,
     pub store: NotificationServiceClient<GrpcChannel>,
     pub shutdown: Shutdown,
-    pub auth: Auth,
 }
 
 /// Longest timestamp accepted (RFC 3339 with nanoseconds and an offset is 35 bytes).
@@ -67,7 +78,6 @@ impl FrontendService for FrontendGrpc {
         &self,
         request: Request<Notification>,
     ) -> Result<Response<ReceiveNotificationResponse>, Status> {
-        self.auth.require_internal(&request)?;
         let notification = request.into_inner();
         if let Err(reason) = check(&notification) {
             tracing::warn!(
@@ -106,10 +116,12 @@ impl FrontendService for FrontendGrpc {
         &self,
         request: Request<WatchNotificationsRequest>,
     ) -> Result<Response<Self::WatchNotificationsStream>, Status> {
-        let caller = self
-            .auth
-            .authorize(&request, request.get_ref().email.as_deref())
-            .await?;
+        // Put there by the access guard once it checked the token.
+        let caller = request
+            .extensions()
+            .get::<Caller>()
+            .cloned()
+            .unwrap_or(Caller::Anyone);
         let WatchNotificationsRequest { email, after } = request.into_inner();
         let email = email
             .filter(|email| !email.trim().is_empty())

@@ -17,70 +17,64 @@ use proto::{
     notification_service::notification_service_client::NotificationServiceClient,
 };
 use service_runtime::{
-    auth::{Auth, AuthConfig, TokenKeys},
-    config::{self, parse_or, redis_base_url},
-    grpc_client, limits,
+    auth::{Auth, TokenKeys},
+    config::{Runtime, ServiceConfig},
+    grpc_client::{NOTIFICATION_SERVICE, USER_SERVICE},
+    limits,
     server::{Service, ServiceBuilder},
 };
 
-/// The contract's gRPC port of frontend-service.
-pub const DEFAULT_GRPC_PORT: u16 = 3030;
-/// The (additive) HTTP port of frontend-service, for `/metrics` and `/health` only.
-pub const DEFAULT_METRICS_PORT: u16 = 3031;
 /// The Redis database the live feed's connection selects (pub/sub itself spans databases).
 pub const REDIS_DB: u8 = 2;
 
-/// Everything frontend-service reads from its environment.
-#[derive(Debug, Clone)]
+/// Everything frontend-service reads from its flags and environment.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(
+    name = "frontend-service",
+    version,
+    about = "Takes pushed notifications and streams them live to watchers (WatchNotifications)."
+)]
 pub struct Config {
+    /// gRPC port; 0 picks a free one.
+    #[arg(long = "grpc-port", env = "GRPC_PORT", default_value_t = 3030)]
     pub grpc_port: u16,
-    /// The HTTP port for `/metrics` and `/health`; 0 picks a free port.
+    /// HTTP port (`/metrics`, `/health`, `/openapi.json`); 0 picks a free one.
+    #[arg(long = "metrics-port", env = "METRICS_PORT", default_value_t = 3031)]
     pub metrics_port: u16,
-    /// `redis://host:port` for the live feed.
-    pub redis_url: String,
     /// notification-service's gRPC endpoint, whose store watchers replay from.
+    #[arg(long = "notification-service-grpc-url", env = NOTIFICATION_SERVICE.var, default_value = NOTIFICATION_SERVICE.default_url)]
     pub notification_service_url: String,
+    /// user-service's gRPC endpoint: asked whether a token is still valid.
+    #[arg(long = "user-service-grpc-url", env = USER_SERVICE.var, default_value = USER_SERVICE.default_url)]
     pub user_service_url: String,
-    /// `AUTH_SECRET`, `AUTH_TOKEN_TTL`.
-    pub auth: AuthConfig,
+    #[command(flatten)]
+    pub runtime: Runtime,
 }
 
-impl Config {
-    /// `GRPC_PORT` (3030), `REDIS_URL` or `REDIS_HOST`/`REDIS_PORT`,
-    /// `NOTIFICATION_SERVICE_GRPC_URL` (`http://127.0.0.1:9898`), `USER_SERVICE_GRPC_URL`,
-    /// `AUTH_SECRET`, `AUTH_TOKEN_TTL`.
-    pub fn from_env() -> anyhow::Result<Self> {
-        Ok(Self {
-            grpc_port: parse_or("GRPC_PORT", DEFAULT_GRPC_PORT)?,
-            metrics_port: parse_or("METRICS_PORT", DEFAULT_METRICS_PORT)?,
-            redis_url: redis_base_url()?,
-            notification_service_url: config::NOTIFICATION_SERVICE.url(),
-            user_service_url: config::USER_SERVICE.url(),
-            auth: AuthConfig::from_env()?,
-        })
+impl ServiceConfig for Config {
+    fn runtime(&self) -> &Runtime {
+        &self.runtime
     }
 }
 
 /// Binds frontend-service's gRPC server and starts its live feed. Redis and
 /// notification-service are connected lazily.
 pub async fn build(config: Config) -> anyhow::Result<Service> {
-    let (builder, redis) =
-        ServiceBuilder::with_redis("frontend-service", &config.redis_url, REDIS_DB)?;
+    let runtime = &config.runtime;
+    let (builder, redis) = ServiceBuilder::with_redis("frontend-service", runtime, REDIS_DB)?;
     metrics::describe();
     let live = live::LiveFeed::new(redis);
-    let keys = TokenKeys::new(&config.auth);
-    let store = NotificationServiceClient::new(grpc_client::channel(
-        "notification-service",
-        &config.notification_service_url,
-        keys.internal_credential(),
-    )?)
+    let keys = TokenKeys::new(&runtime.auth);
+    let store = NotificationServiceClient::new(
+        NOTIFICATION_SERVICE
+            .channel(&config.notification_service_url, keys.internal_credential())?,
+    )
     .max_decoding_message_size(limits::GRPC_MAX_MESSAGE_BYTES);
     let auth = Auth::via_user_service(keys, &config.user_service_url)?;
     let api = grpc::FrontendGrpc {
         live: live.clone(),
         store,
         shutdown: builder.shutdown_signal(),
-        auth,
     };
     builder
         .grpc(
@@ -88,6 +82,7 @@ pub async fn build(config: Config) -> anyhow::Result<Service> {
             FrontendServiceServer::new(api)
                 .max_decoding_message_size(limits::GRPC_MAX_MESSAGE_BYTES),
         )
+        .grpc_access(&auth, grpc::ACCESS)
         // No API of its own: the runtime adds /metrics, /health and their document.
         .http(config.metrics_port, Router::new(), OpenApi::default())
         .worker("live feed", move |shutdown| live.run(shutdown))

@@ -1,7 +1,5 @@
 //! The `message_service.MessageService` gRPC API.
 
-use std::time::Duration;
-
 use proto::{
     message_service::{
         GetMessagesRequest, GetMessagesResponse, Message, SendMessageRequest, SendMessageResponse,
@@ -10,24 +8,33 @@ use proto::{
     user_service::{CheckUserExistsRequest, user_service_client::UserServiceClient},
 };
 use service_runtime::{
-    auth::Auth,
+    auth::{Access, AccessTable},
     email::Email,
     grpc_client::GrpcChannel,
-    limits,
-    retry::{self, Backoff},
+    limits, owner, retry,
 };
-use tonic::{Code, Request, Response, Status};
+use tonic::{Request, Response, Status};
 
 use crate::{
-    NotificationOutbox,
     error::Error,
+    notify::NotificationOutbox,
     store::{NewMessage, Store, StoredMessage},
 };
 
-/// How long `CheckUserExists` is retried while user-service is unavailable.
-const USER_CHECK_RETRY_WINDOW: Duration = Duration::from_secs(3);
-const USER_CHECK_RETRY_MIN: Duration = Duration::from_millis(25);
-const USER_CHECK_RETRY_MAX: Duration = Duration::from_millis(400);
+/// Who may call which RPC of message-service's gRPC server: each user sends only as
+/// themselves and reads only their own messages.
+pub const ACCESS: AccessTable = AccessTable(&[
+    (
+        "/message_service.MessageService/SendMessage",
+        Access::Owner(owner!(SendMessageRequest, |request| request
+            .message
+            .and_then(|message| message.sender_email))),
+    ),
+    (
+        "/message_service.MessageService/GetMessages",
+        Access::Owner(owner!(GetMessagesRequest, |request| request.user_email)),
+    ),
+]);
 
 pub struct MessageGrpc {
     pub store: Store,
@@ -35,8 +42,6 @@ pub struct MessageGrpc {
     pub notifications: NotificationOutbox,
     /// Longest content accepted, in bytes (`MAX_MESSAGE_BYTES`).
     pub max_content_bytes: usize,
-    /// When protection is on: `SendMessage` only as the token's user, `GetMessages` only of it.
-    pub auth: Auth,
 }
 
 impl MessageGrpc {
@@ -45,11 +50,8 @@ impl MessageGrpc {
         let Some(email) = email else {
             return Ok(false);
         };
-        // A read: safe to repeat. UNAVAILABLE is what a peer restarting, a connection broken by
-        // that restart, or user-service's own Redis reconnecting look like; they pass quickly.
-        let backoff = Backoff::new(USER_CHECK_RETRY_MIN, USER_CHECK_RETRY_MAX);
-        let is_transient = |status: &Status| status.code() == Code::Unavailable;
-        let reply = retry::within(USER_CHECK_RETRY_WINDOW, backoff, is_transient, || {
+        // A read: safe to repeat.
+        let reply = retry::retry_unavailable(|| {
             let request = CheckUserExistsRequest {
                 email: Some(email.to_string()),
             };
@@ -125,12 +127,6 @@ impl MessageService for MessageGrpc {
         &self,
         request: Request<SendMessageRequest>,
     ) -> Result<Response<SendMessageResponse>, Status> {
-        let sender = request
-            .get_ref()
-            .message
-            .as_ref()
-            .and_then(|message| message.sender_email.as_deref());
-        self.auth.authorize(&request, sender).await?;
         let message = request.into_inner().message;
         let span = tracing::Span::current();
         if let Some(message) = &message {
@@ -162,9 +158,6 @@ impl MessageService for MessageGrpc {
         &self,
         request: Request<GetMessagesRequest>,
     ) -> Result<Response<GetMessagesResponse>, Status> {
-        self.auth
-            .authorize(&request, request.get_ref().user_email.as_deref())
-            .await?;
         let request = request.into_inner();
         // A missing or malformed address is nobody's: an empty list, as for an unknown user.
         let Some(email) = request.user_email.and_then(|raw| Email::parse(raw).ok()) else {

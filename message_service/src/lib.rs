@@ -2,8 +2,9 @@
 //! conversations, and has the receiver notified through a durable outbox.
 //!
 //! `SendMessage` writes the message, its conversation entries and an outbox entry in one atomic
-//! step, then answers at once; the outbox worker (`notify.rs`) calls
-//! `NotificationService.CreateNotification` until it gets an answer.
+//! step, then creates the notification itself (`NotificationService.CreateNotification`,
+//! within a deadline) before it answers; when that did not succeed, the outbox worker
+//! (`notify.rs`) calls it until it gets an answer.
 
 mod error;
 mod grpc;
@@ -17,9 +18,10 @@ use proto::{
     user_service::user_service_client::UserServiceClient,
 };
 use service_runtime::{
-    auth::{Auth, AuthConfig, TokenKeys},
-    config::{self, Common, parse_or},
-    grpc_client, limits,
+    auth::{Auth, TokenKeys},
+    config::{Runtime, ServiceConfig, positive},
+    grpc_client::{NOTIFICATION_SERVICE, USER_SERVICE},
+    limits,
     outbox::Outbox,
     server::{Service, ServiceBuilder},
 };
@@ -36,63 +38,62 @@ pub mod keys {
     pub const NOTIFICATION_OUTBOX: &str = crate::store::NOTIFICATION_OUTBOX.key();
 }
 
-/// The contract's ports of message-service.
-pub const DEFAULT_HTTP_PORT: u16 = 8181;
-pub const DEFAULT_GRPC_PORT: u16 = 9696;
 /// The Redis database message-service owns.
 pub const REDIS_DB: u8 = 1;
 
-/// Everything message-service reads from its environment.
-#[derive(Debug, Clone)]
+/// Everything message-service reads from its flags and environment.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(
+    name = "message-service",
+    version,
+    about = "Messages between users (Redis DB 1): SendMessage/GetMessages over gRPC, conversations over REST."
+)]
 pub struct Config {
-    pub common: Common,
+    /// HTTP port; 0 picks a free one.
+    #[arg(long = "http-port", env = "HTTP_PORT", default_value_t = 8181)]
+    pub http_port: u16,
+    /// gRPC port; 0 picks a free one.
+    #[arg(long = "grpc-port", env = "GRPC_PORT", default_value_t = 9696)]
+    pub grpc_port: u16,
+    /// user-service's gRPC endpoint: both users of a message are checked there.
+    #[arg(long = "user-service-grpc-url", env = USER_SERVICE.var, default_value = USER_SERVICE.default_url)]
     pub user_service_url: String,
+    /// notification-service's gRPC endpoint: each message becomes a notification there.
+    #[arg(long = "notification-service-grpc-url", env = NOTIFICATION_SERVICE.var, default_value = NOTIFICATION_SERVICE.default_url)]
     pub notification_service_url: String,
-    /// Longest message content accepted, in bytes (`MAX_MESSAGE_BYTES`, default 64 KiB).
+    /// Longest message content accepted, in bytes.
+    #[arg(long = "max-message-bytes", env = "MAX_MESSAGE_BYTES", default_value_t = limits::DEFAULT_MAX_MESSAGE_BYTES, value_parser = positive::<usize>)]
     pub max_message_bytes: usize,
-    /// `AUTH_SECRET`, `AUTH_TOKEN_TTL`.
-    pub auth: AuthConfig,
+    #[command(flatten)]
+    pub runtime: Runtime,
 }
 
-impl Config {
-    /// The contract's variables, with the contract's defaults.
-    pub fn from_env() -> anyhow::Result<Self> {
-        Ok(Self {
-            common: Common::from_env(DEFAULT_HTTP_PORT, DEFAULT_GRPC_PORT)?,
-            user_service_url: config::USER_SERVICE.url(),
-            notification_service_url: config::NOTIFICATION_SERVICE.url(),
-            max_message_bytes: parse_or("MAX_MESSAGE_BYTES", limits::DEFAULT_MAX_MESSAGE_BYTES)?,
-            auth: AuthConfig::from_env()?,
-        })
+impl ServiceConfig for Config {
+    fn runtime(&self) -> &Runtime {
+        &self.runtime
     }
 }
-
-/// The notification outbox of message-service.
-type NotificationOutbox = Outbox<store::NotificationRequest>;
 
 /// Binds message-service's HTTP and gRPC listeners and sets up its notification outbox.
 /// Redis and the peers are connected lazily: the service starts while they are down.
 pub async fn build(config: Config) -> anyhow::Result<Service> {
-    let (service, redis) =
-        ServiceBuilder::with_redis("message-service", &config.common.redis_url, REDIS_DB)?;
-    let keys = TokenKeys::new(&config.auth);
+    let runtime = &config.runtime;
+    let (service, redis) = ServiceBuilder::with_redis("message-service", runtime, REDIS_DB)?;
+    let keys = TokenKeys::new(&runtime.auth);
     let credential = keys.internal_credential();
-    let users = UserServiceClient::new(grpc_client::channel(
-        "user-service",
-        &config.user_service_url,
-        credential,
-    )?)
-    .max_decoding_message_size(limits::GRPC_MAX_MESSAGE_BYTES);
-    let notifications = NotificationServiceClient::new(grpc_client::channel(
-        "notification-service",
-        &config.notification_service_url,
-        credential,
-    )?)
+    let users = UserServiceClient::new(USER_SERVICE.channel(&config.user_service_url, credential)?)
+        .max_decoding_message_size(limits::GRPC_MAX_MESSAGE_BYTES);
+    let notifications = NotificationServiceClient::new(
+        NOTIFICATION_SERVICE.channel(&config.notification_service_url, credential)?,
+    )
     .max_decoding_message_size(limits::GRPC_MAX_MESSAGE_BYTES);
     let auth = Auth::via_user_service(keys.clone(), &config.user_service_url)?;
-    let outbox = Outbox::new(redis.clone(), &store::NOTIFICATION_OUTBOX, move |request| {
-        notify::deliver(notifications.clone(), request)
-    });
+    let outbox = Outbox::new(
+        redis.clone(),
+        &store::NOTIFICATION_OUTBOX,
+        &runtime.hostname,
+        move |request| notify::deliver(notifications.clone(), request),
+    );
     let store = store::Store {
         redis: redis.clone(),
     };
@@ -101,18 +102,17 @@ pub async fn build(config: Config) -> anyhow::Result<Service> {
         users,
         notifications: outbox.clone(),
         max_content_bytes: config.max_message_bytes,
-        auth: auth.clone(),
     };
     // A request is the content plus a few addresses: room for both, at least the default.
     let max_request_bytes = limits::GRPC_MAX_MESSAGE_BYTES.max(config.max_message_bytes + 4096);
-    let ports = config.common.ports;
     let (routes, openapi) = http::router(store, &auth);
     service
-        .http(ports.http, routes, openapi)
+        .http(config.http_port, routes, openapi)
         .grpc(
-            ports.grpc,
+            config.grpc_port,
             MessageServiceServer::new(api).max_decoding_message_size(max_request_bytes),
         )
+        .grpc_access(&auth, grpc::ACCESS)
         .outbox("notification outbox", outbox)
         .bind()
         .await

@@ -8,9 +8,15 @@
 use proto::notification_service::{
     CreateNotificationRequest, notification_service_client::NotificationServiceClient,
 };
-use service_runtime::{grpc_client::GrpcChannel, outbox::Delivery};
+use service_runtime::{
+    grpc_client::GrpcChannel,
+    outbox::{Delivery, Outbox},
+};
 
 use crate::store::NotificationRequest;
+
+/// The notification outbox of message-service.
+pub type NotificationOutbox = Outbox<NotificationRequest>;
 
 /// Asks notification-service to create the notification of one outbox entry; an
 /// unsubscribed receiver (`success=false`) is the contract's answer, nothing to retry.

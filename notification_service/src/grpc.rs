@@ -1,5 +1,6 @@
-//! The `notification_service.NotificationService` gRPC API. Every RPC here is
-//! service-to-service: when protection is on, each needs the internal credential.
+//! The `notification_service.NotificationService` gRPC API. Who may call what is [`ACCESS`]:
+//! creating notifications and subscriptions is for the services; the inbox RPCs are for
+//! its owner (and `ListNotifications` also for frontend-service, which replays watches).
 
 use proto::notification_service::{
     CheckUserSubscribedRequest, CheckUserSubscribedResponse, CreateNotificationRequest,
@@ -10,31 +11,67 @@ use proto::notification_service::{
     notification_service_server::NotificationService,
 };
 use serde_json::Value;
-use service_runtime::{auth::Auth, email::Email, limits, request_id};
+use service_runtime::{
+    auth::{Access, AccessTable},
+    email::Email,
+    limits, owner, request_id,
+};
 use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
 use crate::{
-    Error, FrontendOutbox,
+    Error,
+    push::FrontendOutbox,
     store::{Created, PageOf, Store},
 };
 
 /// Page size of `ListNotifications` without a `limit`.
 const DEFAULT_PAGE: usize = 100;
 
+/// Who may call which RPC of notification-service's gRPC server.
+pub const ACCESS: AccessTable = AccessTable(&[
+    (
+        "/notification_service.NotificationService/CreateNotification",
+        Access::Internal,
+    ),
+    (
+        "/notification_service.NotificationService/CheckUserSubscribed",
+        Access::Internal,
+    ),
+    (
+        "/notification_service.NotificationService/SubscribeUser",
+        Access::Internal,
+    ),
+    (
+        "/notification_service.NotificationService/UnsubscribeUser",
+        Access::Internal,
+    ),
+    (
+        "/notification_service.NotificationService/ListNotifications",
+        Access::InternalOrOwner(owner!(ListNotificationsRequest, |request| request.email)),
+    ),
+    (
+        "/notification_service.NotificationService/MarkNotificationsRead",
+        Access::Owner(owner!(MarkNotificationsReadRequest, |request| request.email)),
+    ),
+    (
+        "/notification_service.NotificationService/GetUnreadCount",
+        Access::Owner(owner!(UnreadCountRequest, |request| request.email)),
+    ),
+    (
+        "/notification_service.NotificationService/DeleteNotifications",
+        Access::Owner(owner!(DeleteNotificationsRequest, |request| request.email)),
+    ),
+]);
+
 pub struct NotificationGrpc {
     store: Store,
     frontend: FrontendOutbox,
-    auth: Auth,
 }
 
 impl NotificationGrpc {
-    pub fn new(store: Store, frontend: FrontendOutbox, auth: Auth) -> Self {
-        Self {
-            store,
-            frontend,
-            auth,
-        }
+    pub fn new(store: Store, frontend: FrontendOutbox) -> Self {
+        Self { store, frontend }
     }
 }
 
@@ -54,7 +91,6 @@ impl NotificationService for NotificationGrpc {
         &self,
         request: Request<CreateNotificationRequest>,
     ) -> Result<Response<CreateNotificationResponse>, Status> {
-        self.auth.require_internal(&request)?;
         let request = request.into_inner();
         let span = tracing::Span::current();
         span.record("sender_email", request.sender_email.as_deref());
@@ -113,7 +149,6 @@ impl NotificationService for NotificationGrpc {
         &self,
         request: Request<CheckUserSubscribedRequest>,
     ) -> Result<Response<CheckUserSubscribedResponse>, Status> {
-        self.auth.require_internal(&request)?;
         let subscribed = match email(request.into_inner().email) {
             Some(email) => {
                 tracing::Span::current().record("user_email", email.as_str());
@@ -134,7 +169,6 @@ impl NotificationService for NotificationGrpc {
         &self,
         request: Request<SubscribeUserRequest>,
     ) -> Result<Response<SubscribeUserResponse>, Status> {
-        self.auth.require_internal(&request)?;
         let success = self
             .set_subscribed(request.into_inner().email, true)
             .await?;
@@ -148,7 +182,6 @@ impl NotificationService for NotificationGrpc {
         &self,
         request: Request<UnsubscribeUserRequest>,
     ) -> Result<Response<UnsubscribeUserResponse>, Status> {
-        self.auth.require_internal(&request)?;
         let success = self
             .set_subscribed(request.into_inner().email, false)
             .await?;
@@ -162,12 +195,6 @@ impl NotificationService for NotificationGrpc {
         &self,
         request: Request<ListNotificationsRequest>,
     ) -> Result<Response<ListNotificationsResponse>, Status> {
-        // frontend-service replays watches with it (internal), users read their inbox.
-        if self.auth.require_internal(&request).is_err() {
-            self.auth
-                .authorize(&request, request.get_ref().email.as_deref())
-                .await?;
-        }
         self.list(request.into_inner()).await.map(Response::new)
     }
 
@@ -176,9 +203,6 @@ impl NotificationService for NotificationGrpc {
         &self,
         request: Request<MarkNotificationsReadRequest>,
     ) -> Result<Response<MarkNotificationsReadResponse>, Status> {
-        self.auth
-            .authorize(&request, request.get_ref().email.as_deref())
-            .await?;
         let request = request.into_inner();
         let Some(email) = email(request.email) else {
             return Ok(Response::new(MarkNotificationsReadResponse {
@@ -203,9 +227,6 @@ impl NotificationService for NotificationGrpc {
         &self,
         request: Request<UnreadCountRequest>,
     ) -> Result<Response<UnreadCountResponse>, Status> {
-        self.auth
-            .authorize(&request, request.get_ref().email.as_deref())
-            .await?;
         let unread_count = match email(request.into_inner().email) {
             Some(email) => self.store.unread_count(&email).await.map_err(Error::from)?,
             None => 0,
@@ -220,9 +241,6 @@ impl NotificationService for NotificationGrpc {
         &self,
         request: Request<DeleteNotificationsRequest>,
     ) -> Result<Response<DeleteNotificationsResponse>, Status> {
-        self.auth
-            .authorize(&request, request.get_ref().email.as_deref())
-            .await?;
         let request = request.into_inner();
         let Some(email) = email(request.email) else {
             return Ok(Response::new(DeleteNotificationsResponse {

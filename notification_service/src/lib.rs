@@ -2,7 +2,8 @@
 //! and pushes every new notification to frontend-service through a durable outbox.
 //!
 //! `CreateNotification` checks the subscription, stores the notification and its outbox entry
-//! in one atomic step, and answers at once; the outbox worker (`push.rs`) calls
+//! in one atomic step, and answers once they are stored; the push to frontend-service starts
+//! at once in the background, and the outbox worker (`push.rs`) calls
 //! `FrontendService.ReceiveNotification` until frontend-service takes it.
 
 mod error;
@@ -16,9 +17,10 @@ use proto::{
     notification_service::notification_service_server::NotificationServiceServer,
 };
 use service_runtime::{
-    auth::{Auth, AuthConfig, TokenKeys},
-    config::{self, Common, parse_or},
-    grpc_client, limits,
+    auth::{Auth, TokenKeys},
+    config::{Runtime, ServiceConfig},
+    grpc_client::{FRONTEND_SERVICE, USER_SERVICE},
+    limits,
     outbox::Outbox,
     server::{Service, ServiceBuilder},
 };
@@ -37,73 +39,72 @@ pub mod keys {
     pub const FRONTEND_OUTBOX: &str = crate::store::FRONTEND_OUTBOX.key();
 }
 
-/// The contract's ports of notification-service.
-pub const DEFAULT_HTTP_PORT: u16 = 8282;
-pub const DEFAULT_GRPC_PORT: u16 = 9898;
 /// The Redis database notification-service owns.
 pub const REDIS_DB: u8 = 2;
 
-/// Everything notification-service reads from its environment.
-#[derive(Debug, Clone)]
+/// Everything notification-service reads from its flags and environment.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(
+    name = "notification-service",
+    version,
+    about = "Subscriptions and each receiver's notifications (Redis DB 2); pushes new ones to frontend-service."
+)]
 pub struct Config {
-    pub common: Common,
+    /// HTTP port; 0 picks a free one.
+    #[arg(long = "http-port", env = "HTTP_PORT", default_value_t = 8282)]
+    pub http_port: u16,
+    /// gRPC port; 0 picks a free one.
+    #[arg(long = "grpc-port", env = "GRPC_PORT", default_value_t = 9898)]
+    pub grpc_port: u16,
+    /// frontend-service's gRPC endpoint: every new notification is pushed there.
+    #[arg(long = "frontend-service-grpc-url", env = FRONTEND_SERVICE.var, default_value = FRONTEND_SERVICE.default_url)]
     pub frontend_service_url: String,
-    /// `NOTIFICATION_RETENTION_COUNT` (1000) and `NOTIFICATION_RETENTION_DAYS` (30).
-    pub retention: Retention,
+    /// user-service's gRPC endpoint: asked whether a token is still valid.
+    #[arg(long = "user-service-grpc-url", env = USER_SERVICE.var, default_value = USER_SERVICE.default_url)]
     pub user_service_url: String,
-    /// `AUTH_SECRET`, `AUTH_TOKEN_TTL`.
-    pub auth: AuthConfig,
+    #[command(flatten)]
+    pub retention: Retention,
+    #[command(flatten)]
+    pub runtime: Runtime,
 }
 
-impl Config {
-    /// The contract's variables, with the contract's defaults.
-    pub fn from_env() -> anyhow::Result<Self> {
-        Ok(Self {
-            common: Common::from_env(DEFAULT_HTTP_PORT, DEFAULT_GRPC_PORT)?,
-            frontend_service_url: config::FRONTEND_SERVICE.url(),
-            retention: Retention {
-                count: parse_or("NOTIFICATION_RETENTION_COUNT", 1000)?,
-                days: parse_or("NOTIFICATION_RETENTION_DAYS", 30)?,
-            },
-            user_service_url: config::USER_SERVICE.url(),
-            auth: AuthConfig::from_env()?,
-        })
+impl ServiceConfig for Config {
+    fn runtime(&self) -> &Runtime {
+        &self.runtime
     }
 }
-
-/// The frontend outbox of notification-service.
-type FrontendOutbox = Outbox<store::StoredNotification>;
 
 /// Binds notification-service's HTTP and gRPC listeners and sets up its frontend outbox.
 /// Redis and frontend-service are connected lazily: the service starts while they are down.
 pub async fn build(config: Config) -> anyhow::Result<Service> {
-    let (service, redis) =
-        ServiceBuilder::with_redis("notification-service", &config.common.redis_url, REDIS_DB)?;
-    let keys = TokenKeys::new(&config.auth);
-    let frontend = FrontendServiceClient::new(grpc_client::channel(
-        "frontend-service",
-        &config.frontend_service_url,
-        keys.internal_credential(),
-    )?)
+    let runtime = &config.runtime;
+    let (service, redis) = ServiceBuilder::with_redis("notification-service", runtime, REDIS_DB)?;
+    let keys = TokenKeys::new(&runtime.auth);
+    let frontend = FrontendServiceClient::new(
+        FRONTEND_SERVICE.channel(&config.frontend_service_url, keys.internal_credential())?,
+    )
     .max_decoding_message_size(limits::GRPC_MAX_MESSAGE_BYTES);
     let auth = Auth::via_user_service(keys, &config.user_service_url)?;
-    let pushes = Outbox::new(redis.clone(), &store::FRONTEND_OUTBOX, move |stored| {
-        push::deliver(frontend.clone(), stored)
-    });
+    let pushes = Outbox::new(
+        redis.clone(),
+        &store::FRONTEND_OUTBOX,
+        &runtime.hostname,
+        move |stored| push::deliver(frontend.clone(), stored),
+    );
     let store = store::Store {
         redis: redis.clone(),
         retention: config.retention,
     };
-    let api = grpc::NotificationGrpc::new(store.clone(), pushes.clone(), auth.clone());
-    let ports = config.common.ports;
+    let api = grpc::NotificationGrpc::new(store.clone(), pushes.clone());
     let (routes, openapi) = http::router(store, &auth);
     service
-        .http(ports.http, routes, openapi)
+        .http(config.http_port, routes, openapi)
         .grpc(
-            ports.grpc,
+            config.grpc_port,
             NotificationServiceServer::new(api)
                 .max_decoding_message_size(limits::GRPC_MAX_MESSAGE_BYTES),
         )
+        .grpc_access(&auth, grpc::ACCESS)
         .outbox("frontend outbox", pushes)
         .bind()
         .await

@@ -6,9 +6,15 @@
 //! before acknowledging the entry) is recognised by frontend-service's inbox.
 
 use proto::frontend_service::{Notification, frontend_service_client::FrontendServiceClient};
-use service_runtime::{grpc_client::GrpcChannel, outbox::Delivery};
+use service_runtime::{
+    grpc_client::GrpcChannel,
+    outbox::{Delivery, Outbox},
+};
 
 use crate::store::StoredNotification;
+
+/// The frontend outbox of notification-service.
+pub type FrontendOutbox = Outbox<StoredNotification>;
 
 /// Pushes one stored notification; frontend-service only refuses what it can never take.
 #[tracing::instrument(skip_all, fields(notification_id = stored.notification_id))]

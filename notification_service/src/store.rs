@@ -262,9 +262,21 @@ pub enum Created {
 }
 
 /// How much each receiver keeps: the newest `count`, none older than `days`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::Args)]
 pub struct Retention {
+    /// Notifications kept per receiver (the newest).
+    #[arg(
+        long = "notification-retention-count",
+        env = "NOTIFICATION_RETENTION_COUNT",
+        default_value_t = 1000
+    )]
     pub count: u64,
+    /// Days a notification is kept.
+    #[arg(
+        long = "notification-retention-days",
+        env = "NOTIFICATION_RETENTION_DAYS",
+        default_value_t = 30
+    )]
     pub days: u64,
 }
 

@@ -1,156 +1,145 @@
-//! Reading the contract's environment variables, with the contract's defaults.
+//! Configuration, read once at the edge: each service declares one struct (clap, every setting
+//! a flag and an environment variable, `--help` lists them with their defaults) and flattens
+//! in [`Runtime`], the settings every service shares. Nothing below `main` reads the
+//! environment.
 
-use std::{env, str::FromStr, time::Duration};
+use std::{ffi::OsStr, path::PathBuf, time::Duration};
 
-use anyhow::{Context, anyhow};
+use crate::auth::AuthConfig;
 
-/// Default Redis when neither `REDIS_URL` nor `REDIS_HOST`/`REDIS_PORT` is set.
-const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
-
-/// The variable's value, or `None` when it is unset or empty.
-pub fn var(name: &str) -> Option<String> {
-    env::var(name).ok().filter(|value| !value.trim().is_empty())
+/// A service's declared configuration.
+pub trait ServiceConfig: clap::Parser {
+    /// The settings every service shares.
+    fn runtime(&self) -> &Runtime;
 }
 
-/// The variable parsed as `T`, or `default` when unset; a value that does not parse is an error
-/// (a typo in a port must stop the service, not silently fall back).
-pub fn parse_or<T>(name: &str, default: T) -> anyhow::Result<T>
-where
-    T: FromStr,
-    T::Err: std::fmt::Display,
-{
-    match var(name) {
-        None => Ok(default),
-        Some(raw) => raw
-            .trim()
-            .parse()
-            .map_err(|err| anyhow!("{name}={raw:?} is not valid: {err}")),
-    }
-}
-
-/// A peer service as the contract names it: the variable holding its gRPC URL, and the URL
-/// used when the variable is unset.
-#[derive(Debug, Clone, Copy)]
-pub struct Peer {
-    pub var: &'static str,
-    pub default_url: &'static str,
-}
-
-impl Peer {
-    /// The peer's gRPC URL from the environment, or the contract's default.
-    pub fn url(self) -> String {
-        url_or(self.var, self.default_url)
-    }
-}
-
-pub const USER_SERVICE: Peer = Peer {
-    var: "USER_SERVICE_GRPC_URL",
-    default_url: "http://127.0.0.1:9797",
-};
-pub const NOTIFICATION_SERVICE: Peer = Peer {
-    var: "NOTIFICATION_SERVICE_GRPC_URL",
-    default_url: "http://127.0.0.1:9898",
-};
-pub const FRONTEND_SERVICE: Peer = Peer {
-    var: "FRONTEND_SERVICE_GRPC_URL",
-    default_url: "http://127.0.0.1:3030",
-};
-
-/// A peer's gRPC URL: `name` or `default`.
-pub fn url_or(name: &str, default: &str) -> String {
-    var(name).unwrap_or_else(|| default.to_owned())
-}
-
-/// Where Redis is: `REDIS_URL`, else `REDIS_HOST`/`REDIS_PORT` (the original's names), else
-/// the default. Any database index in the URL is dropped: each service selects its own.
-pub fn redis_base_url() -> anyhow::Result<String> {
-    let url = match (var("REDIS_URL"), var("REDIS_HOST"), var("REDIS_PORT")) {
-        (Some(url), _, _) => url,
-        (None, None, None) => DEFAULT_REDIS_URL.to_owned(),
-        (None, host, _) => {
-            let port: u16 = parse_or("REDIS_PORT", 6379)?;
-            format!("redis://{}:{port}", host.as_deref().unwrap_or("127.0.0.1"))
-        }
+/// The configuration of `C` from the command line and the environment, or the process exits
+/// with clap's message. A variable set to nothing counts as unset, as it always has here
+/// (compose passes `AUTH_SECRET=` for open mode).
+pub fn from_env<C: clap::Parser>() -> C {
+    let blank = |name: &OsStr| {
+        std::env::var_os(name).is_some_and(|value| value.to_string_lossy().trim().is_empty())
     };
-    Ok(strip_db_index(&url))
+    let command = C::command().mut_args(|arg| match arg.get_env() {
+        Some(name) if blank(name) => arg.env(None::<&'static str>),
+        _ => arg,
+    });
+    C::from_arg_matches(&command.get_matches()).unwrap_or_else(|err| err.exit())
 }
 
-/// The ports a service listens on, from `HTTP_PORT` / `GRPC_PORT`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Ports {
-    pub http: u16,
-    pub grpc: u16,
+/// What every service reads besides its own settings.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Runtime {
+    #[command(flatten)]
+    pub redis: RedisConfig,
+    #[command(flatten)]
+    pub auth: AuthConfig,
+    #[command(flatten)]
+    pub limits: ServerLimits,
+    /// Log filter (tracing's `EnvFilter` syntax, e.g. `info,message_service=debug`).
+    #[arg(long = "log", env = "RUST_LOG", default_value = "info")]
+    pub log_filter: String,
+    /// `json`: one JSON object per log line, for log collectors; `text`: human-readable lines.
+    #[arg(long = "log-format", env = "LOG_FORMAT", default_value = "text")]
+    pub log_format: LogFormat,
+    /// Once the listeners are bound, write `{"http": <port>, "grpc": <port>}` here (for a
+    /// supervisor that started the service on port 0).
+    #[arg(long = "ready-file", env = "READY_FILE")]
+    pub ready_file: Option<PathBuf>,
+    /// This host's name: outbox consumer names start with it, so each replica re-reads only its
+    /// own in-flight entries.
+    #[arg(long = "hostname", env = "HOSTNAME", default_value = "localhost")]
+    pub hostname: String,
 }
 
-impl Ports {
-    /// Reads `HTTP_PORT` and `GRPC_PORT`, defaulting to the contract's ports of the service.
-    pub fn from_env(default_http: u16, default_grpc: u16) -> anyhow::Result<Self> {
-        Ok(Self {
-            http: parse_or("HTTP_PORT", default_http).context("HTTP_PORT")?,
-            grpc: parse_or("GRPC_PORT", default_grpc).context("GRPC_PORT")?,
-        })
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Where Redis is.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RedisConfig {
+    /// Redis as `redis://host:port`; a database index in it is ignored (each service selects
+    /// its own). Default: `redis://127.0.0.1:6379`, or REDIS_HOST/REDIS_PORT when set.
+    #[arg(long = "redis-url", env = "REDIS_URL")]
+    url: Option<String>,
+    /// Redis host, the original's way (used when REDIS_URL is unset).
+    #[arg(long = "redis-host", env = "REDIS_HOST")]
+    host: Option<String>,
+    /// Redis port, the original's way (used when REDIS_URL is unset) [default: 6379].
+    #[arg(long = "redis-port", env = "REDIS_PORT")]
+    port: Option<u16>,
+}
+
+impl RedisConfig {
+    /// Redis at `url` (tests and tools).
+    pub fn at(url: impl Into<String>) -> Self {
+        Self {
+            url: Some(url.into()),
+            host: None,
+            port: None,
+        }
+    }
+
+    /// `redis://host:port` without a database index: REDIS_URL, else REDIS_HOST/REDIS_PORT,
+    /// else the default.
+    pub fn base_url(&self) -> String {
+        let url = match (&self.url, &self.host, self.port) {
+            (Some(url), _, _) => url.clone(),
+            (None, None, None) => "redis://127.0.0.1:6379".to_owned(),
+            (None, host, port) => format!(
+                "redis://{}:{}",
+                host.as_deref().unwrap_or("127.0.0.1"),
+                port.unwrap_or(6379)
+            ),
+        };
+        strip_db_index(&url)
     }
 }
-
-/// What every service with a Redis database reads: its listening ports and where Redis is.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Common {
-    /// HTTP and gRPC listening ports; 0 picks free ones.
-    pub ports: Ports,
-    /// `redis://host:port` without a database index; each service selects its own.
-    pub redis_url: String,
-}
-
-impl Common {
-    /// `HTTP_PORT`, `GRPC_PORT` (defaulting to the service's contract ports), `REDIS_URL` or
-    /// `REDIS_HOST`/`REDIS_PORT`.
-    pub fn from_env(default_http: u16, default_grpc: u16) -> anyhow::Result<Self> {
-        Ok(Self {
-            ports: Ports::from_env(default_http, default_grpc)?,
-            redis_url: redis_base_url()?,
-        })
-    }
-}
-
-/// How long an HTTP client may take to send a request's whole header, counted from its first
-/// byte; a client that dawdles is disconnected.
-pub const DEFAULT_HTTP_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long an HTTP request may take from its complete header to the reply (body upload
-/// included); past it the reply is 408.
-pub const DEFAULT_HTTP_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long an HTTP connection may wait for its next request before it is closed.
-pub const DEFAULT_HTTP_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
-/// Longest request target (path and query) answered; longer ones get 414.
-pub const DEFAULT_HTTP_MAX_URI_BYTES: usize = 8 * 1024;
-/// How long a gRPC connection may be silent before the server pings it.
-pub const DEFAULT_GRPC_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
-/// How long the server waits for the answer to its ping before it closes the connection.
-pub const DEFAULT_GRPC_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a gRPC call may take until its reply starts; past it the status is
-/// `DEADLINE_EXCEEDED`.
-pub const DEFAULT_GRPC_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
-/// Concurrent calls one HTTP/2 connection may carry.
-pub const DEFAULT_GRPC_MAX_CONCURRENT_STREAMS: u32 = 256;
-/// Connections each server holds open at once; more wait in the kernel's accept queue.
-pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 
 /// Limits and timeouts of a service's HTTP server.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::Args)]
 pub struct HttpLimits {
+    /// How long a client may take to send a request's whole header, from its first byte; a
+    /// client that dawdles is disconnected.
+    #[arg(id = "http_header_read_timeout", long = "http-header-read-timeout", env = "HTTP_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub header_read_timeout: Duration,
+    /// How long a request may take from its complete header to the reply (body upload
+    /// included); past it the reply is 408.
+    #[arg(id = "http_request_timeout", long = "http-request-timeout", env = "HTTP_REQUEST_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub request_timeout: Duration,
+    /// How long a connection may wait for its next request before it is closed.
+    #[arg(id = "http_idle_timeout", long = "http-idle-timeout", env = "HTTP_IDLE_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
     pub idle_timeout: Duration,
+    /// Connections the HTTP server holds open at once; more wait in the accept queue.
+    #[arg(id = "http_max_connections", long = "http-max-connections", env = "HTTP_MAX_CONNECTIONS", default_value = "1024", value_parser = positive::<usize>)]
     pub max_connections: usize,
+    /// Longest request target (path and query) answered; longer ones get 414.
+    #[arg(id = "http_max_uri_bytes", long = "http-max-uri-bytes", env = "HTTP_MAX_URI_BYTES", default_value = "8192", value_parser = positive::<usize>)]
     pub max_uri_bytes: usize,
 }
 
 /// Limits and timeouts of a service's gRPC server.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::Args)]
 pub struct GrpcLimits {
+    /// How long a gRPC connection may be silent before the server pings it.
+    #[arg(id = "grpc_keepalive_interval", long = "grpc-keepalive-interval", env = "GRPC_KEEPALIVE_INTERVAL", default_value = "30s", value_parser = parse_duration)]
     pub keepalive_interval: Duration,
+    /// How long the server waits for the answer to its ping before it closes the connection.
+    #[arg(id = "grpc_keepalive_timeout", long = "grpc-keepalive-timeout", env = "GRPC_KEEPALIVE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub keepalive_timeout: Duration,
+    /// How long a call may take until its reply starts; past it the status is
+    /// DEADLINE_EXCEEDED.
+    #[arg(id = "grpc_request_timeout", long = "grpc-request-timeout", env = "GRPC_REQUEST_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub request_timeout: Duration,
+    /// Concurrent calls one HTTP/2 connection may carry.
+    #[arg(id = "grpc_max_concurrent_streams", long = "grpc-max-concurrent-streams", env = "GRPC_MAX_CONCURRENT_STREAMS", default_value = "256", value_parser = positive::<u32>)]
     pub max_concurrent_streams: u32,
+    /// Connections the gRPC server holds open at once; more wait in the accept queue.
+    #[arg(id = "grpc_max_connections", long = "grpc-max-connections", env = "GRPC_MAX_CONNECTIONS", default_value = "1024", value_parser = positive::<usize>)]
     pub max_connections: usize,
 }
 
@@ -164,97 +153,18 @@ impl GrpcLimits {
 }
 
 /// What bounds the servers of a service, so that slow, idle or numerous clients cannot hold
-/// its connections, descriptors or tasks forever.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// its connections, descriptors or tasks forever. Every limit is on: zero is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::Args)]
 pub struct ServerLimits {
+    #[command(flatten)]
     pub http: HttpLimits,
+    #[command(flatten)]
     pub grpc: GrpcLimits,
 }
 
-impl Default for ServerLimits {
-    fn default() -> Self {
-        Self {
-            http: HttpLimits {
-                header_read_timeout: DEFAULT_HTTP_HEADER_READ_TIMEOUT,
-                request_timeout: DEFAULT_HTTP_REQUEST_TIMEOUT,
-                idle_timeout: DEFAULT_HTTP_IDLE_TIMEOUT,
-                max_connections: DEFAULT_MAX_CONNECTIONS,
-                max_uri_bytes: DEFAULT_HTTP_MAX_URI_BYTES,
-            },
-            grpc: GrpcLimits {
-                keepalive_interval: DEFAULT_GRPC_KEEPALIVE_INTERVAL,
-                keepalive_timeout: DEFAULT_GRPC_KEEPALIVE_TIMEOUT,
-                request_timeout: DEFAULT_GRPC_REQUEST_TIMEOUT,
-                max_concurrent_streams: DEFAULT_GRPC_MAX_CONCURRENT_STREAMS,
-                max_connections: DEFAULT_MAX_CONNECTIONS,
-            },
-        }
-    }
-}
-
-impl ServerLimits {
-    /// `HTTP_HEADER_READ_TIMEOUT`, `HTTP_REQUEST_TIMEOUT`, `HTTP_IDLE_TIMEOUT`,
-    /// `HTTP_MAX_CONNECTIONS`, `HTTP_MAX_URI_BYTES`, `GRPC_KEEPALIVE_INTERVAL`,
-    /// `GRPC_KEEPALIVE_TIMEOUT`, `GRPC_REQUEST_TIMEOUT`, `GRPC_MAX_CONCURRENT_STREAMS`,
-    /// `GRPC_MAX_CONNECTIONS`; durations as `500ms`, `10s` or `10` (seconds). Zero is refused:
-    /// every limit is on.
-    pub fn from_env() -> anyhow::Result<Self> {
-        let defaults = Self::default();
-        Ok(Self {
-            http: HttpLimits {
-                header_read_timeout: duration_or(
-                    "HTTP_HEADER_READ_TIMEOUT",
-                    defaults.http.header_read_timeout,
-                )?,
-                request_timeout: duration_or(
-                    "HTTP_REQUEST_TIMEOUT",
-                    defaults.http.request_timeout,
-                )?,
-                idle_timeout: duration_or("HTTP_IDLE_TIMEOUT", defaults.http.idle_timeout)?,
-                max_connections: positive_or(
-                    "HTTP_MAX_CONNECTIONS",
-                    defaults.http.max_connections,
-                )?,
-                max_uri_bytes: positive_or("HTTP_MAX_URI_BYTES", defaults.http.max_uri_bytes)?,
-            },
-            grpc: GrpcLimits {
-                keepalive_interval: duration_or(
-                    "GRPC_KEEPALIVE_INTERVAL",
-                    defaults.grpc.keepalive_interval,
-                )?,
-                keepalive_timeout: duration_or(
-                    "GRPC_KEEPALIVE_TIMEOUT",
-                    defaults.grpc.keepalive_timeout,
-                )?,
-                request_timeout: duration_or(
-                    "GRPC_REQUEST_TIMEOUT",
-                    defaults.grpc.request_timeout,
-                )?,
-                max_concurrent_streams: positive_or(
-                    "GRPC_MAX_CONCURRENT_STREAMS",
-                    defaults.grpc.max_concurrent_streams,
-                )?,
-                max_connections: positive_or(
-                    "GRPC_MAX_CONNECTIONS",
-                    defaults.grpc.max_connections,
-                )?,
-            },
-        })
-    }
-}
-
-/// The variable as a duration, or `default` when unset: `500ms`, `10s`, `15m`, `1h`, `7d`,
-/// or plain seconds (`10`, `0.5`). Zero or anything else is an error.
-pub fn duration_or(name: &str, default: Duration) -> anyhow::Result<Duration> {
-    match var(name) {
-        None => Ok(default),
-        Some(raw) => {
-            parse_duration(&raw).map_err(|err| anyhow!("{name}={raw:?} is not valid: {err}"))
-        }
-    }
-}
-
-fn parse_duration(raw: &str) -> Result<Duration, String> {
+/// A duration: `500ms`, `10s`, `15m`, `1h`, `7d`, or plain seconds (`10`, `0.5`). Zero or
+/// anything else is refused.
+pub fn parse_duration(raw: &str) -> Result<Duration, String> {
     let raw = raw.trim();
     let (number, unit_secs) = [
         ("ms", 0.001),
@@ -276,15 +186,15 @@ fn parse_duration(raw: &str) -> Result<Duration, String> {
         .ok_or_else(|| "must be a positive duration".to_owned())
 }
 
-/// The variable as a number above zero, or `default` when unset.
-fn positive_or<T>(name: &str, default: T) -> anyhow::Result<T>
+/// A number above zero.
+pub fn positive<T>(raw: &str) -> Result<T, String>
 where
-    T: FromStr + Default + PartialEq,
+    T: std::str::FromStr + Default + PartialEq,
     T::Err: std::fmt::Display,
 {
-    let value = parse_or(name, default)?;
+    let value: T = raw.trim().parse().map_err(|err: T::Err| err.to_string())?;
     if value == T::default() {
-        return Err(anyhow!("{name} must be above 0"));
+        return Err("must be above 0".to_owned());
     }
     Ok(value)
 }
@@ -303,7 +213,30 @@ fn strip_db_index(url: &str) -> String {
 mod tests {
     use std::time::Duration;
 
-    use super::{parse_duration, strip_db_index};
+    use clap::Parser as _;
+
+    use super::{Runtime, parse_duration, strip_db_index};
+
+    #[derive(clap::Parser)]
+    struct Only {
+        #[command(flatten)]
+        runtime: Runtime,
+    }
+
+    #[test]
+    fn the_shared_settings_are_one_valid_command_with_the_documented_defaults() {
+        use clap::CommandFactory as _;
+        Only::command().debug_assert();
+        let only = Only::try_parse_from(["service"]).expect("defaults parse");
+        let limits = only.runtime.limits;
+        assert_eq!(limits.http.request_timeout, Duration::from_secs(30));
+        assert_eq!(limits.grpc.request_timeout, Duration::from_secs(30));
+        assert_eq!(limits.http.max_connections, 1024);
+        assert_eq!(limits.grpc.max_concurrent_streams, 256);
+        assert!(!only.runtime.auth.is_on());
+        let refused = Only::try_parse_from(["service", "--http-idle-timeout", "0"]);
+        assert!(refused.is_err(), "a zero timeout was accepted");
+    }
 
     #[test]
     fn durations_read_with_or_without_a_unit() {

@@ -4,18 +4,20 @@
 //! credential (see [`crate::auth`]), and counted in `grpc_client_requests_total`.
 
 use std::{
+    fmt,
     future::Future,
     pin::Pin,
     task::{Context, Poll},
     time::{Duration, Instant},
 };
 
+use axum::http::HeaderMap;
+use subtle::ConstantTimeEq;
 use tonic::{
+    metadata::AsciiMetadataValue,
     service::{Interceptor, interceptor::InterceptedService},
     transport::{Channel, Endpoint},
 };
-
-use crate::auth::InternalCredential;
 
 /// Deadline of one outbound call, connection included.
 const CALL_TIMEOUT: Duration = Duration::from_secs(3);
@@ -39,29 +41,103 @@ impl Interceptor for Propagate {
 /// What generated clients are built on.
 pub type GrpcChannel = InterceptedService<Measured, Propagate>;
 
-/// A lazily connecting channel to the service `peer` (its name in metrics) at `url`, whose
-/// calls time out after [`CALL_TIMEOUT`] and carry the current request id and `credential`
-/// (`TokenKeys::internal_credential`; none in open mode).
-pub fn channel(
-    peer: &'static str,
-    url: &str,
-    credential: &InternalCredential,
-) -> anyhow::Result<GrpcChannel> {
-    let endpoint = Endpoint::from_shared(url.to_owned())
-        .map_err(|err| anyhow::anyhow!("invalid gRPC URL {url:?}: {err}"))?
-        .timeout(CALL_TIMEOUT)
-        .connect_timeout(CONNECT_TIMEOUT)
-        .tcp_nodelay(true)
-        .http2_keep_alive_interval(Duration::from_secs(30))
-        .keep_alive_while_idle(true);
-    let propagate = Propagate {
-        credential: credential.clone(),
-    };
-    let measured = Measured {
-        peer,
-        inner: endpoint.connect_lazy(),
-    };
-    Ok(InterceptedService::new(measured, propagate))
+/// A peer service as the contract names it: its name (in logs and metrics), the variable
+/// holding its gRPC URL, and the URL used when the variable is unset.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer {
+    pub name: &'static str,
+    pub var: &'static str,
+    pub default_url: &'static str,
+}
+
+pub const USER_SERVICE: Peer = Peer {
+    name: "user-service",
+    var: "USER_SERVICE_GRPC_URL",
+    default_url: "http://127.0.0.1:9797",
+};
+pub const NOTIFICATION_SERVICE: Peer = Peer {
+    name: "notification-service",
+    var: "NOTIFICATION_SERVICE_GRPC_URL",
+    default_url: "http://127.0.0.1:9898",
+};
+pub const FRONTEND_SERVICE: Peer = Peer {
+    name: "frontend-service",
+    var: "FRONTEND_SERVICE_GRPC_URL",
+    default_url: "http://127.0.0.1:3030",
+};
+
+impl Peer {
+    /// A lazily connecting channel to this peer at `url`, whose calls time out after
+    /// [`CALL_TIMEOUT`] and carry the current request id and `credential`
+    /// (`TokenKeys::internal_credential`; none in open mode).
+    pub fn channel(
+        self,
+        url: &str,
+        credential: &InternalCredential,
+    ) -> anyhow::Result<GrpcChannel> {
+        let endpoint = Endpoint::from_shared(url.to_owned())
+            .map_err(|err| anyhow::anyhow!("invalid gRPC URL of {} {url:?}: {err}", self.name))?
+            .timeout(CALL_TIMEOUT)
+            .connect_timeout(CONNECT_TIMEOUT)
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(30))
+            .keep_alive_while_idle(true);
+        let propagate = Propagate {
+            credential: credential.clone(),
+        };
+        let measured = Measured {
+            peer: self.name,
+            inner: endpoint.connect_lazy(),
+        };
+        Ok(InterceptedService::new(measured, propagate))
+    }
+}
+
+/// The gRPC metadata key of the internal service credential.
+pub const INTERNAL_CREDENTIAL_HEADER: &str = "x-internal-credential";
+
+/// The credential a service presents on its outbound gRPC calls (none in open mode).
+#[derive(Clone, Default)]
+pub struct InternalCredential(Option<AsciiMetadataValue>);
+
+impl fmt::Debug for InternalCredential {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "InternalCredential(..)"
+        } else {
+            "InternalCredential(none)"
+        })
+    }
+}
+
+impl InternalCredential {
+    pub(crate) fn new(value: Option<AsciiMetadataValue>) -> Self {
+        Self(value)
+    }
+
+    /// Adds the credential, if there is one, to an outbound request's metadata.
+    pub fn attach<T>(&self, request: &mut tonic::Request<T>) {
+        if let Some(value) = &self.0 {
+            request
+                .metadata_mut()
+                .insert(INTERNAL_CREDENTIAL_HEADER, value.clone());
+        }
+    }
+
+    /// Whether a request with `headers` carries this credential (compared in constant time).
+    pub(crate) fn is_carried_by(&self, headers: &HeaderMap) -> bool {
+        match (&self.0, headers.get(INTERNAL_CREDENTIAL_HEADER)) {
+            (Some(expected), Some(presented)) => {
+                bool::from(expected.as_bytes().ct_eq(presented.as_bytes()))
+            }
+            _ => false,
+        }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn value(&self) -> Option<&str> {
+        self.0.as_ref().and_then(|value| value.to_str().ok())
+    }
 }
 
 /// A channel that records each call's peer, method, status code and duration. A tower

@@ -7,16 +7,21 @@
 //! other error reply that is not JSON yet (axum's 405, a rejection's plain text) is given the
 //! contract's shape on its way out.
 
-use std::{fmt, marker::PhantomData, time::Duration};
+use std::{
+    fmt,
+    marker::PhantomData,
+    net::{IpAddr, SocketAddr},
+    time::Duration,
+};
 
 use axum::{
     Json, Router,
     body::Bytes,
     extract::{
-        DefaultBodyLimit, FromRequest, FromRequestParts, Query, Request, State,
+        ConnectInfo, DefaultBodyLimit, FromRequest, FromRequestParts, Query, Request, State,
         rejection::JsonRejection,
     },
-    http::{HeaderMap, HeaderValue, StatusCode, header},
+    http::{HeaderMap, HeaderValue, StatusCode, header, request::Parts},
     middleware::{self, Next},
     response::{IntoResponse, Response},
 };
@@ -362,4 +367,22 @@ async fn health(State(redis): State<Option<Redis>>) -> (StatusCode, Json<HealthR
         StatusCode::SERVICE_UNAVAILABLE
     };
     (status, Json(HealthReply { redis, success }))
+}
+
+/// The address an HTTP request comes from (the TCP peer: a proxy in front is one address for
+/// all its clients), if the server recorded it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientAddr(pub Option<IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self(
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|ConnectInfo(addr)| addr.ip()),
+        ))
+    }
 }

@@ -63,6 +63,22 @@ where
     }
 }
 
+/// How long a read from a peer is retried while the peer is `UNAVAILABLE`.
+pub const UNAVAILABLE_RETRY_WINDOW: Duration = Duration::from_secs(3);
+
+/// The one policy for idempotent calls to a peer: retried while it answers `UNAVAILABLE`
+/// (restarting, a connection broken by that restart, its own Redis reconnecting — all pass
+/// quickly), 25 ms doubling to 400 ms, for at most [`UNAVAILABLE_RETRY_WINDOW`].
+pub async fn retry_unavailable<T, F, Fut>(op: F) -> Result<T, tonic::Status>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, tonic::Status>>,
+{
+    let backoff = Backoff::new(Duration::from_millis(25), Duration::from_millis(400));
+    let is_transient = |status: &tonic::Status| status.code() == tonic::Code::Unavailable;
+    within(UNAVAILABLE_RETRY_WINDOW, backoff, is_transient, op).await
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;

@@ -14,14 +14,25 @@ use std::{
 use tracing::Instrument;
 use tracing_subscriber::{EnvFilter, fmt, layer::SubscriberExt, util::SubscriberInitExt};
 
-use crate::request_id;
+use crate::{
+    config::{LogFormat, Runtime},
+    request_id,
+};
 
-/// Installs the global subscriber. Call once, first thing in `main`.
-pub fn init() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let json = crate::config::var("LOG_FORMAT").is_some_and(|format| format == "json");
+/// Installs the global subscriber: `filter` (`RUST_LOG`) and `format` (`LOG_FORMAT`) as
+/// [`Runtime`] read them. Call once, in `main`; a second call (services run in one test
+/// process) keeps the first subscriber.
+pub fn init(runtime: &Runtime) {
+    let filter = EnvFilter::try_new(&runtime.log_filter).unwrap_or_else(|err| {
+        eprintln!(
+            "RUST_LOG={:?} is not a valid filter ({err}); using info",
+            runtime.log_filter
+        );
+        EnvFilter::new("info")
+    });
     let registry = tracing_subscriber::registry().with(filter);
-    if json {
+    // `try_init`: an error only says a subscriber is already installed.
+    if runtime.log_format == LogFormat::Json {
         registry
             .with(
                 fmt::layer()
@@ -29,11 +40,13 @@ pub fn init() {
                     .flatten_event(true)
                     .with_current_span(false),
             )
-            .init();
+            .try_init()
+            .ok();
     } else {
         registry
             .with(fmt::layer().with_ansi(std::io::stdout().is_terminal()))
-            .init();
+            .try_init()
+            .ok();
     }
 }
 

@@ -166,21 +166,32 @@ pub struct PasswordPolicy {
 /// Shortest password the policy accepts, in characters.
 pub const MIN_PASSWORD_CHARS: usize = 10;
 
-impl PasswordPolicy {
-    /// `PASSWORD_POLICY` = `on` or `off`; unset: on exactly when `protected`.
-    pub fn from_env(protected: bool) -> anyhow::Result<Self> {
-        let enforced = match service_runtime::config::var("PASSWORD_POLICY")
-            .map(|raw| raw.trim().to_ascii_lowercase())
-            .as_deref()
-        {
-            None => protected,
-            Some("on") => true,
-            Some("off") => false,
-            Some(other) => anyhow::bail!("PASSWORD_POLICY={other:?} is not valid: use on or off"),
-        };
-        Ok(Self { enforced })
-    }
+/// `PASSWORD_POLICY` as configured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::Args)]
+pub struct PasswordPolicySetting {
+    /// Password rules (at least 10 characters, with a letter, a digit and a symbol). Default:
+    /// on exactly when AUTH_SECRET is set.
+    #[arg(long = "password-policy", env = "PASSWORD_POLICY", ignore_case = true)]
+    pub policy: Option<Switch>,
+}
 
+/// `on` or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Switch {
+    On,
+    Off,
+}
+
+impl PasswordPolicySetting {
+    /// The policy in force: as set, or on exactly when `protected`.
+    pub fn resolve(self, protected: bool) -> PasswordPolicy {
+        PasswordPolicy {
+            enforced: self.policy.map_or(protected, |policy| policy == Switch::On),
+        }
+    }
+}
+
+impl PasswordPolicy {
     /// Refuses a password that breaks a rule, naming it: at least 10 characters, with a letter,
     /// a digit and a symbol (anything that is neither).
     pub fn check(self, field: &str, password: &Password) -> Result<(), Error> {

@@ -2,35 +2,44 @@
 //! outcomes (status OK, flag false), as clients of the original expect; only a failure to do
 //! the job (Redis unreachable, a bug) is an error status.
 //!
-//! When protection is on, `CheckUserExists`, `ListUsers` and `TokenService.ValidateToken`
-//! answer only the
-//! services (internal credential); `AuthenticateUser` stays open to everyone, under the same
-//! brute-force limits as `POST /login` (`RESOURCE_EXHAUSTED` past them, in both modes).
+//! Who may call what is [`ACCESS`]: when protection is on, `CheckUserExists`, `ListUsers` and
+//! `TokenService.ValidateToken` answer only the services (internal credential);
+//! `AuthenticateUser` stays open to everyone, under the same brute-force limits as
+//! `POST /login` (`RESOURCE_EXHAUSTED` past them, in both modes).
 
 use proto::user_service::{
     AuthenticateRequest, AuthenticateResponse, CheckUserExistsRequest, CheckUserExistsResponse,
     ListUsersResponse, User, ValidateTokenRequest, ValidateTokenResponse,
     token_service_server::TokenService, user_service_server::UserService,
 };
-use service_runtime::{auth::Auth, email::Email};
+use service_runtime::{
+    auth::{Access, AccessTable, Auth},
+    email::Email,
+};
 use tonic::{Request, Response, Status};
 
 use crate::{accounts::Accounts, login::Logins};
+
+/// Who may call which RPC of user-service's gRPC server.
+pub const ACCESS: AccessTable = AccessTable(&[
+    (
+        "/user_service.UserService/CheckUserExists",
+        Access::Internal,
+    ),
+    ("/user_service.UserService/AuthenticateUser", Access::Public),
+    ("/user_service.UserService/ListUsers", Access::Internal),
+    ("/user_service.TokenService/ValidateToken", Access::Internal),
+]);
 
 /// The `UserService` handlers over the shared state.
 pub struct UserGrpc {
     accounts: Accounts,
     logins: Logins,
-    auth: Auth,
 }
 
 impl UserGrpc {
-    pub fn new(accounts: Accounts, logins: Logins, auth: Auth) -> Self {
-        Self {
-            accounts,
-            logins,
-            auth,
-        }
+    pub fn new(accounts: Accounts, logins: Logins) -> Self {
+        Self { accounts, logins }
     }
 }
 
@@ -46,7 +55,6 @@ impl UserService for UserGrpc {
         &self,
         request: Request<CheckUserExistsRequest>,
     ) -> Result<Response<CheckUserExistsResponse>, Status> {
-        self.auth.require_internal(&request)?;
         let exists = match well_formed(request.get_ref().email.as_ref()) {
             Some(email) => self.accounts.exists(&email).await?,
             None => false,
@@ -80,9 +88,8 @@ impl UserService for UserGrpc {
     #[tracing::instrument(skip_all)]
     async fn list_users(
         &self,
-        request: Request<()>,
+        _request: Request<()>,
     ) -> Result<Response<ListUsersResponse>, Status> {
-        self.auth.require_internal(&request)?;
         let users = self
             .accounts
             .list()
@@ -120,7 +127,6 @@ impl TokenService for TokenGrpc {
         &self,
         request: Request<ValidateTokenRequest>,
     ) -> Result<Response<ValidateTokenResponse>, Status> {
-        self.auth.require_internal(&request)?;
         let token = request.into_inner().token.unwrap_or_default();
         let claims = match self.auth.keys().verify(&token) {
             Ok(claims) if self.logins.token_is_current(&claims).await? => Some(claims),

@@ -10,9 +10,9 @@ use axum::{
 };
 use serde::{Deserialize, Serialize};
 use service_runtime::{
-    auth::{Auth, Caller, ClientAddr},
+    auth::{Auth, Caller},
     email::Email,
-    http::{ApiJson, error_response},
+    http::{ApiJson, ClientAddr, error_response},
     openapi::ErrorReply,
 };
 use utoipa::{ToSchema, openapi::OpenApi};

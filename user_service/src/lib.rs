@@ -12,6 +12,8 @@ mod password;
 mod store;
 mod subscriptions;
 
+use std::sync::Arc;
+
 use proto::{
     notification_service::notification_service_client::NotificationServiceClient,
     user_service::{
@@ -19,9 +21,10 @@ use proto::{
     },
 };
 use service_runtime::{
-    auth::{Auth, AuthConfig, TokenKeys},
-    config::{self, Common},
-    grpc_client, limits,
+    auth::{Auth, TokenKeys},
+    config::{Runtime, ServiceConfig},
+    grpc_client::NOTIFICATION_SERVICE,
+    limits,
     outbox::Outbox,
     server::{Service, ServiceBuilder},
 };
@@ -36,63 +39,63 @@ pub mod keys {
     pub const SUBSCRIPTION_OUTBOX: &str = crate::store::SUBSCRIPTION_OUTBOX.key();
 }
 
-use std::sync::Arc;
-
 use crate::{accounts::Accounts, login::Logins, password::PasswordHasher, store::Store};
-pub use crate::{domain::PasswordPolicy, login::LoginLimits};
+pub use crate::{
+    domain::{PasswordPolicy, PasswordPolicySetting},
+    login::LoginLimits,
+};
 
-/// The contract's HTTP port of user-service.
-pub const DEFAULT_HTTP_PORT: u16 = 8080;
-/// The contract's gRPC port of user-service.
-pub const DEFAULT_GRPC_PORT: u16 = 9797;
 /// The Redis database index of user-service.
 pub const REDIS_DB: u8 = 0;
 
-/// Everything user-service reads from its environment.
-#[derive(Debug, Clone)]
+/// Everything user-service reads from its flags and environment.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(
+    name = "user-service",
+    version,
+    about = "Accounts over REST, authentication and lookups over gRPC (Redis DB 0)."
+)]
 pub struct Config {
-    pub common: Common,
+    /// HTTP port; 0 picks a free one.
+    #[arg(long = "http-port", env = "HTTP_PORT", default_value_t = 8080)]
+    pub http_port: u16,
+    /// gRPC port; 0 picks a free one.
+    #[arg(long = "grpc-port", env = "GRPC_PORT", default_value_t = 9797)]
+    pub grpc_port: u16,
     /// notification-service's gRPC endpoint, for subscribing new users.
+    #[arg(long = "notification-service-grpc-url", env = NOTIFICATION_SERVICE.var, default_value = NOTIFICATION_SERVICE.default_url)]
     pub notification_service_url: String,
-    /// `AUTH_SECRET`, `AUTH_TOKEN_TTL`.
-    pub auth: AuthConfig,
-    /// `LOGIN_MAX_FAILURES`, `LOGIN_FAILURE_WINDOW`, `LOGIN_ATTEMPTS_PER_ADDRESS`.
+    #[command(flatten)]
     pub login: LoginLimits,
-    /// `PASSWORD_POLICY` (default: on when protection is).
-    pub password_policy: PasswordPolicy,
+    #[command(flatten)]
+    pub password_policy: PasswordPolicySetting,
+    #[command(flatten)]
+    pub runtime: Runtime,
 }
 
-impl Config {
-    /// `HTTP_PORT` (8080), `GRPC_PORT` (9797), `REDIS_URL` or `REDIS_HOST`/`REDIS_PORT`,
-    /// `NOTIFICATION_SERVICE_GRPC_URL` (`http://127.0.0.1:9898`), the protection's and the
-    /// login limits' variables.
-    pub fn from_env() -> anyhow::Result<Self> {
-        let auth = AuthConfig::from_env()?;
-        Ok(Self {
-            password_policy: PasswordPolicy::from_env(auth.is_on())?,
-            auth,
-            login: LoginLimits::from_env()?,
-            common: Common::from_env(DEFAULT_HTTP_PORT, DEFAULT_GRPC_PORT)?,
-            notification_service_url: config::NOTIFICATION_SERVICE.url(),
-        })
+impl ServiceConfig for Config {
+    fn runtime(&self) -> &Runtime {
+        &self.runtime
     }
 }
 
 /// Binds user-service's HTTP and gRPC listeners and wires the subscription outbox worker.
 /// Nothing connects yet: Redis and notification-service may come up later.
 pub async fn build(config: Config) -> anyhow::Result<Service> {
-    let (service, redis) =
-        ServiceBuilder::with_redis("user-service", &config.common.redis_url, REDIS_DB)?;
-    let keys = TokenKeys::new(&config.auth);
-    let notifications = NotificationServiceClient::new(grpc_client::channel(
-        "notification-service",
-        &config.notification_service_url,
-        keys.internal_credential(),
-    )?)
+    let runtime = &config.runtime;
+    let (service, redis) = ServiceBuilder::with_redis("user-service", runtime, REDIS_DB)?;
+    let keys = TokenKeys::new(&runtime.auth);
+    let notifications = NotificationServiceClient::new(
+        NOTIFICATION_SERVICE
+            .channel(&config.notification_service_url, keys.internal_credential())?,
+    )
     .max_decoding_message_size(limits::GRPC_MAX_MESSAGE_BYTES);
-    let subscriptions = Outbox::new(redis.clone(), &store::SUBSCRIPTION_OUTBOX, move |request| {
-        subscriptions::deliver(notifications.clone(), request)
-    });
+    let subscriptions = Outbox::new(
+        redis.clone(),
+        &store::SUBSCRIPTION_OUTBOX,
+        &runtime.hostname,
+        move |request| subscriptions::deliver(notifications.clone(), request),
+    );
     let store = Store {
         redis: redis.clone(),
     };
@@ -101,28 +104,28 @@ pub async fn build(config: Config) -> anyhow::Result<Service> {
         store.clone(),
         Arc::clone(&passwords),
         subscriptions.clone(),
-        config.password_policy,
+        config.password_policy.resolve(runtime.auth.is_on()),
     );
     let logins = Logins::new(store, passwords, keys.clone(), config.login);
     // user-service checks tokens against its own store; the other services ask it.
     let auth = Auth::new(keys, logins.clone());
-    let ports = config.common.ports;
     let api = http::Api {
         accounts: accounts.clone(),
         logins: logins.clone(),
     };
     let (routes, openapi) = http::router(api, &auth);
     service
-        .http(ports.http, routes, openapi)
+        .http(config.http_port, routes, openapi)
         .grpc(
-            ports.grpc,
-            UserServiceServer::new(grpc::UserGrpc::new(accounts, logins.clone(), auth.clone()))
+            config.grpc_port,
+            UserServiceServer::new(grpc::UserGrpc::new(accounts, logins.clone()))
                 .max_decoding_message_size(limits::GRPC_MAX_MESSAGE_BYTES),
         )
         .also_grpc(
-            TokenServiceServer::new(grpc::TokenGrpc::new(logins.clone(), auth))
+            TokenServiceServer::new(grpc::TokenGrpc::new(logins.clone(), auth.clone()))
                 .max_decoding_message_size(limits::GRPC_MAX_MESSAGE_BYTES),
         )
+        .grpc_access(&auth, grpc::ACCESS)
         .outbox("subscription outbox", subscriptions)
         .worker("login limiter upkeep", move |shutdown| {
             logins.forget_idle_addresses(shutdown)

@@ -20,7 +20,7 @@ use governor::{
 };
 use service_runtime::{
     auth::{AuthError, Claims, CurrentTokens, IssuedToken, TokenKeys},
-    config::{duration_or, parse_or},
+    config::{parse_duration, positive},
     email::Email,
     shutdown::Shutdown,
 };
@@ -36,16 +36,27 @@ pub const DEFAULT_ATTEMPTS_PER_ADDRESS: u32 = 30;
 /// How often addresses that have refilled their allowance are forgotten.
 const FORGET_IDLE_ADDRESSES_EVERY: Duration = Duration::from_secs(60);
 
-/// The brute-force limits, from the environment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The brute-force limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::Args)]
 pub struct LoginLimits {
-    /// Failed attempts for one email before it is locked (`LOGIN_MAX_FAILURES`, at least 1).
+    /// Failed logins for one email before it is locked.
+    #[arg(long = "login-max-failures", env = "LOGIN_MAX_FAILURES", default_value_t = DEFAULT_MAX_FAILURES, value_parser = positive::<u32>)]
     pub max_failures: u32,
-    /// How long failures are counted, and an address locked, from the first failure
-    /// (`LOGIN_FAILURE_WINDOW`).
+    /// How long failures are counted, and an address locked, from the first failure.
+    #[arg(long = "login-failure-window", env = "LOGIN_FAILURE_WINDOW", default_value = "15m", value_parser = parse_duration)]
     pub failure_window: Duration,
-    /// Attempts a minute from one client address (`LOGIN_ATTEMPTS_PER_ADDRESS`); `None`: off.
-    pub attempts_per_address: Option<NonZeroU32>,
+    /// Login attempts a minute from one client address; 0 = off.
+    #[arg(long = "login-attempts-per-address", env = "LOGIN_ATTEMPTS_PER_ADDRESS", default_value = "30", value_parser = per_address)]
+    pub attempts_per_address: PerAddress,
+}
+
+/// Attempts a minute from one address; `None`: no such limit. (An alias, so that clap takes
+/// the parsed value as it is rather than as an optional flag.)
+pub type PerAddress = Option<NonZeroU32>;
+
+fn per_address(raw: &str) -> Result<PerAddress, String> {
+    let attempts: u32 = raw.trim().parse().map_err(|err| format!("{err}"))?;
+    Ok(NonZeroU32::new(attempts))
 }
 
 impl Default for LoginLimits {
@@ -55,23 +66,6 @@ impl Default for LoginLimits {
             failure_window: DEFAULT_FAILURE_WINDOW,
             attempts_per_address: NonZeroU32::new(DEFAULT_ATTEMPTS_PER_ADDRESS),
         }
-    }
-}
-
-impl LoginLimits {
-    /// `LOGIN_MAX_FAILURES` (5), `LOGIN_FAILURE_WINDOW` (15m), `LOGIN_ATTEMPTS_PER_ADDRESS`
-    /// (30 a minute; 0 = off).
-    pub fn from_env() -> anyhow::Result<Self> {
-        let max_failures = parse_or("LOGIN_MAX_FAILURES", DEFAULT_MAX_FAILURES)?;
-        anyhow::ensure!(max_failures >= 1, "LOGIN_MAX_FAILURES must be at least 1");
-        Ok(Self {
-            max_failures,
-            failure_window: duration_or("LOGIN_FAILURE_WINDOW", DEFAULT_FAILURE_WINDOW)?,
-            attempts_per_address: NonZeroU32::new(parse_or(
-                "LOGIN_ATTEMPTS_PER_ADDRESS",
-                DEFAULT_ATTEMPTS_PER_ADDRESS,
-            )?),
-        })
     }
 }
 

@@ -1,27 +1,9 @@
-//! A durable outbox: work that must reach a peer service, delivered inline first and by a
-//! worker when that did not succeed.
-//!
-//! The work is recorded as an entry of a Redis stream **in the same atomic step** as the write
-//! it belongs to: the service's Lua script runs
-//! `XADD <OutboxStream::key> * <PAYLOAD_FIELD> <payload JSON>` and returns the entry's id. The
-//! payload is a typed value serialized in Rust ([`OutboxStream::encode`]); scripts never build
-//! JSON.
-//!
-//! Then the request that wrote it tries the delivery itself ([`Outbox::deliver_now`], with a
-//! short deadline) and deletes the entry once the peer took it, so when the peer is up the
-//! answer already means "delivered" — on whichever replica the request ran. When the peer is
-//! down or slow, the entry stays and a worker ([`Outbox::run`]) delivers it: it reads the
-//! stream through a consumer group, leaves an entry alone for [`INLINE_GRACE`] (its request may
-//! still be delivering it), then retries with backoff until the peer accepts it; only then is
-//! the entry acknowledged and deleted. Entries survive restarts (they live in Redis), entries
-//! left in flight by a crashed worker are claimed by any worker after [`CLAIM_IDLE`] (a live one
-//! touches its entries at every retry, so only a crashed one's go idle that long).
-//! Delivery is therefore at-least-once: peers recognise repeats by the stable id the payload
-//! carries.
+//! The outbox's worker: delivers what the inline try left, claims what a crashed replica
+//! left, and samples the backlog for `outbox_pending_entries`.
 
-use std::{future::Future, marker::PhantomData, sync::Arc, time::Duration};
+use std::time::Duration;
 
-use futures::future::{BoxFuture, join_all};
+use futures::future::join_all;
 use redis::{
     AsyncCommands,
     aio::ConnectionManager,
@@ -31,182 +13,20 @@ use redis::{
 };
 use serde::{Serialize, de::DeserializeOwned};
 
+use super::{
+    BATCH, CLAIM_IDLE, CLAIM_INTERVAL, Delivery, INLINE_GRACE, Outbox, PAYLOAD_FIELD,
+    PENDING_SAMPLE_INTERVAL, POLL_INTERVAL, RETRY_MAX, RETRY_MIN,
+};
 use crate::{
     metrics::{DeliveryOutcome, DeliveryPath, outbox_delivery},
-    redis_store::Redis,
     retry::Backoff,
     shutdown::Shutdown,
 };
-
-/// The stream field holding an entry's payload (pass it to the script that writes the entry).
-pub const PAYLOAD_FIELD: &str = "payload";
-/// How long the inline delivery of a request may take before the request answers anyway.
-const INLINE_DEADLINE: Duration = Duration::from_secs(1);
-/// How old an entry must be before the worker delivers it: longer than [`INLINE_DEADLINE`], so
-/// the worker does not race the request that is delivering it inline.
-const INLINE_GRACE: Duration = Duration::from_secs(2);
-/// Entries read and delivered concurrently per round.
-const BATCH: usize = 128;
-/// How often the stream is polled for entries.
-const POLL_INTERVAL: Duration = Duration::from_millis(500);
-/// An entry in flight this long without acknowledgement is taken over from its consumer
-/// (which crashed: a live one touches its entries at every retry, see `deliver_one`). Longer
-/// than one attempt (a call's deadline) plus the longest wait between attempts.
-const CLAIM_IDLE: Duration = Duration::from_secs(10);
-/// How often the worker looks for entries a crashed consumer left.
-const CLAIM_INTERVAL: Duration = Duration::from_secs(2);
-/// How often the worker samples the stream's length for `outbox_pending_entries`.
-const PENDING_SAMPLE_INTERVAL: Duration = Duration::from_secs(1);
-const RETRY_MIN: Duration = Duration::from_millis(50);
-const RETRY_MAX: Duration = Duration::from_secs(2);
-
-/// An outbox stream: its key, the consumer group that delivers it and its payload type,
-/// declared together as a `const` in the service's `store.rs`.
-pub struct OutboxStream<P> {
-    key: &'static str,
-    group: &'static str,
-    payload: PhantomData<fn() -> P>,
-}
-
-impl<P: Serialize + DeserializeOwned> OutboxStream<P> {
-    pub const fn new(key: &'static str, group: &'static str) -> Self {
-        Self {
-            key,
-            group,
-            payload: PhantomData,
-        }
-    }
-
-    /// The stream's key, for the script that writes entries (pass it in `KEYS`).
-    pub const fn key(&self) -> &'static str {
-        self.key
-    }
-
-    /// The payload as the script writes it under [`PAYLOAD_FIELD`].
-    pub fn encode(&self, payload: &P) -> serde_json::Result<String> {
-        serde_json::to_string(payload)
-    }
-}
-
-/// What became of one delivery attempt.
-#[derive(Debug)]
-pub enum Delivery {
-    /// The peer accepted it (or it is already there): acknowledge the entry.
-    Done,
-    /// The peer could not take it now (down, slow, erroring): try again later.
-    Retry(String),
-    /// The entry can never be delivered: log it and drop it.
-    Reject(String),
-}
-
-impl Delivery {
-    /// The outcome of a call to `peer` that failed with `status`: a request the peer calls
-    /// invalid stays invalid however often it is sent (retrying would block the outbox), any
-    /// other failure (down, restarting, overloaded, failing inside) is worth another try.
-    pub fn after_failed_call(peer: &str, status: &tonic::Status) -> Self {
-        let reason = format!("{peer}: {:?}: {}", status.code(), status.message());
-        if status.code() == tonic::Code::InvalidArgument {
-            Self::Reject(reason)
-        } else {
-            Self::Retry(reason)
-        }
-    }
-}
-
-/// How an outbox's payloads reach the peer; the same for the inline try and the worker.
-type DeliverFn<P> = dyn Fn(P) -> BoxFuture<'static, Delivery> + Send + Sync;
-
-/// One outbox stream with its delivery; cheap to clone.
-pub struct Outbox<P> {
-    redis: Redis,
-    key: &'static str,
-    group: &'static str,
-    consumer: Arc<str>,
-    deliver: Arc<DeliverFn<P>>,
-}
-
-impl<P> Clone for Outbox<P> {
-    fn clone(&self) -> Self {
-        Self {
-            redis: self.redis.clone(),
-            key: self.key,
-            group: self.group,
-            consumer: Arc::clone(&self.consumer),
-            deliver: Arc::clone(&self.deliver),
-        }
-    }
-}
 
 impl<P> Outbox<P>
 where
     P: Serialize + DeserializeOwned + Send + 'static,
 {
-    /// The outbox of `stream`, delivered by `deliver` (a call to the peer). The worker's
-    /// consumer name is the host name plus the process id, unique per process, so each
-    /// replica re-reads only its own in-flight entries.
-    pub fn new<F, Fut>(redis: Redis, stream: &OutboxStream<P>, deliver: F) -> Self
-    where
-        F: Fn(P) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Delivery> + Send + 'static,
-    {
-        let host = crate::config::var("HOSTNAME").unwrap_or_else(|| "localhost".to_owned());
-        Self {
-            redis,
-            key: stream.key,
-            group: stream.group,
-            consumer: format!("{host}-{}", std::process::id()).into(),
-            deliver: Arc::new(move |payload| Box::pin(deliver(payload))),
-        }
-    }
-
-    /// Delivers the payload of the just-written entry `entry_id` at once, for at most
-    /// [`INLINE_DEADLINE`]; deletes the entry when the peer took it (or refused it for good).
-    /// Returns whether the peer took it. Otherwise the entry stays and the worker delivers it.
-    pub async fn deliver_now(&self, entry_id: &str, payload: P) -> bool {
-        let outcome = tokio::time::timeout(INLINE_DEADLINE, (self.deliver)(payload)).await;
-        let counted = match &outcome {
-            Ok(Delivery::Done) => DeliveryOutcome::Delivered,
-            Ok(Delivery::Reject(_)) => DeliveryOutcome::Rejected,
-            Ok(Delivery::Retry(_)) => DeliveryOutcome::Retry,
-            Err(_) => DeliveryOutcome::Timeout,
-        };
-        outbox_delivery(self.key, DeliveryPath::Inline, counted);
-        let delivered = match outcome {
-            Ok(Delivery::Done) => true,
-            Ok(Delivery::Reject(reason)) => {
-                tracing::warn!(
-                    stream = self.key,
-                    id = entry_id,
-                    reason,
-                    "outbox entry rejected; dropped"
-                );
-                false
-            }
-            Ok(Delivery::Retry(reason)) => {
-                tracing::warn!(
-                    stream = self.key,
-                    id = entry_id,
-                    reason,
-                    "inline delivery failed; the outbox worker retries it"
-                );
-                return false;
-            }
-            Err(_) => {
-                tracing::warn!(stream = self.key, id = entry_id, deadline = ?INLINE_DEADLINE, "inline delivery timed out; the outbox worker retries it");
-                return false;
-            }
-        };
-        // Once deleted the worker skips it; if deleting fails it is delivered again, harmlessly.
-        let deleted: redis::RedisResult<i64> = self
-            .redis
-            .query(redis::cmd("XDEL").arg(self.key).arg(entry_id))
-            .await;
-        if let Err(err) = deleted {
-            tracing::warn!(stream = self.key, id = entry_id, error = %err, "delivered entry not deleted; it will be delivered again");
-        }
-        delivered
-    }
-
     /// Delivers entries the inline try left until `shutdown`. Entries still in flight at
     /// shutdown stay in the stream and are delivered by the next run.
     pub async fn run(self, shutdown: Shutdown) {
@@ -460,9 +280,7 @@ fn grace_left(entry_id: &str) -> Duration {
     let written_ms = entry_id
         .split_once('-')
         .and_then(|(ms, _)| ms.parse::<u64>().ok());
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |now| now.as_millis() as u64);
+    let now_ms = crate::time::unix_now_ms();
     match written_ms {
         Some(written) => {
             INLINE_GRACE.saturating_sub(Duration::from_millis(now_ms.saturating_sub(written)))
@@ -488,10 +306,7 @@ mod tests {
     #[test]
     fn an_old_entry_has_no_grace_left_and_a_new_one_at_most_the_whole_grace() {
         assert_eq!(grace_left("1000-0"), Duration::ZERO);
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|now| now.as_millis())
-            .unwrap_or_default();
+        let now_ms = crate::time::unix_now_ms();
         let fresh = grace_left(&format!("{now_ms}-0"));
         assert!(fresh > Duration::ZERO && fresh <= INLINE_GRACE, "{fresh:?}");
         let future = grace_left(&format!("{}-0", now_ms + 60_000));

@@ -1,0 +1,316 @@
+//! The keys of protection: what `AUTH_SECRET` turns on, the signing and checking of login
+//! tokens, account versions, and the internal credential derived from the same secret.
+
+use std::{fmt, sync::Arc, time::Duration};
+
+use anyhow::Context as _;
+use hmac::{Hmac, Mac};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, errors::ErrorKind};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+
+use super::{AuthError, MIN_SECRET_BYTES, SECRET_VAR};
+use crate::{email::Email, grpc_client::InternalCredential, time::unix_now};
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// HMAC-SHA256 under `key` of `parts` joined by NUL bytes (one part: exactly that part).
+fn hmac(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
+    let mut mac = HmacSha256::new_from_slice(key).expect("HMAC takes a key of any length");
+    for (n, part) in parts.iter().enumerate() {
+        if n > 0 {
+            mac.update(&[0]);
+        }
+        mac.update(part);
+    }
+    mac.finalize().into_bytes().into()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+/// What every service reads about protection: `AUTH_SECRET` and `AUTH_TOKEN_TTL`.
+#[derive(Clone, clap::Args)]
+pub struct AuthConfig {
+    /// Turns protection on: at least 32 bytes, the same on all four services (generate one
+    /// with `openssl rand -base64 48`). Unset or empty: open mode, as the original system.
+    #[arg(long = "auth-secret", env = SECRET_VAR, hide_env_values = true, value_parser = parse_secret)]
+    secret: Option<Secret>,
+    /// How long a login token is valid.
+    #[arg(long = "auth-token-ttl", env = "AUTH_TOKEN_TTL", default_value = "1h", value_parser = crate::config::parse_duration)]
+    pub token_ttl: Duration,
+}
+
+/// The secret's bytes; never printed.
+#[derive(Clone)]
+struct Secret(Arc<[u8]>);
+
+fn parse_secret(raw: &str) -> Result<Secret, String> {
+    if raw.len() < MIN_SECRET_BYTES {
+        return Err(format!(
+            "{SECRET_VAR} is {} bytes long; it must be at least {MIN_SECRET_BYTES} \
+             (generate one with `openssl rand -base64 48`), or unset for open mode",
+            raw.len()
+        ));
+    }
+    Ok(Secret(Arc::from(raw.as_bytes())))
+}
+
+impl fmt::Debug for AuthConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never the secret itself.
+        f.debug_struct("AuthConfig")
+            .field("protected", &self.is_on())
+            .field("token_ttl", &self.token_ttl)
+            .finish()
+    }
+}
+
+impl AuthConfig {
+    /// Open mode: nothing is checked, as in the original system.
+    pub fn open(token_ttl: Duration) -> Self {
+        Self {
+            secret: None,
+            token_ttl,
+        }
+    }
+
+    /// Protection on with `secret`; refused if it is shorter than [`MIN_SECRET_BYTES`].
+    pub fn protected(secret: &[u8], token_ttl: Duration) -> anyhow::Result<Self> {
+        let secret = std::str::from_utf8(secret)
+            .map_err(|_| anyhow::anyhow!("{SECRET_VAR} must be text"))
+            .and_then(|secret| parse_secret(secret).map_err(anyhow::Error::msg))?;
+        Ok(Self {
+            secret: Some(secret),
+            token_ttl,
+        })
+    }
+
+    /// Whether protection is on.
+    pub fn is_on(&self) -> bool {
+        self.secret.is_some()
+    }
+}
+
+/// The claims of a login token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    /// The user's email.
+    pub sub: String,
+    /// Issued at, seconds since the Unix epoch.
+    pub iat: u64,
+    /// Expires at, seconds since the Unix epoch; the token is refused from then on.
+    pub exp: u64,
+    /// The account version the token was issued for (see the module documentation).
+    pub ver: String,
+}
+
+/// A token issued by `POST /login`.
+#[derive(Debug, Clone)]
+pub struct IssuedToken {
+    pub token: String,
+    /// When it expires, RFC 3339 UTC.
+    pub expires_at: String,
+}
+
+/// Signs and checks tokens, derives account versions and the internal credential; cheap to
+/// clone.
+#[derive(Clone)]
+pub struct TokenKeys(Arc<Keys>);
+
+struct Keys {
+    on: bool,
+    /// The key of the `ver` HMAC; the signing key is derived apart from it.
+    version_key: [u8; 32],
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+    ttl: Duration,
+    credential: InternalCredential,
+}
+
+impl TokenKeys {
+    /// Keys derived from the configured secret, or from a random one in open mode (tokens are
+    /// then good only on this process, which is all open mode needs: nothing checks them).
+    pub fn new(config: &AuthConfig) -> Self {
+        let secret: Vec<u8> = match &config.secret {
+            Some(Secret(secret)) => secret.to_vec(),
+            None => (0..2)
+                .flat_map(|_| uuid::Uuid::new_v4().into_bytes())
+                .collect(),
+        };
+        // One secret, three unrelated keys.
+        let signing_key = hmac(&secret, &[b"token-signing"]);
+        let version_key = hmac(&secret, &[b"token-version"]);
+        let credential = config.secret.as_ref().map(|_| {
+            hex(&hmac(&secret, &[b"internal-service"]))
+                .parse()
+                .expect("hex is valid ASCII metadata")
+        });
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.leeway = 0;
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        Self(Arc::new(Keys {
+            on: config.is_on(),
+            version_key,
+            encoding: EncodingKey::from_secret(&signing_key),
+            decoding: DecodingKey::from_secret(&signing_key),
+            validation,
+            ttl: config.token_ttl,
+            credential: InternalCredential::new(credential),
+        }))
+    }
+
+    /// Whether protection is on.
+    pub fn is_on(&self) -> bool {
+        self.0.on
+    }
+
+    /// The credential for outbound calls to the other services.
+    pub fn internal_credential(&self) -> &InternalCredential {
+        &self.0.credential
+    }
+
+    /// The account version of a user whose stored password hash is `password_hash` and whose
+    /// address is at token generation `generation`.
+    pub fn version(&self, password_hash: &str, generation: u64) -> String {
+        let mac = hmac(
+            &self.0.version_key,
+            &[password_hash.as_bytes(), generation.to_string().as_bytes()],
+        );
+        hex(&mac[..16])
+    }
+
+    /// A token for `email` at account version `version`, valid for the configured TTL.
+    pub fn issue(&self, email: &Email, version: String) -> anyhow::Result<IssuedToken> {
+        let iat = unix_now();
+        let exp = iat.saturating_add(self.0.ttl.as_secs().max(1));
+        let claims = Claims {
+            sub: email.as_str().to_owned(),
+            iat,
+            exp,
+            ver: version,
+        };
+        let expires_at = i64::try_from(exp)
+            .ok()
+            .and_then(|exp| chrono::DateTime::from_timestamp(exp, 0))
+            .context("token expiry out of range")?
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        Ok(IssuedToken {
+            token: self.sign(&claims)?,
+            expires_at,
+        })
+    }
+
+    /// Signs any claims (tests use it for expired tokens).
+    pub fn sign(&self, claims: &Claims) -> anyhow::Result<String> {
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &self.0.encoding)
+            .context("signing a token")
+    }
+
+    /// The claims of `token` if this system signed it and it has not expired. Whether it still
+    /// matches the account is for [`CurrentTokens`] to say.
+    pub fn verify(&self, token: &str) -> Result<Claims, AuthError> {
+        jsonwebtoken::decode::<Claims>(token, &self.0.decoding, &self.0.validation)
+            .map(|data| data.claims)
+            .map_err(|err| match err.kind() {
+                ErrorKind::ExpiredSignature => AuthError::Expired,
+                ErrorKind::InvalidSignature | ErrorKind::InvalidAlgorithm => {
+                    AuthError::Invalid("its signature does not match (forged or from elsewhere)")
+                }
+                _ => AuthError::Invalid("it is not a well-formed token of this system"),
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::DEFAULT_TOKEN_TTL;
+
+    fn keys(secret: &[u8]) -> TokenKeys {
+        TokenKeys::new(&AuthConfig::protected(secret, DEFAULT_TOKEN_TTL).expect("long enough"))
+    }
+
+    fn email(raw: &str) -> Email {
+        Email::parse(raw).expect("valid")
+    }
+
+    fn carries(keys: &TokenKeys, request: &tonic::Request<()>) -> bool {
+        keys.internal_credential()
+            .is_carried_by(&request.metadata().clone().into_headers())
+    }
+
+    #[test]
+    fn a_short_secret_is_refused_with_its_length() {
+        let err = AuthConfig::protected(b"too-short", DEFAULT_TOKEN_TTL).expect_err("short");
+        assert!(err.to_string().contains("9 bytes"), "{err}");
+        assert!(err.to_string().contains("32"), "{err}");
+    }
+
+    #[test]
+    fn the_debug_form_never_shows_the_secret() {
+        let config = AuthConfig::protected(&[b'x'; 40], DEFAULT_TOKEN_TTL).expect("long enough");
+        assert!(!format!("{config:?}").contains("xxxx"));
+    }
+
+    #[test]
+    fn a_token_verifies_with_its_keys_only() {
+        let ours = keys(&[1; 32]);
+        let issued = ours.issue(&email("a@b.io"), "v".into()).expect("signed");
+        let claims = ours.verify(&issued.token).expect("valid");
+        assert_eq!(claims.sub, "a@b.io");
+        assert_eq!(claims.exp - claims.iat, 3600);
+        assert!(matches!(
+            keys(&[2; 32]).verify(&issued.token),
+            Err(AuthError::Invalid(_))
+        ));
+        assert!(matches!(ours.verify("a.b.c"), Err(AuthError::Invalid(_))));
+    }
+
+    #[test]
+    fn an_expired_token_is_refused_as_expired() {
+        let ours = keys(&[1; 32]);
+        let now = unix_now();
+        let claims = Claims {
+            sub: "a@b.io".into(),
+            iat: now - 100,
+            exp: now - 1,
+            ver: "v".into(),
+        };
+        let token = ours.sign(&claims).expect("signed");
+        assert!(matches!(ours.verify(&token), Err(AuthError::Expired)));
+    }
+
+    #[test]
+    fn the_version_changes_with_the_hash_and_the_generation() {
+        let ours = keys(&[1; 32]);
+        assert_eq!(ours.version("h", 0), ours.version("h", 0));
+        assert_ne!(ours.version("h", 0), ours.version("h2", 0));
+        assert_ne!(ours.version("h", 0), ours.version("h", 1));
+        assert_ne!(ours.version("h", 0), keys(&[2; 32]).version("h", 0));
+    }
+
+    #[test]
+    fn the_internal_credential_exists_only_when_protected() {
+        let open = TokenKeys::new(&AuthConfig::open(DEFAULT_TOKEN_TTL));
+        assert!(open.internal_credential().value().is_none());
+        let on = keys(&[1; 32]);
+        let mut request = tonic::Request::new(());
+        assert!(!carries(&on, &request));
+        on.internal_credential().attach(&mut request);
+        assert!(carries(&on, &request));
+        assert!(!carries(&keys(&[2; 32]), &request));
+    }
+
+    #[test]
+    fn the_internal_credential_is_the_documented_hmac_of_the_secret() {
+        // printf internal-service | openssl dgst -sha256 -hmac '<secret>'
+        let secret = b"an-auth-secret-of-at-least-32-bytes!!";
+        assert_eq!(
+            keys(secret).internal_credential().value(),
+            Some("0be1a809f4bffa80228d22e184e6e2c70016ddbe0ca0b949cdacf192cc9f00aa")
+        );
+    }
+}
