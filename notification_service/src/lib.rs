@@ -9,6 +9,7 @@ mod error;
 mod grpc;
 mod http;
 mod push;
+mod record;
 mod store;
 
 use proto::{
@@ -72,7 +73,7 @@ impl Config {
 }
 
 /// The frontend outbox of notification-service.
-type FrontendOutbox = Outbox<store::StoredNotification>;
+type FrontendOutbox = Outbox<record::StoredNotification>;
 
 /// Binds notification-service's HTTP and gRPC listeners and sets up its frontend outbox.
 /// Redis and frontend-service are connected lazily: the service starts while they are down.

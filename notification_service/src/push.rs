@@ -8,7 +8,7 @@
 use proto::frontend_service::{Notification, frontend_service_client::FrontendServiceClient};
 use service_runtime::{grpc_client::GrpcChannel, outbox::Delivery};
 
-use crate::store::StoredNotification;
+use crate::record::StoredNotification;
 
 /// Pushes one stored notification; frontend-service only refuses what it can never take.
 #[tracing::instrument(skip_all, fields(notification_id = stored.notification_id))]
@@ -16,15 +16,10 @@ pub async fn deliver(
     mut frontend: FrontendServiceClient<GrpcChannel>,
     stored: StoredNotification,
 ) -> Delivery {
-    let notification = Notification {
-        sender_email: Some(stored.sender_email),
-        receiver_email: Some(stored.receiver_email),
-        timestamp: Some(stored.timestamp),
-        read: Some(stored.read),
-        notification_id: stored.notification_id,
-        cursor: stored.cursor,
-    };
-    match frontend.receive_notification(notification).await {
+    match frontend
+        .receive_notification(Notification::from(stored))
+        .await
+    {
         Ok(reply) if reply.get_ref().success => Delivery::Done,
         Ok(_) => Delivery::Reject("frontend-service refused the notification".into()),
         Err(status) => Delivery::after_failed_call("frontend-service", &status),
