@@ -8,8 +8,7 @@
 use proto::{
     frontend_service::Notification,
     notification_service::{
-        ListNotificationsRequest, Notification as StoredNotification,
-        notification_service_client::NotificationServiceClient,
+        ListNotificationsRequest, notification_service_client::NotificationServiceClient,
     },
 };
 use service_runtime::{grpc_client::GrpcChannel, shutdown::Shutdown};
@@ -128,7 +127,7 @@ impl Watch {
                 .into_inner()
                 .notifications
                 .into_iter()
-                .map(from_store)
+                .map(Notification::from)
                 .collect()),
             Err(status) => {
                 tracing::warn!(receiver = self.receiver, code = ?status.code(), error = status.message(), "cannot read the store; ending the watch");
@@ -142,16 +141,5 @@ impl Watch {
                 Err(())
             }
         }
-    }
-}
-
-fn from_store(stored: StoredNotification) -> Notification {
-    Notification {
-        sender_email: stored.sender_email,
-        receiver_email: stored.receiver_email,
-        timestamp: stored.timestamp,
-        read: stored.read,
-        notification_id: stored.notification_id,
-        cursor: stored.cursor,
     }
 }

@@ -10,7 +10,6 @@ use proto::notification_service::{
     UnreadCountRequest, UnreadCountResponse, UnsubscribeUserRequest, UnsubscribeUserResponse,
     notification_service_server::NotificationService,
 };
-use serde_json::Value;
 use service_runtime::{
     auth::{Access, AccessTable},
     email::Email,
@@ -286,7 +285,11 @@ impl NotificationGrpc {
             .await
             .map_err(Error::from)?;
         Ok(ListNotificationsResponse {
-            notifications: page.notifications.iter().map(to_message).collect(),
+            notifications: page
+                .notifications
+                .into_iter()
+                .map(Notification::from)
+                .collect(),
             next_cursor: page.next_cursor,
             unread_count: Some(page.unread_count),
         })
@@ -305,18 +308,5 @@ impl NotificationGrpc {
             .map_err(Error::from)?;
         tracing::info!(subscribed, "subscription recorded");
         Ok(true)
-    }
-}
-
-/// A stored notification (a JSON object) as its protobuf message.
-fn to_message(stored: &Value) -> Notification {
-    let text = |key: &str| stored[key].as_str().map(str::to_owned);
-    Notification {
-        sender_email: text("sender_email"),
-        receiver_email: text("receiver_email"),
-        timestamp: text("timestamp"),
-        read: stored["read"].as_bool(),
-        notification_id: text("notification_id"),
-        cursor: stored["cursor"].as_u64(),
     }
 }

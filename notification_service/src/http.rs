@@ -4,7 +4,6 @@
 
 use axum::{Json, Router, extract::State};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use service_runtime::{
     auth::{Auth, Caller},
     email::Email,
@@ -17,7 +16,8 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
     error::Error,
-    store::{PageOf, Store, StoredNotification},
+    record::StoredNotification,
+    store::{PageOf, Store},
 };
 
 /// notification-service's routes and their OpenAPI document.
@@ -39,8 +39,8 @@ struct NotificationsReply {
     #[serde(skip_serializing_if = "Option::is_none")]
     next_cursor: Option<Option<u64>>,
     /// The user's notifications as stored, newest first; empty for an unknown user.
-    #[schema(value_type = Vec<StoredNotification>)]
-    notifications: Vec<Value>,
+    #[serde(serialize_with = "StoredNotification::serialize_listed")]
+    notifications: Vec<StoredNotification>,
     /// Always `true`.
     success: bool,
     /// With `limit` only: how many of the user's notifications are unread.

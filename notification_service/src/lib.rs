@@ -10,6 +10,7 @@ mod error;
 mod grpc;
 mod http;
 mod push;
+mod record;
 mod store;
 
 use proto::{

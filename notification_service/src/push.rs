@@ -11,7 +11,7 @@ use service_runtime::{
     outbox::{Delivery, Outbox},
 };
 
-use crate::store::StoredNotification;
+use crate::record::StoredNotification;
 
 /// The frontend outbox of notification-service.
 pub type FrontendOutbox = Outbox<StoredNotification>;
@@ -22,15 +22,10 @@ pub async fn deliver(
     mut frontend: FrontendServiceClient<GrpcChannel>,
     stored: StoredNotification,
 ) -> Delivery {
-    let notification = Notification {
-        sender_email: Some(stored.sender_email),
-        receiver_email: Some(stored.receiver_email),
-        timestamp: Some(stored.timestamp),
-        read: Some(stored.read),
-        notification_id: stored.notification_id,
-        cursor: stored.cursor,
-    };
-    match frontend.receive_notification(notification).await {
+    match frontend
+        .receive_notification(Notification::from(stored))
+        .await
+    {
         Ok(reply) if reply.get_ref().success => Delivery::Done,
         Ok(_) => Delivery::Reject("frontend-service refused the notification".into()),
         Err(status) => Delivery::after_failed_call("frontend-service", &status),

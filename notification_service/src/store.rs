@@ -25,13 +25,14 @@ use std::sync::LazyLock;
 
 use redis::Script;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use service_runtime::{
     email::Email,
     error::StoreError,
     outbox::{OutboxStream, PAYLOAD_FIELD},
     redis_store::Redis,
 };
+
+use crate::record::StoredNotification;
 
 pub const SUBSCRIPTIONS: &str = "subscriptions";
 /// Notifications still to be pushed to frontend-service, delivered by [`crate::push`].
@@ -225,21 +226,6 @@ return #doomed
     )
 });
 
-/// A notification as stored in `notifications:{email}` and pushed to frontend-service.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct StoredNotification {
-    pub sender_email: String,
-    pub receiver_email: String,
-    pub timestamp: String,
-    pub read: bool,
-    /// Absent in notifications written before ids existed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub notification_id: Option<String>,
-    /// The receiver's sequence number; absent before it is stored (and in older entries).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cursor: Option<u64>,
-}
-
 /// A `subscriptions` value.
 #[derive(Debug, Serialize, Deserialize)]
 struct Subscription {
@@ -283,8 +269,7 @@ pub struct Retention {
 /// One page of a receiver's notifications.
 #[derive(Debug)]
 pub struct Page {
-    /// Each a JSON object as stored.
-    pub notifications: Vec<Value>,
+    pub notifications: Vec<StoredNotification>,
     /// The cursor to continue from; `None` on the last page.
     pub next_cursor: Option<u64>,
     pub unread_count: u64,
@@ -326,12 +311,12 @@ impl Store {
         let days = i64::try_from(self.retention.days.min(36_500)).unwrap_or(36_500);
         let cutoff = now - chrono::Duration::days(days);
         let mut notification = StoredNotification {
-            sender_email: sender.to_string(),
-            receiver_email: receiver.to_string(),
-            timestamp: service_runtime::time::rfc3339(now),
-            read: false,
+            sender_email: Some(sender.to_string()),
+            receiver_email: Some(receiver.to_string()),
+            timestamp: Some(service_runtime::time::rfc3339(now)),
+            read: Some(false),
             notification_id: Some(notification_id.clone()),
-            cursor: None,
+            ..StoredNotification::default()
         };
         let json = FRONTEND_OUTBOX
             .encode(&notification)
@@ -397,12 +382,10 @@ impl Store {
         raw.truncate(limit);
         let notifications = raw
             .iter()
-            .map(|json| parse(json))
+            .map(|json| StoredNotification::parse(json))
             .collect::<Result<Vec<_>, _>>()?;
         let next_cursor = if more {
-            notifications
-                .last()
-                .and_then(|last| last["cursor"].as_u64())
+            notifications.last().and_then(|last| last.cursor)
         } else {
             None
         };
@@ -482,9 +465,12 @@ impl Store {
         Ok(subscription.subscribed)
     }
 
-    /// Every notification of the receiver, newest first, as stored (each a JSON object).
+    /// Every notification of the receiver, newest first, as stored.
     #[tracing::instrument(skip_all, fields(user_email = %email))]
-    pub async fn notifications_of(&self, email: &Email) -> Result<Vec<Value>, StoreError> {
+    pub async fn notifications_of(
+        &self,
+        email: &Email,
+    ) -> Result<Vec<StoredNotification>, StoreError> {
         let stored: Vec<String> = self
             .redis
             .query(
@@ -494,14 +480,9 @@ impl Store {
                     .arg(-1),
             )
             .await?;
-        stored.iter().map(|json| parse(json)).collect()
-    }
-}
-
-/// A stored notification as a JSON object.
-fn parse(json: &str) -> Result<Value, StoreError> {
-    match serde_json::from_str::<Value>(json) {
-        Ok(value @ Value::Object(_)) => Ok(value),
-        Ok(_) | Err(_) => Err(StoreError::Corrupt(format!("notification {json:?}"))),
+        stored
+            .iter()
+            .map(|json| StoredNotification::parse(json))
+            .collect()
     }
 }

@@ -28,3 +28,18 @@ pub mod frontend_service {
 /// Encoded `FileDescriptorSet` of all four files, for gRPC server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/descriptor_set.bin"));
+
+/// A stored notification (as notification-service lists it) as frontend-service sends it:
+/// the two messages have the same fields.
+impl From<notification_service::Notification> for frontend_service::Notification {
+    fn from(stored: notification_service::Notification) -> Self {
+        Self {
+            sender_email: stored.sender_email,
+            receiver_email: stored.receiver_email,
+            timestamp: stored.timestamp,
+            read: stored.read,
+            notification_id: stored.notification_id,
+            cursor: stored.cursor,
+        }
+    }
+}
