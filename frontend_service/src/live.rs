@@ -111,7 +111,9 @@ impl LiveFeed {
                 match Notification::decode(message.get_payload_bytes()) {
                     Ok(notification) => self.send(receiver, &Live::Pushed(notification)),
                     Err(err) => {
-                        tracing::warn!(receiver, error = %err, "unreadable live message; the watchers resync")
+                        // Whatever it was, the store has it: the receiver's watchers catch up.
+                        tracing::warn!(receiver, error = %err, "unreadable live message; the watchers resync");
+                        self.send(receiver, &Live::Resync);
                     }
                 }
             }

@@ -2,8 +2,9 @@
 //! `FrontendService.ReceiveNotification`, at once in the background of the `CreateNotification`
 //! that stored it, and by the outbox worker until frontend-service takes it when that failed.
 //!
-//! The push carries the notification's id, so a repeat (both delivered, or the worker crashed
-//! before acknowledging the entry) is recognised by frontend-service's inbox.
+//! The push carries the notification's id and cursor, so a repeat (both delivered, or the worker
+//! crashed before acknowledging the entry) reaches no watcher twice: each watch skips what is
+//! not past the last cursor it sent.
 
 use proto::frontend_service::{Notification, frontend_service_client::FrontendServiceClient};
 use service_runtime::{

@@ -1,6 +1,6 @@
 //! Size limits on what clients send, so nothing stored or relayed can outgrow what the
 //! system (and a default gRPC client, 4 MiB per message) can handle. Every limit answers with a
-//! clear refusal and stores nothing; README's "Limits" table lists them.
+//! clear refusal and stores nothing; docs/operations.md, "Limits and timeouts", lists them.
 
 /// Longest string field other than emails and message content (names, passwords), in bytes.
 pub const MAX_FIELD_BYTES: usize = 1024;
