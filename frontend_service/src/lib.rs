@@ -18,8 +18,7 @@ use proto::{
 };
 use service_runtime::{
     auth::{Auth, TokenKeys},
-    config::{Runtime, ServiceConfig},
-    grpc_client::{NOTIFICATION_SERVICE, USER_SERVICE},
+    grpc_client::{NotificationServicePeer, UserServicePeer},
     limits,
     server::{Service, ServiceBuilder},
 };
@@ -27,33 +26,19 @@ use service_runtime::{
 /// The Redis database the live feed's connection selects (pub/sub itself spans databases).
 pub const REDIS_DB: u8 = 2;
 
-/// Everything frontend-service reads from its flags and environment.
-#[derive(Debug, Clone, clap::Parser)]
-#[command(
-    name = "frontend-service",
-    version,
-    about = "Takes pushed notifications and streams them live to watchers (WatchNotifications)."
-)]
-pub struct Config {
-    /// gRPC port; 0 picks a free one.
-    #[arg(long = "grpc-port", env = "GRPC_PORT", default_value_t = 3030)]
-    pub grpc_port: u16,
-    /// HTTP port (`/metrics`, `/health`, `/openapi.json`); 0 picks a free one.
-    #[arg(long = "metrics-port", env = "METRICS_PORT", default_value_t = 3031)]
-    pub metrics_port: u16,
-    /// notification-service's gRPC endpoint, whose store watchers replay from.
-    #[arg(long = "notification-service-grpc-url", env = NOTIFICATION_SERVICE.var, default_value = NOTIFICATION_SERVICE.default_url)]
-    pub notification_service_url: String,
-    /// user-service's gRPC endpoint: asked whether a token is still valid.
-    #[arg(long = "user-service-grpc-url", env = USER_SERVICE.var, default_value = USER_SERVICE.default_url)]
-    pub user_service_url: String,
-    #[command(flatten)]
-    pub runtime: Runtime,
-}
-
-impl ServiceConfig for Config {
-    fn runtime(&self) -> &Runtime {
-        &self.runtime
+service_runtime::service_config! {
+    /// Everything frontend-service reads from its flags and environment. Its HTTP port
+    /// (`METRICS_PORT`) serves `/metrics`, `/health` and `/openapi.json`.
+    #[command(name = "frontend-service", version, about = "Takes pushed notifications and streams them live to watchers (WatchNotifications).")]
+    pub struct Config {
+        http: ("METRICS_PORT", "metrics-port", 3031),
+        grpc: 3030,
+        /// notification-service, whose store watchers replay from.
+        #[command(flatten)]
+        pub notification_service: NotificationServicePeer,
+        /// user-service, asked whether a token is still valid.
+        #[command(flatten)]
+        pub user_service: UserServicePeer,
     }
 }
 
@@ -66,11 +51,12 @@ pub async fn build(config: Config) -> anyhow::Result<Service> {
     let live = live::LiveFeed::new(redis);
     let keys = TokenKeys::new(&runtime.auth);
     let store = NotificationServiceClient::new(
-        NOTIFICATION_SERVICE
-            .channel(&config.notification_service_url, keys.internal_credential())?,
+        config
+            .notification_service
+            .channel(keys.internal_credential())?,
     )
     .max_decoding_message_size(limits::GRPC_MAX_MESSAGE_BYTES);
-    let auth = Auth::via_user_service(keys, &config.user_service_url)?;
+    let auth = Auth::via_user_service(keys, &config.user_service)?;
     let api = grpc::FrontendGrpc {
         live: live.clone(),
         store,
@@ -84,7 +70,7 @@ pub async fn build(config: Config) -> anyhow::Result<Service> {
         )
         .grpc_access(&auth, grpc::ACCESS)
         // No API of its own: the runtime adds /metrics, /health and their document.
-        .http(config.metrics_port, Router::new(), OpenApi::default())
+        .http(config.http_port, Router::new(), OpenApi::default())
         .worker("live feed", move |shutdown| live.run(shutdown))
         .bind()
         .await

@@ -5,7 +5,10 @@ use serde::Serialize;
 use service_runtime::{
     auth::{Auth, Caller},
     http::{EmailOnly, EmailParam, PageParams},
-    openapi::ErrorReply,
+    openapi::{
+        ErrorReply,
+        describe::{EMAIL_BODY, EMAIL_QUERY, OTHERS, PROTECTED},
+    },
 };
 use utoipa::{ToSchema, openapi::OpenApi};
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -43,19 +46,19 @@ struct ConversationsReply {
     path = "/list_conversations",
     tag = "messages",
     params(
-        ("email" = Option<String>, Query, description = "The user's address; without it, the JSON body's `email` is used"),
+        ("email" = Option<String>, Query, description = EMAIL_QUERY),
         PageParams,
     ),
     request_body(
         content = Option<EmailOnly>,
         content_type = "application/json",
-        description = "Read only when the query string has no `email` (clients of the original system send a body with GET)",
+        description = EMAIL_BODY,
     ),
     responses(
         (status = 200, description = "The user's counterparts", body = ConversationsReply),
         (status = 400, description = "No email in the query string or the body, a malformed one, a bad `limit`, or a body that is not a JSON object", body = ErrorReply),
-        (status = 401, description = "Protection is on and the token is missing, malformed, forged or expired", body = ErrorReply),
-        (status = 403, description = "Protection is on and the token is another user's", body = ErrorReply),
+        (status = 401, description = PROTECTED, body = ErrorReply),
+        (status = 403, description = OTHERS, body = ErrorReply),
     )
 )]
 #[tracing::instrument(skip_all, fields(user_email = %email))]

@@ -19,8 +19,8 @@ use proto::{
 };
 use service_runtime::{
     auth::{Auth, TokenKeys},
-    config::{Runtime, ServiceConfig, positive},
-    grpc_client::{NOTIFICATION_SERVICE, USER_SERVICE},
+    config::positive,
+    grpc_client::{NotificationServicePeer, UserServicePeer},
     limits,
     outbox::Outbox,
     server::{Service, ServiceBuilder},
@@ -41,36 +41,21 @@ pub mod keys {
 /// The Redis database message-service owns.
 pub const REDIS_DB: u8 = 1;
 
-/// Everything message-service reads from its flags and environment.
-#[derive(Debug, Clone, clap::Parser)]
-#[command(
-    name = "message-service",
-    version,
-    about = "Messages between users (Redis DB 1): SendMessage/GetMessages over gRPC, conversations over REST."
-)]
-pub struct Config {
-    /// HTTP port; 0 picks a free one.
-    #[arg(long = "http-port", env = "HTTP_PORT", default_value_t = 8181)]
-    pub http_port: u16,
-    /// gRPC port; 0 picks a free one.
-    #[arg(long = "grpc-port", env = "GRPC_PORT", default_value_t = 9696)]
-    pub grpc_port: u16,
-    /// user-service's gRPC endpoint: both users of a message are checked there.
-    #[arg(long = "user-service-grpc-url", env = USER_SERVICE.var, default_value = USER_SERVICE.default_url)]
-    pub user_service_url: String,
-    /// notification-service's gRPC endpoint: each message becomes a notification there.
-    #[arg(long = "notification-service-grpc-url", env = NOTIFICATION_SERVICE.var, default_value = NOTIFICATION_SERVICE.default_url)]
-    pub notification_service_url: String,
-    /// Longest message content accepted, in bytes.
-    #[arg(long = "max-message-bytes", env = "MAX_MESSAGE_BYTES", default_value_t = limits::DEFAULT_MAX_MESSAGE_BYTES, value_parser = positive::<usize>)]
-    pub max_message_bytes: usize,
-    #[command(flatten)]
-    pub runtime: Runtime,
-}
-
-impl ServiceConfig for Config {
-    fn runtime(&self) -> &Runtime {
-        &self.runtime
+service_runtime::service_config! {
+    /// Everything message-service reads from its flags and environment.
+    #[command(name = "message-service", version, about = "Messages between users (Redis DB 1): SendMessage/GetMessages over gRPC, conversations over REST.")]
+    pub struct Config {
+        http: ("HTTP_PORT", "http-port", 8181),
+        grpc: 9696,
+        /// user-service, where both users of a message are checked.
+        #[command(flatten)]
+        pub user_service: UserServicePeer,
+        /// notification-service, where each message becomes a notification.
+        #[command(flatten)]
+        pub notification_service: NotificationServicePeer,
+        /// Longest message content accepted, in bytes.
+        #[arg(long = "max-message-bytes", env = "MAX_MESSAGE_BYTES", default_value_t = limits::DEFAULT_MAX_MESSAGE_BYTES, value_parser = positive::<usize>)]
+        pub max_message_bytes: usize,
     }
 }
 
@@ -81,13 +66,12 @@ pub async fn build(config: Config) -> anyhow::Result<Service> {
     let (service, redis) = ServiceBuilder::with_redis("message-service", runtime, REDIS_DB)?;
     let keys = TokenKeys::new(&runtime.auth);
     let credential = keys.internal_credential();
-    let users = UserServiceClient::new(USER_SERVICE.channel(&config.user_service_url, credential)?)
+    let users = UserServiceClient::new(config.user_service.channel(credential)?)
         .max_decoding_message_size(limits::GRPC_MAX_MESSAGE_BYTES);
-    let notifications = NotificationServiceClient::new(
-        NOTIFICATION_SERVICE.channel(&config.notification_service_url, credential)?,
-    )
-    .max_decoding_message_size(limits::GRPC_MAX_MESSAGE_BYTES);
-    let auth = Auth::via_user_service(keys.clone(), &config.user_service_url)?;
+    let notifications =
+        NotificationServiceClient::new(config.notification_service.channel(credential)?)
+            .max_decoding_message_size(limits::GRPC_MAX_MESSAGE_BYTES);
+    let auth = Auth::via_user_service(keys.clone(), &config.user_service)?;
     let outbox = Outbox::new(
         redis.clone(),
         &store::NOTIFICATION_OUTBOX,

@@ -9,7 +9,10 @@ use service_runtime::{
     email::Email,
     http::{ApiJson, EmailOnly, EmailParam, PageParams},
     limits,
-    openapi::ErrorReply,
+    openapi::{
+        ErrorReply,
+        describe::{EMAIL_BODY, EMAIL_QUERY, OTHERS, PROTECTED},
+    },
 };
 use utoipa::{ToSchema, openapi::OpenApi};
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -48,9 +51,6 @@ struct NotificationsReply {
     unread_count: Option<u64>,
 }
 
-const PROTECTED: &str = "Protection is on and the token is missing, malformed, forged or expired";
-const OTHERS: &str = "Protection is on and the token is another user's";
-
 /// `GET /list_notifications?email=` (or `{"email"}` in the body): newest first. With
 /// `limit`, one page (`before`, `unread=true`) plus `next_cursor` and `unread_count`.
 #[utoipa::path(
@@ -58,13 +58,13 @@ const OTHERS: &str = "Protection is on and the token is another user's";
     path = "/list_notifications",
     tag = "notifications",
     params(
-        ("email" = Option<String>, Query, description = "The user's address; without it, the JSON body's `email` is used"),
+        ("email" = Option<String>, Query, description = EMAIL_QUERY),
         PageParams,
     ),
     request_body(
         content = Option<EmailOnly>,
         content_type = "application/json",
-        description = "Read only when the query string has no `email` (clients of the original system send a body with GET)",
+        description = EMAIL_BODY,
     ),
     responses(
         (status = 200, description = "The user's notifications (one page with `limit`)", body = NotificationsReply),

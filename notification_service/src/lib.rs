@@ -19,8 +19,7 @@ use proto::{
 };
 use service_runtime::{
     auth::{Auth, TokenKeys},
-    config::{Runtime, ServiceConfig},
-    grpc_client::{FRONTEND_SERVICE, USER_SERVICE},
+    grpc_client::{FrontendServicePeer, UserServicePeer},
     limits,
     outbox::Outbox,
     server::{Service, ServiceBuilder},
@@ -43,35 +42,20 @@ pub mod keys {
 /// The Redis database notification-service owns.
 pub const REDIS_DB: u8 = 2;
 
-/// Everything notification-service reads from its flags and environment.
-#[derive(Debug, Clone, clap::Parser)]
-#[command(
-    name = "notification-service",
-    version,
-    about = "Subscriptions and each receiver's notifications (Redis DB 2); pushes new ones to frontend-service."
-)]
-pub struct Config {
-    /// HTTP port; 0 picks a free one.
-    #[arg(long = "http-port", env = "HTTP_PORT", default_value_t = 8282)]
-    pub http_port: u16,
-    /// gRPC port; 0 picks a free one.
-    #[arg(long = "grpc-port", env = "GRPC_PORT", default_value_t = 9898)]
-    pub grpc_port: u16,
-    /// frontend-service's gRPC endpoint: every new notification is pushed there.
-    #[arg(long = "frontend-service-grpc-url", env = FRONTEND_SERVICE.var, default_value = FRONTEND_SERVICE.default_url)]
-    pub frontend_service_url: String,
-    /// user-service's gRPC endpoint: asked whether a token is still valid.
-    #[arg(long = "user-service-grpc-url", env = USER_SERVICE.var, default_value = USER_SERVICE.default_url)]
-    pub user_service_url: String,
-    #[command(flatten)]
-    pub retention: Retention,
-    #[command(flatten)]
-    pub runtime: Runtime,
-}
-
-impl ServiceConfig for Config {
-    fn runtime(&self) -> &Runtime {
-        &self.runtime
+service_runtime::service_config! {
+    /// Everything notification-service reads from its flags and environment.
+    #[command(name = "notification-service", version, about = "Subscriptions and each receiver's notifications (Redis DB 2); pushes new ones to frontend-service.")]
+    pub struct Config {
+        http: ("HTTP_PORT", "http-port", 8282),
+        grpc: 9898,
+        /// frontend-service, where every new notification is pushed.
+        #[command(flatten)]
+        pub frontend_service: FrontendServicePeer,
+        /// user-service, asked whether a token is still valid.
+        #[command(flatten)]
+        pub user_service: UserServicePeer,
+        #[command(flatten)]
+        pub retention: Retention,
     }
 }
 
@@ -82,10 +66,12 @@ pub async fn build(config: Config) -> anyhow::Result<Service> {
     let (service, redis) = ServiceBuilder::with_redis("notification-service", runtime, REDIS_DB)?;
     let keys = TokenKeys::new(&runtime.auth);
     let frontend = FrontendServiceClient::new(
-        FRONTEND_SERVICE.channel(&config.frontend_service_url, keys.internal_credential())?,
+        config
+            .frontend_service
+            .channel(keys.internal_credential())?,
     )
     .max_decoding_message_size(limits::GRPC_MAX_MESSAGE_BYTES);
-    let auth = Auth::via_user_service(keys, &config.user_service_url)?;
+    let auth = Auth::via_user_service(keys, &config.user_service)?;
     let pushes = Outbox::new(
         redis.clone(),
         &store::FRONTEND_OUTBOX,

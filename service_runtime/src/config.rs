@@ -27,6 +27,54 @@ pub fn from_env<C: clap::Parser>() -> C {
     C::from_arg_matches(&command.get_matches()).unwrap_or_else(|err| err.exit())
 }
 
+/// Declares a service's configuration: a clap struct with its HTTP and gRPC ports (the
+/// contract's defaults), the service's own settings, and [`Runtime`] flattened in, plus its
+/// [`ServiceConfig`] impl.
+///
+/// ```ignore
+/// service_runtime::service_config! {
+///     /// Everything message-service reads.
+///     #[command(name = "message-service", version, about = "…")]
+///     pub struct Config {
+///         http: ("HTTP_PORT", "http-port", 8181),
+///         grpc: 9696,
+///         #[command(flatten)]
+///         pub user_service: UserServicePeer,
+///     }
+/// }
+/// ```
+#[macro_export]
+macro_rules! service_config {
+    (
+        $(#[$meta:meta])*
+        pub struct $name:ident {
+            http: ($http_var:literal, $http_flag:literal, $http_default:literal),
+            grpc: $grpc_default:literal,
+            $( $(#[$field_meta:meta])* pub $field:ident : $type:ty, )*
+        }
+    ) => {
+        #[derive(Debug, Clone, clap::Parser)]
+        $(#[$meta])*
+        pub struct $name {
+            /// HTTP port; 0 picks a free one.
+            #[arg(long = $http_flag, env = $http_var, default_value_t = $http_default)]
+            pub http_port: u16,
+            /// gRPC port; 0 picks a free one.
+            #[arg(long = "grpc-port", env = "GRPC_PORT", default_value_t = $grpc_default)]
+            pub grpc_port: u16,
+            $( $(#[$field_meta])* pub $field: $type, )*
+            #[command(flatten)]
+            pub runtime: $crate::config::Runtime,
+        }
+
+        impl $crate::config::ServiceConfig for $name {
+            fn runtime(&self) -> &$crate::config::Runtime {
+                &self.runtime
+            }
+        }
+    };
+}
+
 /// What every service reads besides its own settings.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Runtime {

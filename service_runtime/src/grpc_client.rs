@@ -66,6 +66,46 @@ pub const FRONTEND_SERVICE: Peer = Peer {
     default_url: "http://127.0.0.1:3030",
 };
 
+/// The setting that says where a peer is: `--<peer>-grpc-url` / its variable, defaulting to
+/// the contract's URL. A service flattens one per peer it calls.
+macro_rules! peer_setting {
+    ($setting:ident, $peer:ident, $flag:literal, $doc:literal) => {
+        #[doc = $doc]
+        #[derive(Debug, Clone, clap::Args)]
+        pub struct $setting {
+            #[doc = $doc]
+            #[arg(id = $flag, long = $flag, env = $peer.var, default_value = $peer.default_url)]
+            pub url: String,
+        }
+
+        impl $setting {
+            /// A channel to the peer (see [`Peer::channel`]).
+            pub fn channel(&self, credential: &InternalCredential) -> anyhow::Result<GrpcChannel> {
+                $peer.channel(&self.url, credential)
+            }
+        }
+    };
+}
+
+peer_setting!(
+    UserServicePeer,
+    USER_SERVICE,
+    "user-service-grpc-url",
+    "Where user-service's gRPC server is."
+);
+peer_setting!(
+    NotificationServicePeer,
+    NOTIFICATION_SERVICE,
+    "notification-service-grpc-url",
+    "Where notification-service's gRPC server is."
+);
+peer_setting!(
+    FrontendServicePeer,
+    FRONTEND_SERVICE,
+    "frontend-service-grpc-url",
+    "Where frontend-service's gRPC server is."
+);
+
 impl Peer {
     /// A lazily connecting channel to this peer at `url`, whose calls time out after
     /// [`CALL_TIMEOUT`] and carry the current request id and `credential`

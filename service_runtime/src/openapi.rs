@@ -29,6 +29,19 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 ///
 /// Fields are in alphabetical order, the order `serde_json::json!` writes, so replies keep
 /// the bytes they had before they were typed.
+/// The descriptions every list endpoint and protected endpoint shares, written once.
+pub mod describe {
+    /// The `email` query parameter of a list endpoint.
+    pub const EMAIL_QUERY: &str = "The user's address; without it, the JSON body's `email` is used";
+    /// The optional `{"email"}` body of a list endpoint.
+    pub const EMAIL_BODY: &str = "Read only when the query string has no `email` (clients of the original system send a body with GET)";
+    /// 401 of a protected endpoint.
+    pub const PROTECTED: &str =
+        "Protection is on and the token is missing, malformed, forged or expired";
+    /// 403 of a protected endpoint.
+    pub const OTHERS: &str = "Protection is on and the token is another user's";
+}
+
 #[derive(Debug, Clone, Serialize, ToSchema)]
 // Documents `additionalProperties: false`: a reply has no other field.
 #[serde(deny_unknown_fields)]

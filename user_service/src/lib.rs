@@ -22,8 +22,7 @@ use proto::{
 };
 use service_runtime::{
     auth::{Auth, TokenKeys},
-    config::{Runtime, ServiceConfig},
-    grpc_client::NOTIFICATION_SERVICE,
+    grpc_client::NotificationServicePeer,
     limits,
     outbox::Outbox,
     server::{Service, ServiceBuilder},
@@ -48,34 +47,19 @@ pub use crate::{
 /// The Redis database index of user-service.
 pub const REDIS_DB: u8 = 0;
 
-/// Everything user-service reads from its flags and environment.
-#[derive(Debug, Clone, clap::Parser)]
-#[command(
-    name = "user-service",
-    version,
-    about = "Accounts over REST, authentication and lookups over gRPC (Redis DB 0)."
-)]
-pub struct Config {
-    /// HTTP port; 0 picks a free one.
-    #[arg(long = "http-port", env = "HTTP_PORT", default_value_t = 8080)]
-    pub http_port: u16,
-    /// gRPC port; 0 picks a free one.
-    #[arg(long = "grpc-port", env = "GRPC_PORT", default_value_t = 9797)]
-    pub grpc_port: u16,
-    /// notification-service's gRPC endpoint, for subscribing new users.
-    #[arg(long = "notification-service-grpc-url", env = NOTIFICATION_SERVICE.var, default_value = NOTIFICATION_SERVICE.default_url)]
-    pub notification_service_url: String,
-    #[command(flatten)]
-    pub login: LoginLimits,
-    #[command(flatten)]
-    pub password_policy: PasswordPolicySetting,
-    #[command(flatten)]
-    pub runtime: Runtime,
-}
-
-impl ServiceConfig for Config {
-    fn runtime(&self) -> &Runtime {
-        &self.runtime
+service_runtime::service_config! {
+    /// Everything user-service reads from its flags and environment.
+    #[command(name = "user-service", version, about = "Accounts over REST, authentication and lookups over gRPC (Redis DB 0).")]
+    pub struct Config {
+        http: ("HTTP_PORT", "http-port", 8080),
+        grpc: 9797,
+        /// notification-service, where new users are subscribed.
+        #[command(flatten)]
+        pub notification_service: NotificationServicePeer,
+        #[command(flatten)]
+        pub login: LoginLimits,
+        #[command(flatten)]
+        pub password_policy: PasswordPolicySetting,
     }
 }
 
@@ -86,8 +70,9 @@ pub async fn build(config: Config) -> anyhow::Result<Service> {
     let (service, redis) = ServiceBuilder::with_redis("user-service", runtime, REDIS_DB)?;
     let keys = TokenKeys::new(&runtime.auth);
     let notifications = NotificationServiceClient::new(
-        NOTIFICATION_SERVICE
-            .channel(&config.notification_service_url, keys.internal_credential())?,
+        config
+            .notification_service
+            .channel(keys.internal_credential())?,
     )
     .max_decoding_message_size(limits::GRPC_MAX_MESSAGE_BYTES);
     let subscriptions = Outbox::new(

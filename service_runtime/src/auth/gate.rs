@@ -5,7 +5,7 @@ use std::{fmt, sync::Arc};
 use futures::future::BoxFuture;
 
 use super::{AuthError, Caller, Claims, TokenKeys, caller::bearer, remote::RemoteTokens};
-use crate::{email::Email, grpc_client::USER_SERVICE};
+use crate::{email::Email, grpc_client::UserServicePeer};
 
 /// Says whether a token signed by us and unexpired still matches its user's account.
 pub trait CurrentTokens: Send + Sync + 'static {
@@ -41,10 +41,13 @@ impl Auth {
     }
 
     /// The gate of message-, notification- and frontend-service: revocation is asked of
-    /// user-service's `TokenService.ValidateToken` at `user_service_url` (connected lazily, only when
+    /// user-service's `TokenService.ValidateToken` at `user_service` (connected lazily, only when
     /// protection is on and a token must be checked), answers cached for [`TOKEN_CACHE_TTL`].
-    pub fn via_user_service(keys: TokenKeys, user_service_url: &str) -> anyhow::Result<Self> {
-        let users = USER_SERVICE.channel(user_service_url, keys.internal_credential())?;
+    pub fn via_user_service(
+        keys: TokenKeys,
+        user_service: &UserServicePeer,
+    ) -> anyhow::Result<Self> {
+        let users = user_service.channel(keys.internal_credential())?;
         Ok(Self::new(keys, RemoteTokens::new(users)))
     }
 
