@@ -4,10 +4,10 @@ use axum::{Json, Router, extract::State};
 use serde::Serialize;
 use service_runtime::{
     auth::{Auth, Caller},
-    http::{EmailOnly, EmailParam, PageParams},
+    http::{EmailOnly, EmailParam, EmailQuery, PageParams},
     openapi::{
         ErrorReply,
-        describe::{EMAIL_BODY, EMAIL_QUERY, OTHERS, PROTECTED},
+        describe::{EMAIL_BODY, OTHERS, PROTECTED},
     },
 };
 use utoipa::{ToSchema, openapi::OpenApi};
@@ -45,15 +45,8 @@ struct ConversationsReply {
     get,
     path = "/list_conversations",
     tag = "messages",
-    params(
-        ("email" = Option<String>, Query, description = EMAIL_QUERY),
-        PageParams,
-    ),
-    request_body(
-        content = Option<EmailOnly>,
-        content_type = "application/json",
-        description = EMAIL_BODY,
-    ),
+    params(EmailQuery, PageParams),
+    request_body(content = Option<EmailOnly>, content_type = "application/json", description = EMAIL_BODY),
     responses(
         (status = 200, description = "The user's counterparts", body = ConversationsReply),
         (status = 400, description = "No email in the query string or the body, a malformed one, a bad `limit`, or a body that is not a JSON object", body = ErrorReply),

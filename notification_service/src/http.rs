@@ -7,11 +7,11 @@ use serde::{Deserialize, Serialize};
 use service_runtime::{
     auth::{Auth, Caller},
     email::Email,
-    http::{ApiJson, EmailOnly, EmailParam, PageParams},
+    http::{ApiJson, EmailOnly, EmailParam, EmailQuery, PageParams},
     limits,
     openapi::{
         ErrorReply,
-        describe::{EMAIL_BODY, EMAIL_QUERY, OTHERS, PROTECTED},
+        describe::{EMAIL_BODY, OTHERS, PROTECTED},
     },
 };
 use utoipa::{ToSchema, openapi::OpenApi};
@@ -57,15 +57,8 @@ struct NotificationsReply {
     get,
     path = "/list_notifications",
     tag = "notifications",
-    params(
-        ("email" = Option<String>, Query, description = EMAIL_QUERY),
-        PageParams,
-    ),
-    request_body(
-        content = Option<EmailOnly>,
-        content_type = "application/json",
-        description = EMAIL_BODY,
-    ),
+    params(EmailQuery, PageParams),
+    request_body(content = Option<EmailOnly>, content_type = "application/json", description = EMAIL_BODY),
     responses(
         (status = 200, description = "The user's notifications (one page with `limit`)", body = NotificationsReply),
         (status = 400, description = "No email in the query string or the body, a malformed one, a bad `limit` or `before`, or a body that is not a JSON object", body = ErrorReply),

@@ -120,6 +120,16 @@ pub struct PageParams {
     pub unread: bool,
 }
 
+/// The `email` query parameter of a list endpoint, read by [`EmailParam`] and described in
+/// the OpenAPI documents. Other parameters are let through: clients add their own (cache
+/// busters, tracing) to URLs, and the contract only names `email`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct EmailQuery {
+    /// The user's address; without it, the JSON body's `email` is used.
+    pub email: Option<String>,
+}
+
 /// Largest page a list endpoint serves.
 pub const MAX_PAGE: usize = 1000;
 
@@ -147,13 +157,6 @@ impl<S: Send + Sync> FromRequestParts<S> for PageParams {
 /// 400 like a missing one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EmailParam(pub Email);
-
-/// The query string of a list endpoint. Other parameters are let through: clients add
-/// their own (cache busters, tracing) to URLs, and the contract only names `email`.
-#[derive(Deserialize)]
-struct EmailQuery {
-    email: Option<String>,
-}
 
 /// The optional JSON body of a list endpoint: an object with at most `email`.
 #[derive(Debug, Deserialize, ToSchema)]

@@ -31,8 +31,6 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 /// the bytes they had before they were typed.
 /// The descriptions every list endpoint and protected endpoint shares, written once.
 pub mod describe {
-    /// The `email` query parameter of a list endpoint.
-    pub const EMAIL_QUERY: &str = "The user's address; without it, the JSON body's `email` is used";
     /// The optional `{"email"}` body of a list endpoint.
     pub const EMAIL_BODY: &str = "Read only when the query string has no `email` (clients of the original system send a body with GET)";
     /// 401 of a protected endpoint.
