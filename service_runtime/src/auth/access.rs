@@ -243,3 +243,65 @@ where
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const USER_SERVICE: &str = "user_service.UserService";
+
+    #[test]
+    fn a_table_must_name_every_rpc_of_its_services_and_nothing_else() {
+        let complete = AccessTable(&[
+            (
+                "/user_service.UserService/CheckUserExists",
+                Access::Internal,
+            ),
+            ("/user_service.UserService/AuthenticateUser", Access::Public),
+            ("/user_service.UserService/ListUsers", Access::Internal),
+        ]);
+        complete.covers(&[USER_SERVICE]).expect("complete");
+
+        let missing = AccessTable(&[("/user_service.UserService/ListUsers", Access::Internal)]);
+        let err = missing
+            .covers(&[USER_SERVICE])
+            .expect_err("two RPCs missing");
+        assert!(err.to_string().contains("CheckUserExists"), "{err}");
+
+        let unknown = AccessTable(&[("/user_service.UserService/DropAll", Access::Public)]);
+        assert!(unknown.covers(&[]).is_err());
+    }
+
+    #[test]
+    fn an_owner_rule_reads_the_named_field_of_the_encoded_request() {
+        let owner: OwnerOf = crate::owner!(
+            proto::frontend_service::WatchNotificationsRequest,
+            |request| request.email
+        );
+        let request = proto::frontend_service::WatchNotificationsRequest {
+            email: Some("a@b.io".into()),
+            after: None,
+        };
+        assert_eq!(
+            owner(&request.encode_to_vec()).expect("decodes"),
+            Some("a@b.io".to_owned())
+        );
+        assert!(owner(b"\xff\xff\xff").is_err());
+    }
+
+    #[tokio::test]
+    async fn a_request_body_must_be_exactly_one_uncompressed_frame() {
+        let frame =
+            |bytes: &'static [u8]| Body::new(Full::new(axum::body::Bytes::from_static(bytes)));
+        assert!(read_frame(frame(b"\x00\x00\x00\x00\x02hi")).await.is_ok());
+        for bad in [
+            &b""[..],
+            b"\x00\x00\x00",
+            b"\x01\x00\x00\x00\x02hi",
+            b"\x00\x00\x00\x00\x05hi",
+        ] {
+            let status = read_frame(frame(bad)).await.expect_err("malformed");
+            assert_eq!(status.code(), tonic::Code::InvalidArgument, "{bad:?}");
+        }
+    }
+}
