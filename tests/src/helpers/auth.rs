@@ -58,13 +58,13 @@ pub fn bearer_header(
     }
 }
 
-impl Stack {
+impl<S> Stack<S> {
     /// A client of user-service's additive `TokenService` (`ValidateToken`).
     pub async fn token_client(
         &self,
     ) -> proto::user_service::token_service_client::TokenServiceClient<Channel> {
         proto::user_service::token_service_client::TokenServiceClient::new(
-            Self::channel(self.user_ports.grpc).await,
+            crate::stack::channel(self.user_ports.grpc).await,
         )
     }
 

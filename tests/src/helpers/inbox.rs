@@ -9,7 +9,7 @@ use tonic::Streaming;
 use super::{PATIENCE, reply};
 use crate::Stack;
 
-impl Stack {
+impl<S> Stack<S> {
     /// `GET /list_notifications?email=…&<query>` (e.g. `limit=20&before=…&unread=true`).
     pub async fn list_notifications_page(
         &self,
@@ -72,7 +72,7 @@ impl Stack {
         email: &str,
         after: Option<u64>,
     ) -> Streaming<Notification> {
-        FrontendServiceClient::new(Self::channel(port).await)
+        FrontendServiceClient::new(crate::stack::channel(port).await)
             .watch_notifications(WatchNotificationsRequest {
                 email: Some(email.to_owned()),
                 after,

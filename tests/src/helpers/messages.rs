@@ -57,7 +57,7 @@ pub enum EmailIn<'a> {
     Nowhere,
 }
 
-impl Stack {
+impl<S> Stack<S> {
     /// `SendMessage` (see [`send_over`]) on a channel of its own.
     pub async fn send(&self, sender: &str, receiver: &str, content: &str) -> SendMessageResponse {
         send_over(&mut self.message_client().await, sender, receiver, content).await

@@ -96,7 +96,7 @@ fn parse_labels(text: &str) -> Vec<(String, String)> {
     labels
 }
 
-impl Stack {
+impl<S> Stack<S> {
     /// Scrapes `url` (a `/metrics` page): 200, the Prometheus text format, parsed.
     pub async fn metrics(&self, url: String) -> Metrics {
         let response = self.http().get(&url).send().await.expect("GET /metrics");

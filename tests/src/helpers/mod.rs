@@ -30,7 +30,7 @@
 //! A test that checks how a call fails at the transport level (an error status, a connection
 //! made before a restart) uses the generated client from [`Stack::user_client`] and friends.
 //!
-//! One module per area: [`wait`] (`eventually`), `users`, `messages`, `notifications`,
+//! One module per area: `wait` ([`eventually`]), `users`, `messages`, `notifications`,
 //! `outbox`, `inbox`, `auth` and `metrics`; their public names are re-exported here.
 //!
 //! [`Stack`]: crate::Stack

@@ -18,7 +18,7 @@ use notification_service::keys::{FRONTEND_OUTBOX, SUBSCRIPTIONS, notifications_k
 use super::{EmailIn, PATIENCE, eventually};
 use crate::Stack;
 
-impl Stack {
+impl<S> Stack<S> {
     /// `SubscribeUser`, which must answer status OK; its `success`.
     pub async fn subscribe(&self, email: Option<&str>) -> bool {
         self.notification_client()

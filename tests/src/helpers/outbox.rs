@@ -7,7 +7,7 @@ use redis::AsyncCommands;
 use super::eventually;
 use crate::Stack;
 
-impl Stack {
+impl<S> Stack<S> {
     /// `entries-added` of stream `stream` in DB `db`: every entry ever queued, whether or not it
     /// has since been delivered and deleted.
     pub async fn entries_ever_added(&self, db: u8, stream: &str) -> i64 {

@@ -14,7 +14,7 @@ fn user_path(email: &str) -> String {
     format!("/users/{}", email.replace('+', "%2B").replace('@', "%40"))
 }
 
-impl Stack {
+impl<S> Stack<S> {
     /// `POST /users` with `{email, password, name}` as JSON; the status and JSON reply.
     pub async fn create_user(&self, email: &str, password: &str, name: &str) -> (u16, Value) {
         let body = json!({ "email": email, "password": password, "name": name });
