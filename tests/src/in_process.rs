@@ -15,7 +15,7 @@ use std::{
     num::NonZeroU32,
     str::FromStr,
     sync::{Once, OnceLock},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use anyhow::{Context, anyhow};
@@ -25,8 +25,14 @@ use service_runtime::{
     server::Service,
 };
 use tokio::sync::oneshot;
+use tonic_health::pb::{
+    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+};
 
 use crate::BoundPorts;
+
+/// How long a service may take to report SERVING.
+const START_UP: Duration = Duration::from_secs(15);
 
 /// One of the four services.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -412,6 +418,39 @@ impl InProcess {
     /// Whether it is still serving (it stops by itself only when a server failed).
     pub fn is_running(&self) -> bool {
         !self.task.is_finished()
+    }
+}
+
+/// Waits until the gRPC health service at `port` answers SERVING (its Redis answers), as
+/// [`crate::ServiceProcess`] does before a process counts as started.
+pub async fn wait_until_serving(service: &InProcess) {
+    let url = format!("http://127.0.0.1:{}", service.grpc_port());
+    let deadline = Instant::now() + START_UP;
+    loop {
+        assert!(
+            service.is_running(),
+            "in-process {} stopped during start-up",
+            service.name.as_str()
+        );
+        if let Ok(channel) = tonic::transport::Endpoint::from_shared(url.clone())
+            .expect("valid URL")
+            .connect()
+            .await
+            && let Ok(reply) = HealthClient::new(channel)
+                .check(HealthCheckRequest {
+                    service: String::new(),
+                })
+                .await
+            && reply.into_inner().status == ServingStatus::Serving as i32
+        {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "in-process {} did not become healthy",
+            service.name.as_str()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 

@@ -13,7 +13,7 @@ use proto::{
 use tonic::transport::Channel;
 
 use crate::{
-    in_process::{Bound, InProcess, ServiceName},
+    in_process::{Bound, InProcess, ServiceName, wait_until_serving},
     process::ServiceProcess,
     redis_server::RedisServer,
 };
@@ -181,6 +181,12 @@ impl Stack<InProcess> {
             .await
             .run();
         let message = Bound::bind(ServiceName::Message, &env).await.run();
+        tokio::join!(
+            wait_until_serving(&frontend),
+            wait_until_serving(&notification),
+            wait_until_serving(&user),
+            wait_until_serving(&message),
+        );
         Self {
             frontend_port: frontend.grpc_port(),
             frontend_metrics_port: frontend

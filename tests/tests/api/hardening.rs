@@ -44,7 +44,7 @@ const CLOSE_PATIENCE: Duration = Duration::from_secs(10);
 
 #[tokio::test]
 async fn a_client_trickling_a_request_header_is_disconnected_after_the_header_read_timeout() {
-    let stack = Stack::start_with_env(SHORT_HTTP_TIMEOUTS).await;
+    let stack = Stack::in_process_with_env(SHORT_HTTP_TIMEOUTS).await;
     let stream = connect(stack.user_ports.http).await;
     let (mut reader, mut writer) = stream.into_split();
     // 4 bytes a second: the whole header would take about 15 s, every byte well within the
@@ -71,7 +71,7 @@ async fn a_client_trickling_a_request_header_is_disconnected_after_the_header_re
 
 #[tokio::test]
 async fn an_idle_connection_is_closed_after_the_idle_timeout_and_kept_alive_before_it() {
-    let stack = Stack::start_with_env(SHORT_HTTP_TIMEOUTS).await;
+    let stack = Stack::in_process_with_env(SHORT_HTTP_TIMEOUTS).await;
     let port = stack.user_ports.http;
 
     let mut never_used = connect(port).await;
@@ -103,7 +103,7 @@ async fn an_idle_connection_is_closed_after_the_idle_timeout_and_kept_alive_befo
 
 #[tokio::test]
 async fn a_request_body_trickled_at_one_byte_a_second_gets_a_json_408_and_the_connection_closes() {
-    let stack = Stack::start_with_env(SHORT_HTTP_TIMEOUTS).await;
+    let stack = Stack::in_process_with_env(SHORT_HTTP_TIMEOUTS).await;
     let email = unique_email("trickle");
     let body = json!({ "email": email, "password": "pw", "name": "Slow" }).to_string();
     let stream = connect(stack.user_ports.http).await;
@@ -146,7 +146,7 @@ async fn a_request_body_trickled_at_one_byte_a_second_gets_a_json_408_and_the_co
 #[tokio::test]
 async fn an_http_server_holds_at_most_its_connection_cap_and_serves_the_next_client_when_one_closes()
  {
-    let stack = Stack::start_with_env(&[("HTTP_MAX_CONNECTIONS", "4")]).await;
+    let stack = Stack::in_process_with_env(&[("HTTP_MAX_CONNECTIONS", "4")]).await;
     let port = stack.user_ports.http;
     let mut held = Vec::new();
     for _ in 0..4 {
@@ -181,7 +181,7 @@ const HTTP2_PREFACE: &[u8] =
 
 #[tokio::test]
 async fn grpc_connections_that_only_sent_the_preface_or_nothing_are_closed() {
-    let stack = Stack::start_with_env(&[
+    let stack = Stack::in_process_with_env(&[
         ("GRPC_KEEPALIVE_INTERVAL", "1s"),
         ("GRPC_KEEPALIVE_TIMEOUT", "1s"),
     ])
@@ -213,7 +213,7 @@ async fn grpc_connections_that_only_sent_the_preface_or_nothing_are_closed() {
 
 #[tokio::test]
 async fn a_grpc_call_not_answered_within_the_request_timeout_is_deadline_exceeded() {
-    let mut stack = Stack::start_with_env(&[("GRPC_REQUEST_TIMEOUT", "1s")]).await;
+    let mut stack = Stack::in_process_with_env(&[("GRPC_REQUEST_TIMEOUT", "1s")]).await;
     let mut client = stack.user_client().await;
     // With Redis down, user-service keeps retrying for 3 s before it answers UNAVAILABLE.
     stack.redis.stop().await;
@@ -237,7 +237,7 @@ async fn a_grpc_call_not_answered_within_the_request_timeout_is_deadline_exceede
 #[tokio::test]
 async fn a_grpc_server_holds_at_most_its_connection_cap_and_serves_the_next_client_when_one_closes()
 {
-    let stack = Stack::start_with_env(&[("GRPC_MAX_CONNECTIONS", "2")]).await;
+    let stack = Stack::in_process_with_env(&[("GRPC_MAX_CONNECTIONS", "2")]).await;
     let port = stack.user_ports.grpc;
     let mut held = vec![connect(port).await, connect(port).await];
 
@@ -262,7 +262,7 @@ async fn a_grpc_server_holds_at_most_its_connection_cap_and_serves_the_next_clie
 #[tokio::test]
 async fn every_http_service_answers_an_unknown_path_with_a_json_404_and_a_wrong_method_with_a_json_405()
  {
-    let stack = Stack::start().await;
+    let stack = Stack::in_process().await;
     let known = [
         (stack.user_url("/users"), reqwest::Method::GET),
         (
@@ -294,7 +294,7 @@ async fn every_http_service_answers_an_unknown_path_with_a_json_404_and_a_wrong_
 
 #[tokio::test]
 async fn an_overlong_uri_gets_a_json_414_on_every_http_service() {
-    let stack = Stack::start().await;
+    let stack = Stack::in_process().await;
     let long_query = format!("?email={}", "x".repeat(9 * 1024));
     for url in [
         stack.user_url("/health"),
@@ -316,7 +316,7 @@ async fn an_overlong_uri_gets_a_json_414_on_every_http_service() {
 
 #[tokio::test]
 async fn an_oversized_body_gets_a_json_413_on_every_endpoint_that_reads_one() {
-    let stack = Stack::start().await;
+    let stack = Stack::in_process().await;
     let big = json!({ "email": format!("{}@example.com", "x".repeat(70 * 1024)) }).to_string();
     let (status, body) = stack.post_users("application/json", big.clone()).await;
     assert_error(status, &body, 413);
@@ -339,7 +339,7 @@ async fn an_oversized_body_gets_a_json_413_on_every_endpoint_that_reads_one() {
 
 #[tokio::test]
 async fn json_that_is_not_an_object_is_refused_with_400_on_every_body() {
-    let stack = Stack::start().await;
+    let stack = Stack::in_process().await;
     let user = stack.registered_user("shape").await;
     let newcomer = unique_email("array");
 
@@ -385,7 +385,7 @@ async fn json_that_is_not_an_object_is_refused_with_400_on_every_body() {
 
 #[tokio::test]
 async fn unknown_fields_are_refused_with_400_on_every_body() {
-    let stack = Stack::start().await;
+    let stack = Stack::in_process().await;
     let user = stack.registered_user("fields").await;
     let newcomer = unique_email("extra");
 
@@ -425,7 +425,7 @@ async fn unknown_fields_are_refused_with_400_on_every_body() {
 
 #[tokio::test]
 async fn well_formed_json_of_the_wrong_type_gets_400_not_422() {
-    let stack = Stack::start().await;
+    let stack = Stack::in_process().await;
     let (status, body) = stack
         .post_users(
             "application/json",
@@ -447,7 +447,7 @@ async fn well_formed_json_of_the_wrong_type_gets_400_not_422() {
 
 #[tokio::test]
 async fn bytes_that_are_not_protobuf_get_invalid_argument_on_every_grpc_service() {
-    let stack = Stack::start().await;
+    let stack = Stack::in_process().await;
     // Field 1 with wire type 7, which does not exist.
     let garbage = vec![0x0f, 0xff, 0xff];
     let calls = [
@@ -492,7 +492,7 @@ async fn bytes_that_are_not_protobuf_get_invalid_argument_on_every_grpc_service(
 
 #[tokio::test]
 async fn grpc_health_is_not_serving_while_redis_is_down_and_serving_once_it_is_back() {
-    let mut stack = Stack::start().await;
+    let mut stack = Stack::in_process().await;
     let redis_backed = [
         (stack.user_ports.grpc, "user_service.UserService"),
         (stack.message_ports.grpc, "message_service.MessageService"),

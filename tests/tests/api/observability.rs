@@ -179,7 +179,7 @@ async fn frontend_service_serves_health_and_metrics_on_its_metrics_port() {
 
 #[tokio::test]
 async fn every_http_server_describes_its_endpoints_in_openapi_json() {
-    let stack = Stack::start().await;
+    let stack = Stack::in_process().await;
     let servers = [
         (
             stack.user_url("/openapi.json"),

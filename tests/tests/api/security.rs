@@ -9,7 +9,7 @@ use std::{
 };
 
 use integration_tests::{
-    ServiceProcess, Stack,
+    InProcessStack, ServiceProcess, Stack,
     helpers::{
         AUTH_SECRET, bearer_header, eventually, keys_of, message, protected_env, reply,
         unique_email, with_bearer, with_internal_credential,
@@ -71,7 +71,7 @@ fn unix_now() -> u64 {
 /// A protected stack with two users, "own" (the one each request is about) and "other", and
 /// every kind of token a request can present.
 struct Fixture {
-    stack: Stack,
+    stack: InProcessStack,
     own: String,
     other: String,
     /// Refused tokens, each with its label, the status and a fragment of the message it gets.
@@ -81,7 +81,7 @@ struct Fixture {
 
 impl Fixture {
     async fn start() -> Self {
-        let stack = Stack::start_with_env(&protected_env(&[])).await;
+        let stack = Stack::in_process_with_env(&protected_env(&[])).await;
         let own = stack.registered_user_with("own", PASSWORD).await;
         let other = stack.registered_user_with("other", PASSWORD).await;
         let own_token = stack.token(&own, PASSWORD).await;
@@ -543,7 +543,7 @@ async fn service_to_service_rpcs_refuse_outsiders_when_protected_and_accept_the_
 
 #[tokio::test]
 async fn with_protection_on_the_whole_system_still_works_end_to_end() {
-    let stack = Stack::start_with_env(&protected_env(&[])).await;
+    let stack = Stack::in_process_with_env(&protected_env(&[])).await;
     // Sign-up stays open; the subscription reached notification-service with the credential.
     let ada = stack.registered_user_with("ada", PASSWORD).await;
     let grace = stack.registered_user_with("grace", PASSWORD).await;
@@ -616,7 +616,7 @@ async fn reply_of(request: reqwest::RequestBuilder) -> (u16, Value) {
 
 #[tokio::test]
 async fn authenticate_user_stays_callable_by_clients_when_protected() {
-    let stack = Stack::start_with_env(&protected_env(&[])).await;
+    let stack = Stack::in_process_with_env(&protected_env(&[])).await;
     let email = stack.registered_user_with("auth-open", PASSWORD).await;
 
     assert_eq!(
@@ -632,7 +632,7 @@ async fn authenticate_user_stays_callable_by_clients_when_protected() {
 
 #[tokio::test]
 async fn login_answers_a_token_of_the_user_that_expires_after_the_configured_ttl() {
-    let stack = Stack::start_with_env(&protected_env(&[("AUTH_TOKEN_TTL", "10m")])).await;
+    let stack = Stack::in_process_with_env(&protected_env(&[("AUTH_TOKEN_TTL", "10m")])).await;
     let email = stack.registered_user_with("login", PASSWORD).await;
 
     let (status, body, _) = stack.login(&email, PASSWORD).await;
@@ -655,7 +655,7 @@ async fn login_answers_a_token_of_the_user_that_expires_after_the_configured_ttl
 
 #[tokio::test]
 async fn login_refuses_an_unknown_email_and_a_wrong_password_with_the_same_401_and_the_same_work() {
-    let stack = Stack::start().await;
+    let stack = Stack::in_process().await;
     let email = unique_email("login-wrong");
     stack.create_user(&email, "right-pw", "N").await;
 
@@ -690,7 +690,7 @@ async fn login_refuses_an_unknown_email_and_a_wrong_password_with_the_same_401_a
 
 #[tokio::test]
 async fn in_open_mode_login_works_and_no_token_or_credential_is_asked_for() {
-    let stack = Stack::start().await;
+    let stack = Stack::in_process().await;
     let email = unique_email("open");
     let other = unique_email("open-other");
     stack.create_user(&email, "pw", "N").await;
@@ -757,7 +757,7 @@ async fn a_service_with_a_short_auth_secret_refuses_to_start_and_says_why() {
 
 /// Five failures (four over `POST /login`, one over `AuthenticateUser`: one count) lock the
 /// email: the right password then gets 429 + `Retry-After` / `RESOURCE_EXHAUSTED`.
-async fn assert_five_failures_lock_the_email(stack: &Stack, email: &str, password: &str) {
+async fn assert_five_failures_lock_the_email<S>(stack: &Stack<S>, email: &str, password: &str) {
     for _ in 0..4 {
         let (status, body, _) = stack.login(email, "wrong-password-1!").await;
         assert_eq!(status, 401, "{body}");
@@ -802,7 +802,7 @@ async fn assert_five_failures_lock_the_email(stack: &Stack, email: &str, passwor
 
 #[tokio::test]
 async fn in_open_mode_five_failed_logins_lock_an_email_even_for_the_right_password() {
-    let stack = Stack::start().await;
+    let stack = Stack::in_process().await;
     let email = unique_email("locked-open");
     stack.create_user(&email, "pw", "N").await;
 
@@ -816,7 +816,7 @@ async fn in_open_mode_five_failed_logins_lock_an_email_even_for_the_right_passwo
 
 #[tokio::test]
 async fn with_protection_on_five_failed_logins_lock_an_email_too() {
-    let stack = Stack::start_with_env(&protected_env(&[])).await;
+    let stack = Stack::in_process_with_env(&protected_env(&[])).await;
     let email = stack.registered_user_with("locked", PASSWORD).await;
 
     assert_five_failures_lock_the_email(&stack, &email, PASSWORD).await;
@@ -824,7 +824,7 @@ async fn with_protection_on_five_failed_logins_lock_an_email_too() {
 
 #[tokio::test]
 async fn a_successful_login_resets_the_failure_count_of_the_email() {
-    let stack = Stack::start().await;
+    let stack = Stack::in_process().await;
     let email = unique_email("reset");
     stack.create_user(&email, "pw", "N").await;
 
@@ -847,7 +847,7 @@ async fn a_successful_login_resets_the_failure_count_of_the_email() {
 
 #[tokio::test]
 async fn a_locked_email_opens_again_once_the_failure_window_has_passed() {
-    let stack = Stack::start_with_env(&[
+    let stack = Stack::in_process_with_env(&[
         ("LOGIN_MAX_FAILURES".to_owned(), "2".to_owned()),
         ("LOGIN_FAILURE_WINDOW".to_owned(), "2s".to_owned()),
     ])
@@ -873,7 +873,8 @@ async fn a_locked_email_opens_again_once_the_failure_window_has_passed() {
 #[tokio::test]
 async fn too_many_attempts_from_one_address_get_429_with_retry_after_over_http_and_grpc() {
     let stack =
-        Stack::start_with_env(&[("LOGIN_ATTEMPTS_PER_ADDRESS".to_owned(), "3".to_owned())]).await;
+        Stack::in_process_with_env(&[("LOGIN_ATTEMPTS_PER_ADDRESS".to_owned(), "3".to_owned())])
+            .await;
     let email = unique_email("per-address");
     stack.create_user(&email, "pw", "N").await;
     // Three attempts for three different emails: the per-email limit is not what refuses.
@@ -922,7 +923,7 @@ async fn too_many_attempts_from_one_address_get_429_with_retry_after_over_http_a
 // ---------------------------------------------------------------------------------------------
 
 /// `PUT /users/{email}` renaming the user, with `token`: the status and message.
-async fn rename(stack: &Stack, email: &str, token: &str) -> Outcome {
+async fn rename<S>(stack: &Stack<S>, email: &str, token: &str) -> Outcome {
     let path = format!("/users/{}", email.replace('@', "%40"));
     http_outcome(
         stack
@@ -935,7 +936,7 @@ async fn rename(stack: &Stack, email: &str, token: &str) -> Outcome {
 }
 
 /// Waits until message-service (which caches a "still valid" for a moment) refuses `token`.
-async fn wait_until_message_service_refuses(stack: &Stack, email: &str, token: &str) {
+async fn wait_until_message_service_refuses<S>(stack: &Stack<S>, email: &str, token: &str) {
     eventually("message-service to refuse the token", || async {
         let (status, message) = http_outcome(
             stack
@@ -952,7 +953,7 @@ async fn wait_until_message_service_refuses(stack: &Stack, email: &str, token: &
 
 #[tokio::test]
 async fn a_token_stops_working_everywhere_when_its_user_changes_password() {
-    let stack = Stack::start_with_env(&protected_env(&[])).await;
+    let stack = Stack::in_process_with_env(&protected_env(&[])).await;
     let email = stack.registered_user_with("pw-change", PASSWORD).await;
     let token = stack.token(&email, PASSWORD).await;
     assert_eq!(stack.messages_of_as(&email, &token).await.len(), 0);
@@ -977,7 +978,7 @@ async fn a_token_stops_working_everywhere_when_its_user_changes_password() {
 
 #[tokio::test]
 async fn a_token_stops_working_when_its_user_is_deleted_even_if_the_address_is_signed_up_again() {
-    let stack = Stack::start_with_env(&protected_env(&[])).await;
+    let stack = Stack::in_process_with_env(&protected_env(&[])).await;
     let email = stack.registered_user_with("deleted", PASSWORD).await;
     let token = stack.token(&email, PASSWORD).await;
     let (status, _) = http_outcome(
@@ -1004,7 +1005,7 @@ async fn a_token_stops_working_when_its_user_is_deleted_even_if_the_address_is_s
 
 #[tokio::test]
 async fn a_token_stops_working_when_its_user_changes_email_even_after_moving_back() {
-    let stack = Stack::start_with_env(&protected_env(&[])).await;
+    let stack = Stack::in_process_with_env(&protected_env(&[])).await;
     let first = stack.registered_user_with("mover", PASSWORD).await;
     let second = unique_email("moved");
     let first_token = stack.token(&first, PASSWORD).await;
@@ -1041,7 +1042,7 @@ async fn a_token_stops_working_when_its_user_changes_email_even_after_moving_bac
 
 #[tokio::test]
 async fn a_watch_ends_when_its_token_expires() {
-    let stack = Stack::start_with_env(&protected_env(&[("AUTH_TOKEN_TTL", "2s")])).await;
+    let stack = Stack::in_process_with_env(&protected_env(&[("AUTH_TOKEN_TTL", "2s")])).await;
     let email = stack.registered_user_with("watch-expiry", PASSWORD).await;
     let token = stack.token(&email, PASSWORD).await;
     let mut watch = stack
@@ -1071,7 +1072,7 @@ async fn a_watch_ends_when_its_token_expires() {
 
 #[tokio::test]
 async fn with_protection_on_a_weak_password_is_refused_naming_the_rule_it_breaks() {
-    let stack = Stack::start_with_env(&protected_env(&[])).await;
+    let stack = Stack::in_process_with_env(&protected_env(&[])).await;
     let email = unique_email("policy");
 
     for (weak, rule) in [
@@ -1108,8 +1109,8 @@ async fn with_protection_on_a_weak_password_is_refused_naming_the_rule_it_breaks
 
 #[tokio::test]
 async fn the_password_policy_can_be_turned_off_and_is_off_in_open_mode() {
-    let relaxed = Stack::start_with_env(&protected_env(&[("PASSWORD_POLICY", "off")])).await;
-    let open = Stack::start().await;
+    let relaxed = Stack::in_process_with_env(&protected_env(&[("PASSWORD_POLICY", "off")])).await;
+    let open = Stack::in_process().await;
 
     for stack in [&relaxed, &open] {
         let (status, body) = stack.create_user(&unique_email("weak"), "pw", "N").await;
