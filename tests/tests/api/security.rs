@@ -3,10 +3,7 @@
 //! token invalidation, the password policy, start-up refusal of a short secret — and open
 //! mode staying exactly as it was.
 
-use std::{
-    future::Future,
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
-};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use integration_tests::{
     InProcessStack, ServiceProcess, Stack,
@@ -69,13 +66,11 @@ fn unix_now() -> u64 {
 }
 
 /// A protected stack with two users, "own" (the one each request is about) and "other", and
-/// every kind of token a request can present.
+/// the own user's token.
 struct Fixture {
     stack: InProcessStack,
     own: String,
     other: String,
-    /// Refused tokens, each with its label, the status and a fragment of the message it gets.
-    refused: Vec<(&'static str, Option<String>, u16, &'static str)>,
     own_token: String,
 }
 
@@ -85,277 +80,292 @@ impl Fixture {
         let own = stack.registered_user_with("own", PASSWORD).await;
         let other = stack.registered_user_with("other", PASSWORD).await;
         let own_token = stack.token(&own, PASSWORD).await;
-        let other_token = stack.token(&other, PASSWORD).await;
-        let own_email = service_runtime::email::Email::parse(own.as_str()).expect("valid");
+        Self {
+            stack,
+            own,
+            other,
+            own_token,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The matrix: every user-scoped endpoint and RPC × none / malformed / forged / expired /
+// other user's / own token, on one stack
+// ---------------------------------------------------------------------------------------------
+
+/// Who presents the request, and what a refusal of them says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Caller {
+    NoToken,
+    Malformed,
+    Forged,
+    Expired,
+    OtherUser,
+    Own,
+}
+
+/// The columns of the matrix, in order.
+const CALLERS: [Caller; 6] = [
+    Caller::NoToken,
+    Caller::Malformed,
+    Caller::Forged,
+    Caller::Expired,
+    Caller::OtherUser,
+    Caller::Own,
+];
+
+impl Caller {
+    /// A fragment of the message a refusal of this caller carries.
+    fn refusal(self) -> &'static str {
+        match self {
+            Self::NoToken => "authentication required",
+            Self::Malformed => "invalid token",
+            Self::Forged => "signature",
+            Self::Expired => "expired",
+            Self::OtherUser => "another user",
+            Self::Own => "",
+        }
+    }
+}
+
+/// The user-scoped endpoints and RPCs; each row of the matrix calls one about its own subject.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Endpoint {
+    PutUsersEmail,
+    PutUsersByPath,
+    DeleteUsersEmail,
+    DeleteUsersByPath,
+    ListConversations,
+    ListNotifications,
+    GetMessages,
+    SendMessage,
+    WatchNotifications,
+}
+
+/// What each endpoint answers each caller of [`CALLERS`] (gRPC codes as in [`grpc_outcome`]).
+const MATRIX: &[(Endpoint, [u16; 6])] = &[
+    (Endpoint::PutUsersEmail, [401, 401, 401, 401, 403, 200]),
+    (Endpoint::PutUsersByPath, [401, 401, 401, 401, 403, 200]),
+    (Endpoint::DeleteUsersEmail, [401, 401, 401, 401, 403, 204]),
+    (Endpoint::DeleteUsersByPath, [401, 401, 401, 401, 403, 204]),
+    (Endpoint::ListConversations, [401, 401, 401, 401, 403, 200]),
+    (Endpoint::ListNotifications, [401, 401, 401, 401, 403, 200]),
+    (Endpoint::GetMessages, [401, 401, 401, 401, 403, 200]),
+    (Endpoint::SendMessage, [401, 401, 401, 401, 403, 200]),
+    (Endpoint::WatchNotifications, [401, 401, 401, 401, 403, 200]),
+];
+
+/// The user a row is about, and every kind of token a caller can present for them.
+struct Subject {
+    email: String,
+    own: String,
+    forged: String,
+    expired: String,
+}
+
+impl Subject {
+    async fn register(stack: &InProcessStack, prefix: &str) -> Self {
+        let email = stack.registered_user_with(prefix, PASSWORD).await;
+        let own = stack.token(&email, PASSWORD).await;
+        let parsed = service_runtime::email::Email::parse(email.as_str()).expect("valid");
         let forged = keys_of(OTHER_SECRET)
-            .issue(&own_email, "forged".into())
+            .issue(&parsed, "forged".into())
             .expect("signed")
             .token;
         let now = unix_now();
         let expired = keys_of(AUTH_SECRET)
             .sign(&Claims {
-                sub: own.clone(),
+                sub: email.clone(),
                 iat: now - 7200,
                 exp: now - 3600,
                 ver: "whatever".into(),
             })
             .expect("signed");
-        let refused = vec![
-            ("no token", None, 401, "authentication required"),
-            (
-                "malformed",
-                Some("not-a-token".to_owned()),
-                401,
-                "invalid token",
-            ),
-            ("forged", Some(forged), 401, "signature"),
-            ("expired", Some(expired), 401, "expired"),
-            ("other user's", Some(other_token), 403, "another user"),
-        ];
         Self {
-            stack,
+            email,
             own,
-            other,
-            refused,
-            own_token,
+            forged,
+            expired,
         }
     }
 
-    /// Calls `call` with every refused token and asserts each status and message; then with
-    /// the user's own token, which must get `own_status`.
-    async fn assert_matrix<F, Fut>(&self, what: &str, own_status: u16, call: F)
-    where
-        F: Fn(Option<String>) -> Fut,
-        Fut: Future<Output = Outcome>,
-    {
-        self.assert_refusals(what, &call).await;
-        let (status, message) = call(Some(self.own_token.clone())).await;
-        assert_eq!(status, own_status, "{what} with the own token: {message}");
+    fn token<'a>(&'a self, caller: Caller, other_token: &'a str) -> Option<&'a str> {
+        match caller {
+            Caller::NoToken => None,
+            Caller::Malformed => Some("not-a-token"),
+            Caller::Forged => Some(&self.forged),
+            Caller::Expired => Some(&self.expired),
+            Caller::OtherUser => Some(other_token),
+            Caller::Own => Some(&self.own),
+        }
+    }
+}
+
+/// An HTTP outcome; a 401 must also carry `WWW-Authenticate: Bearer`.
+async fn http_outcome_with_challenge(request: reqwest::RequestBuilder) -> Outcome {
+    let response = request.send().await.expect("HTTP request");
+    let challenge = response.headers().get("www-authenticate").cloned();
+    let (status, body) = reply(response).await;
+    if status == 401 {
+        assert_eq!(
+            challenge.as_ref().map(|v| v.as_bytes()),
+            Some(&b"Bearer"[..]),
+            "a 401 over HTTP carries WWW-Authenticate: Bearer: {body}"
+        );
+    }
+    (
+        status,
+        body["message"].as_str().unwrap_or_default().to_owned(),
+    )
+}
+
+impl Endpoint {
+    /// Calls the endpoint about `subject` (sending to `other`) with `token`.
+    async fn call(
+        self,
+        s: &InProcessStack,
+        subject: &str,
+        other: &str,
+        token: Option<&str>,
+    ) -> Outcome {
+        let path = format!("/users/{}", subject.replace('@', "%40"));
+        let http = |request: reqwest::RequestBuilder| {
+            http_outcome_with_challenge(bearer_header(request, token))
+        };
+        match self {
+            Self::PutUsersEmail => {
+                let body = json!({ "email": subject, "data": { "name": "Renamed" } });
+                http(s.http().put(s.user_url("/users/email")).json(&body)).await
+            }
+            Self::PutUsersByPath => {
+                let body = json!({ "name": "Renamed" });
+                http(s.http().put(s.user_url(&path)).json(&body)).await
+            }
+            Self::DeleteUsersEmail => {
+                let body = json!({ "email": subject });
+                http(s.http().delete(s.user_url("/users/email")).json(&body)).await
+            }
+            Self::DeleteUsersByPath => http(s.http().delete(s.user_url(&path))).await,
+            Self::ListConversations => {
+                let request = s.http().get(s.message_url("/list_conversations"));
+                http(request.query(&[("email", subject)])).await
+            }
+            Self::ListNotifications => {
+                // The original's clients send the email in a JSON body, even with GET.
+                let request = s.http().get(s.notification_url("/list_notifications"));
+                http(request.json(&json!({ "email": subject }))).await
+            }
+            Self::GetMessages => {
+                let request = GetMessagesRequest {
+                    user_email: Some(subject.to_owned()),
+                    ..GetMessagesRequest::default()
+                };
+                let mut client = s.message_client().await;
+                grpc_outcome(client.get_messages(with_bearer(request, token)).await)
+            }
+            Self::SendMessage => {
+                let request = message(Some(subject), Some(other), Some("hello"));
+                let mut client = s.message_client().await;
+                let result = client.send_message(with_bearer(request, token)).await;
+                if let Ok(reply) = &result {
+                    assert_eq!(reply.get_ref().success, Some(true), "{reply:?}");
+                }
+                grpc_outcome(result)
+            }
+            Self::WatchNotifications => {
+                let request = WatchNotificationsRequest {
+                    email: Some(subject.to_owned()),
+                    after: None,
+                };
+                let mut client = s.frontend_client().await;
+                grpc_outcome(
+                    client
+                        .watch_notifications(with_bearer(request, token))
+                        .await,
+                )
+            }
+        }
     }
 
-    async fn assert_refusals<F, Fut>(&self, what: &str, call: &F)
-    where
-        F: Fn(Option<String>) -> Fut,
-        Fut: Future<Output = Outcome>,
-    {
-        for (label, token, expected, fragment) in &self.refused {
-            let (status, message) = call(token.clone()).await;
-            assert_eq!(status, *expected, "{what} with {label}: {message}");
+    /// What the endpoint can change about `subject`, read from the store: a refusal must
+    /// leave it as it was, the own token's call must change it as asked.
+    async fn state(self, s: &InProcessStack, subject: &Subject, other: &str) -> Value {
+        let (token, subject) = (&subject.own, subject.email.as_str());
+        match self {
+            Self::PutUsersEmail | Self::PutUsersByPath => {
+                s.stored_user(subject).await.expect("stored")["name"].clone()
+            }
+            Self::DeleteUsersEmail | Self::DeleteUsersByPath => {
+                json!(s.stored_user(subject).await.is_some())
+            }
+            Self::SendMessage => json!([
+                s.messages_of_as(subject, token).await.len(),
+                s.stored_notifications(other).await.len()
+            ]),
+            Self::ListConversations
+            | Self::ListNotifications
+            | Self::GetMessages
+            | Self::WatchNotifications => Value::Null,
+        }
+    }
+
+    /// [`Endpoint::state`] once the own token's call went through.
+    fn state_after_own_call(self) -> Value {
+        match self {
+            Self::PutUsersEmail | Self::PutUsersByPath => json!("Renamed"),
+            Self::DeleteUsersEmail | Self::DeleteUsersByPath => json!(false),
+            Self::SendMessage => json!([1, 1]),
+            Self::ListConversations
+            | Self::ListNotifications
+            | Self::GetMessages
+            | Self::WatchNotifications => Value::Null,
+        }
+    }
+}
+
+#[tokio::test]
+async fn every_user_scoped_endpoint_and_rpc_answers_the_token_matrix() {
+    let stack = Stack::in_process_with_env(&protected_env(&[])).await;
+    let other = Subject::register(&stack, "other").await;
+
+    for &(endpoint, expected) in MATRIX {
+        // A subject of its own per row: a row may rename or delete it.
+        let subject = Subject::register(&stack, &format!("{endpoint:?}").to_lowercase()).await;
+        let before = endpoint.state(&stack, &subject, &other.email).await;
+        for (caller, expected) in CALLERS.into_iter().zip(expected) {
+            if caller == Caller::Own {
+                // Every refusal, and only a refusal, came first: nothing changed yet.
+                let now = endpoint.state(&stack, &subject, &other.email).await;
+                assert_eq!(now, before, "{endpoint:?}: a refusal changed the store");
+            }
+            let token = subject.token(caller, &other.own);
+            let (status, message) = endpoint
+                .call(&stack, &subject.email, &other.email, token)
+                .await;
+            assert_eq!(status, expected, "{endpoint:?} as {caller:?}: {message}");
             assert!(
-                message.contains(fragment),
-                "{what} with {label}: the message should say {fragment:?}: {message}"
+                message.contains(caller.refusal()),
+                "{endpoint:?} as {caller:?}: the message should say {:?}: {message}",
+                caller.refusal()
             );
         }
+        let after = endpoint_state_eventually(&stack, endpoint, &subject, &other).await;
+        assert_eq!(after, endpoint.state_after_own_call(), "{endpoint:?}");
     }
 }
 
-// ---------------------------------------------------------------------------------------------
-// The matrix: none / malformed / forged / expired / other user's / own token
-// ---------------------------------------------------------------------------------------------
-
-#[tokio::test]
-async fn put_users_email_answers_401_401_401_401_403_200_along_the_token_matrix() {
-    let fx = Fixture::start().await;
-    let s = &fx.stack;
-
-    fx.assert_matrix("PUT /users/email", 200, |token| {
-        let body = json!({ "email": fx.own, "data": { "name": "Renamed" } });
-        http_outcome(bearer_header(
-            s.http().put(s.user_url("/users/email")).json(&body),
-            token.as_deref(),
-        ))
-    })
-    .await;
-
-    assert_eq!(
-        s.stored_user(&fx.own).await.expect("stored")["name"],
-        "Renamed"
-    );
-}
-
-#[tokio::test]
-async fn put_users_by_path_answers_401_401_401_401_403_200_and_a_refusal_changes_nothing() {
-    let fx = Fixture::start().await;
-    let s = &fx.stack;
-    let path = format!("/users/{}", fx.own.replace('@', "%40"));
-    let call = |token: Option<String>| {
-        http_outcome(bearer_header(
-            s.http()
-                .put(s.user_url(&path))
-                .json(&json!({ "name": "Renamed" })),
-            token.as_deref(),
-        ))
-    };
-
-    fx.assert_refusals("PUT /users/{email}", &call).await;
-    assert_eq!(s.stored_user(&fx.own).await.expect("stored")["name"], "own");
-    let (status, message) = call(Some(fx.own_token.clone())).await;
-
-    assert_eq!(status, 200, "{message}");
-    assert_eq!(
-        s.stored_user(&fx.own).await.expect("stored")["name"],
-        "Renamed"
-    );
-}
-
-#[tokio::test]
-async fn delete_users_email_answers_401_401_401_401_403_and_only_the_own_token_deletes() {
-    let fx = Fixture::start().await;
-    let s = &fx.stack;
-    let call = |token: Option<String>| {
-        let body = json!({ "email": fx.own });
-        http_outcome(bearer_header(
-            s.http().delete(s.user_url("/users/email")).json(&body),
-            token.as_deref(),
-        ))
-    };
-
-    fx.assert_refusals("DELETE /users/email", &call).await;
-    assert!(s.stored_user(&fx.own).await.is_some(), "a refusal deleted");
-    let (status, message) = call(Some(fx.own_token.clone())).await;
-
-    assert_eq!(status, 204, "{message}");
-    assert!(s.stored_user(&fx.own).await.is_none());
-}
-
-#[tokio::test]
-async fn delete_users_by_path_answers_401_401_401_401_403_and_only_the_own_token_deletes() {
-    let fx = Fixture::start().await;
-    let s = &fx.stack;
-    let path = format!("/users/{}", fx.own.replace('@', "%40"));
-    let call = |token: Option<String>| {
-        http_outcome(bearer_header(
-            s.http().delete(s.user_url(&path)),
-            token.as_deref(),
-        ))
-    };
-
-    fx.assert_refusals("DELETE /users/{email}", &call).await;
-    assert!(s.stored_user(&fx.own).await.is_some(), "a refusal deleted");
-    let (status, message) = call(Some(fx.own_token.clone())).await;
-
-    assert_eq!(status, 204, "{message}");
-    assert!(s.stored_user(&fx.own).await.is_none());
-}
-
-#[tokio::test]
-async fn list_conversations_answers_401_401_401_401_403_200_along_the_token_matrix() {
-    let fx = Fixture::start().await;
-    let s = &fx.stack;
-
-    fx.assert_matrix("GET /list_conversations", 200, |token| {
-        let request = s.http().get(s.message_url("/list_conversations"));
-        http_outcome(bearer_header(
-            request.query(&[("email", &fx.own)]),
-            token.as_deref(),
-        ))
-    })
-    .await;
-}
-
-#[tokio::test]
-async fn list_notifications_answers_401_401_401_401_403_200_along_the_token_matrix() {
-    let fx = Fixture::start().await;
-    let s = &fx.stack;
-
-    fx.assert_matrix("GET /list_notifications", 200, |token| {
-        // The original's clients send the email in a JSON body, even with GET.
-        let request = s.http().get(s.notification_url("/list_notifications"));
-        http_outcome(bearer_header(
-            request.json(&json!({ "email": fx.own })),
-            token.as_deref(),
-        ))
-    })
-    .await;
-}
-
-#[tokio::test]
-async fn get_messages_answers_the_token_matrix_with_grpc_codes() {
-    let fx = Fixture::start().await;
-    let s = &fx.stack;
-
-    let own = fx.own.as_str();
-    fx.assert_matrix("GetMessages", 200, |token| async move {
-        let request = GetMessagesRequest {
-            user_email: Some(own.to_owned()),
-            ..GetMessagesRequest::default()
-        };
-        let mut client = s.message_client().await;
-        grpc_outcome(
-            client
-                .get_messages(with_bearer(request, token.as_deref()))
-                .await,
-        )
-    })
-    .await;
-}
-
-#[tokio::test]
-async fn send_message_is_allowed_only_as_the_tokens_user() {
-    let fx = Fixture::start().await;
-    let s = &fx.stack;
-
-    let (own, other) = (fx.own.as_str(), fx.other.as_str());
-    fx.assert_matrix("SendMessage", 200, |token| async move {
-        let request = message(Some(own), Some(other), Some("hello"));
-        let mut client = s.message_client().await;
-        let result = client
-            .send_message(with_bearer(request, token.as_deref()))
-            .await;
-        if let Ok(reply) = &result {
-            assert_eq!(reply.get_ref().success, Some(true), "{reply:?}");
-        }
-        grpc_outcome(result)
-    })
-    .await;
-
-    // Exactly the one allowed send was stored and notified.
-    assert_eq!(s.messages_of_as(&fx.own, &fx.own_token).await.len(), 1);
-    s.wait_for_notifications(&fx.other, 1).await;
-}
-
-#[tokio::test]
-async fn watch_notifications_answers_the_token_matrix_with_grpc_codes() {
-    let fx = Fixture::start().await;
-    let s = &fx.stack;
-
-    let own = fx.own.as_str();
-    fx.assert_matrix("WatchNotifications", 200, |token| async move {
-        let request = WatchNotificationsRequest {
-            email: Some(own.to_owned()),
-            after: None,
-        };
-        let mut client = s.frontend_client().await;
-        grpc_outcome(
-            client
-                .watch_notifications(with_bearer(request, token.as_deref()))
-                .await,
-        )
-    })
-    .await;
-}
-
-#[tokio::test]
-async fn a_401_over_http_carries_www_authenticate_bearer() {
-    let fx = Fixture::start().await;
-    let s = &fx.stack;
-
-    let response = s
-        .http()
-        .get(s.message_url("/list_conversations"))
-        .query(&[("email", &fx.own)])
-        .send()
-        .await
-        .expect("GET");
-
-    assert_eq!(response.status().as_u16(), 401);
-    assert_eq!(
-        response
-            .headers()
-            .get("www-authenticate")
-            .map(|v| v.as_bytes()),
-        Some(&b"Bearer"[..])
-    );
+/// [`Endpoint::state`] after the own call, waiting for the one notification a send causes.
+async fn endpoint_state_eventually(
+    stack: &InProcessStack,
+    endpoint: Endpoint,
+    subject: &Subject,
+    other: &Subject,
+) -> Value {
+    if endpoint == Endpoint::SendMessage {
+        stack.wait_for_notifications(&other.email, 1).await;
+    }
+    endpoint.state(stack, subject, &other.email).await
 }
 
 // ---------------------------------------------------------------------------------------------
