@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use integration_tests::{
     Stack,
-    helpers::{EmailIn, assert_error, reply, unique_email},
+    helpers::{EmailIn, assert_error, eventually, reply, unique_email},
 };
 use prost::bytes::{Buf, BufMut};
 use proto::user_service::CheckUserExistsRequest;
@@ -150,7 +150,9 @@ async fn an_http_server_holds_at_most_its_connection_cap_and_serves_the_next_cli
     let port = stack.user_ports.http;
     let mut held = Vec::new();
     for _ in 0..4 {
-        held.push(connect(port).await);
+        let mut connection = connect(port).await;
+        assert_eq!(get_health(&mut connection).await.status, 200);
+        held.push(connection);
     }
     let mut waiting = connect(port).await;
     waiting
@@ -158,14 +160,25 @@ async fn an_http_server_holds_at_most_its_connection_cap_and_serves_the_next_cli
         .await
         .expect("send a request");
 
-    let while_full =
-        tokio::time::timeout(Duration::from_millis(1500), read_reply(&mut waiting)).await;
+    // The fifth connection is left in the kernel's accept queue...
+    wait_for_accept_queue(port, 1).await;
+    // ...and stays there while the server goes on serving the four it holds: it is past the
+    // point where it would have taken the fifth, had it room.
+    for connection in &mut held {
+        assert_eq!(get_health(connection).await.status, 200);
+    }
+    let queued_while_full = accept_queue(port);
+    let answered_while_full = has_bytes(&waiting);
     drop(held.pop());
     let once_one_closed = tokio::time::timeout(CLOSE_PATIENCE, read_reply(&mut waiting)).await;
 
+    assert_eq!(
+        queued_while_full, 1,
+        "the fifth connection was accepted while four were open"
+    );
     assert!(
-        while_full.is_err(),
-        "a fifth connection was served while four were open: {while_full:?}"
+        !answered_while_full,
+        "a fifth connection was served while four were open"
     );
     let answer = once_one_closed.expect("not served after a held connection closed");
     assert_eq!(answer.status, 200, "{answer:?}");
@@ -239,18 +252,40 @@ async fn a_grpc_server_holds_at_most_its_connection_cap_and_serves_the_next_clie
 {
     let stack = Stack::in_process_with_env(&[("GRPC_MAX_CONNECTIONS", "2")]).await;
     let port = stack.user_ports.grpc;
-    let mut held = vec![connect(port).await, connect(port).await];
+    // One connection that never sends a byte, one that is in use: both take a slot.
+    let silent = connect(port).await;
+    let mut in_use = HealthClient::new(Stack::channel(port).await);
+    assert_eq!(
+        health_over(&mut in_use).await,
+        ServingStatus::Serving as i32
+    );
+    wait_for_accept_queue(port, 0).await;
 
-    let while_full = tokio::time::timeout(Duration::from_millis(1500), grpc_health(port, "")).await;
-    drop(held.pop());
-    let once_one_closed = tokio::time::timeout(CLOSE_PATIENCE, grpc_health(port, "")).await;
+    let third = tokio::spawn(grpc_health(port, ""));
+    // The third connection is left in the kernel's accept queue...
+    wait_for_accept_queue(port, 1).await;
+    // ...and stays there while the server goes on serving the connection in use.
+    assert_eq!(
+        health_over(&mut in_use).await,
+        ServingStatus::Serving as i32
+    );
+    let queued_while_full = accept_queue(port);
+    let answered_while_full = third.is_finished();
+    drop(silent);
+    let once_one_closed = tokio::time::timeout(CLOSE_PATIENCE, third).await;
 
+    assert_eq!(
+        queued_while_full, 1,
+        "a third connection was accepted while two were open"
+    );
     assert!(
-        while_full.is_err(),
+        !answered_while_full,
         "a third connection was served while two were open"
     );
     assert_eq!(
-        once_one_closed.expect("not served after a held connection closed"),
+        once_one_closed
+            .expect("not served after a held connection closed")
+            .expect("the health check ran"),
         ServingStatus::Serving as i32
     );
 }
@@ -560,6 +595,57 @@ async fn connect(port: u16) -> TcpStream {
     TcpStream::connect(("127.0.0.1", port))
         .await
         .expect("connect")
+}
+
+/// The overall health status over an open `client`.
+async fn health_over(client: &mut HealthClient<tonic::transport::Channel>) -> i32 {
+    client
+        .check(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .expect("health over the open connection")
+        .into_inner()
+        .status
+}
+
+/// How many connections wait in the kernel's accept queue of the listener on `port`: the
+/// receive queue of its LISTEN line in `/proc/net/tcp` (for a listening socket, that is the
+/// number of established connections not yet accepted).
+fn accept_queue(port: u16) -> usize {
+    let table = std::fs::read_to_string("/proc/net/tcp").expect("read /proc/net/tcp");
+    let local = format!(":{port:04X}");
+    table
+        .lines()
+        .skip(1)
+        .find_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let listening = fields.get(3) == Some(&"0A");
+            if !listening || !fields.get(1)?.ends_with(&local) {
+                return None;
+            }
+            let (_, rx) = fields.get(4)?.split_once(':')?;
+            usize::from_str_radix(rx, 16).ok()
+        })
+        .unwrap_or_else(|| panic!("no listener on port {port} in /proc/net/tcp"))
+}
+
+/// Waits until exactly `count` connections wait in the accept queue of `port`.
+async fn wait_for_accept_queue(port: u16, count: usize) {
+    eventually(&format!("{count} connections queued on {port}"), || async {
+        (accept_queue(port) == count).then_some(())
+    })
+    .await;
+}
+
+/// Whether the server has sent anything on `stream` yet (without waiting).
+fn has_bytes(stream: &TcpStream) -> bool {
+    let mut scratch = [0u8; 1];
+    match stream.try_read(&mut scratch) {
+        Ok(_) => true,
+        Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => false,
+        Err(err) => panic!("read: {err}"),
+    }
 }
 
 /// The health status `service` reports on the gRPC server at `port`.
