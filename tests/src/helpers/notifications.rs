@@ -15,7 +15,7 @@ use tonic::Streaming;
 
 use notification_service::keys::{FRONTEND_OUTBOX, SUBSCRIPTIONS, notifications_key};
 
-use super::{EmailIn, PATIENCE, eventually};
+use super::{EmailIn, PATIENCE, eventually, unique_email};
 use crate::Stack;
 
 impl<S> Stack<S> {
@@ -203,4 +203,34 @@ pub async fn receive_ids(
         }
     }
     seen
+}
+
+impl<S> Stack<S> {
+    /// Proves nothing more is streamed to `receiver` on `stream` after what the test has read:
+    /// creates one more notification, a marker, and reads until it arrives. Pushes leave
+    /// notification-service's outbox in order, so once the marker is streamed, anything queued
+    /// before it (a repeat, a redelivery) would have been streamed first; whatever arrives
+    /// before the marker fails the test.
+    pub async fn assert_nothing_more_streamed(
+        &self,
+        stream: &mut Streaming<Notification>,
+        receiver: &str,
+    ) {
+        let marker = format!("marker-{}", unique_email("marker"));
+        assert!(
+            self.create_notification(Some("marker@example.com"), Some(receiver), Some(&marker))
+                .await,
+            "the marker notification is created"
+        );
+        let next = tokio::time::timeout(PATIENCE, stream.message())
+            .await
+            .unwrap_or_else(|_| panic!("the marker {marker} was not streamed in time"))
+            .expect("the stream is healthy")
+            .expect("the stream is open");
+        assert_eq!(
+            next.notification_id.as_deref(),
+            Some(marker.as_str()),
+            "streamed after everything expected, before the marker: {next:?}"
+        );
+    }
 }

@@ -127,6 +127,7 @@ async fn notifications_are_created_exactly_once_when_notification_service_is_kil
         "a redelivery stored a duplicate"
     );
     assert_eq!(receive_ids(&mut live, &wanted).await, wanted);
+    stack.assert_nothing_more_streamed(&mut live, &bob).await;
 }
 
 #[tokio::test]

@@ -545,6 +545,7 @@ async fn every_notification_of_a_burst_reaches_the_frontend_stream_once() {
 
     let wanted = stack.distinct_notification_ids(&bob, 20).await;
     assert_eq!(receive_ids(&mut live, &wanted).await, wanted);
+    stack.assert_nothing_more_streamed(&mut live, &bob).await;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -202,6 +202,10 @@ async fn a_repeated_notification_id_is_stored_and_pushed_once() {
         pushed,
         HashSet::from(["same-id".to_owned(), "other-id".to_owned()])
     );
+    // Neither is pushed a second time.
+    stack
+        .assert_nothing_more_streamed(&mut live, &receiver)
+        .await;
 }
 
 #[tokio::test]
