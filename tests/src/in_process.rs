@@ -330,9 +330,16 @@ pub struct Bound {
 impl Bound {
     /// Builds `service` from `vars` (see [`config_of`]) and binds its listeners.
     pub async fn bind(service: ServiceName, vars: &[(String, String)]) -> Self {
+        Self::try_bind(service, vars)
+            .await
+            .unwrap_or_else(|err| panic!("{err:#}"))
+    }
+
+    /// [`Bound::bind`], failing (a port already taken, …) instead of panicking.
+    pub async fn try_bind(service: ServiceName, vars: &[(String, String)]) -> anyhow::Result<Self> {
         init_tracing_once();
-        let (config, limits) = config_of(service, vars)
-            .unwrap_or_else(|err| panic!("configure {}: {err:#}", service.as_str()));
+        let (config, limits) =
+            config_of(service, vars).with_context(|| format!("configure {}", service.as_str()))?;
         let built = runtime()
             .spawn(async move {
                 let built = match config {
@@ -346,11 +353,12 @@ impl Bound {
                 built.map(|service| service.with_limits(limits))
             })
             .await
-            .expect("the build task ran");
-        Self {
+            .expect("the build task ran")
+            .with_context(|| format!("build {}", service.as_str()))?;
+        Ok(Self {
             name: service,
-            service: built.unwrap_or_else(|err| panic!("build {}: {err:#}", service.as_str())),
-        }
+            service: built,
+        })
     }
 
     /// The ports the listeners are bound to.

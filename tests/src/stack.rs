@@ -144,12 +144,6 @@ impl Stack<InProcess> {
     /// ports once every URL is known (nothing has run on them yet), as with processes.
     pub async fn in_process_with_env<K: AsRef<str>, V: AsRef<str>>(extra: &[(K, V)]) -> Self {
         let redis = RedisServer::start().await;
-        let grpc_url = |ports: crate::BoundPorts| {
-            format!(
-                "http://127.0.0.1:{}",
-                ports.grpc.expect("every service serves gRPC")
-            )
-        };
         let pair = |name: &str, value: String| (name.to_owned(), value);
         let mut env: Vec<(String, String)> = extra
             .iter()
@@ -159,28 +153,16 @@ impl Stack<InProcess> {
         for port in ["HTTP_PORT", "GRPC_PORT", "METRICS_PORT"] {
             env.push(pair(port, "0".to_owned()));
         }
-        let frontend = Bound::bind(ServiceName::Frontend, &env).await.ports();
-        env.push(pair("FRONTEND_SERVICE_GRPC_URL", grpc_url(frontend)));
-        let notification = Bound::bind(ServiceName::Notification, &env).await.ports();
-        env.push(pair(
-            "NOTIFICATION_SERVICE_GRPC_URL",
-            grpc_url(notification),
-        ));
-        let user = Bound::bind(ServiceName::User, &env).await.run();
-        env.push(pair("USER_SERVICE_GRPC_URL", grpc_url(user.ports())));
-        let on = |ports: crate::BoundPorts, http: &str| {
-            let mut env = env.clone();
-            env.push(pair(http, ports.http.unwrap_or(0).to_string()));
-            env.push(pair("GRPC_PORT", ports.grpc.unwrap_or(0).to_string()));
-            env
+        // Another test may take a port in the moment between the two binds; then start over.
+        let mut attempts = 0;
+        let (frontend, notification, user, message) = loop {
+            attempts += 1;
+            match wire_in_process(env.clone()).await {
+                Ok(services) => break services,
+                Err(err) if attempts < 3 => eprintln!("in-process stack, again: {err:#}"),
+                Err(err) => panic!("in-process stack: {err:#}"),
+            }
         };
-        let frontend = Bound::bind(ServiceName::Frontend, &on(frontend, "METRICS_PORT"))
-            .await
-            .run();
-        let notification = Bound::bind(ServiceName::Notification, &on(notification, "HTTP_PORT"))
-            .await
-            .run();
-        let message = Bound::bind(ServiceName::Message, &env).await.run();
         tokio::join!(
             wait_until_serving(&frontend),
             wait_until_serving(&notification),
@@ -204,6 +186,53 @@ impl Stack<InProcess> {
             http: reqwest::Client::new(),
         }
     }
+}
+
+/// Binds and runs the four services wired to each other (see [`Stack::in_process_with_env`]):
+/// frontend-service, notification-service, user-service, message-service.
+async fn wire_in_process(
+    mut env: Vec<(String, String)>,
+) -> anyhow::Result<(InProcess, InProcess, InProcess, InProcess)> {
+    let grpc_url = |ports: crate::BoundPorts| {
+        format!(
+            "http://127.0.0.1:{}",
+            ports.grpc.expect("every service serves gRPC")
+        )
+    };
+    let pair = |name: &str, value: String| (name.to_owned(), value);
+    // Bound first to learn their ports, then (unserved) let go of and bound again with every
+    // URL. Each is held until just before its second bind, so no other bind on port 0 (user-
+    // service's, here) can be given its ports in between.
+    let first_frontend = Bound::try_bind(ServiceName::Frontend, &env).await?;
+    env.push(pair(
+        "FRONTEND_SERVICE_GRPC_URL",
+        grpc_url(first_frontend.ports()),
+    ));
+    let first_notification = Bound::try_bind(ServiceName::Notification, &env).await?;
+    env.push(pair(
+        "NOTIFICATION_SERVICE_GRPC_URL",
+        grpc_url(first_notification.ports()),
+    ));
+    let user = Bound::try_bind(ServiceName::User, &env).await?.run();
+    env.push(pair("USER_SERVICE_GRPC_URL", grpc_url(user.ports())));
+    let again = |first: Bound, http: &str| {
+        let ports = first.ports();
+        drop(first);
+        let mut env = env.clone();
+        env.push(pair(http, ports.http.unwrap_or(0).to_string()));
+        env.push(pair("GRPC_PORT", ports.grpc.unwrap_or(0).to_string()));
+        env
+    };
+    let env_of_frontend = again(first_frontend, "METRICS_PORT");
+    let frontend = Bound::try_bind(ServiceName::Frontend, &env_of_frontend)
+        .await?
+        .run();
+    let env_of_notification = again(first_notification, "HTTP_PORT");
+    let notification = Bound::try_bind(ServiceName::Notification, &env_of_notification)
+        .await?
+        .run();
+    let message = Bound::try_bind(ServiceName::Message, &env).await?.run();
+    Ok((frontend, notification, user, message))
 }
 
 impl<S> Stack<S> {
