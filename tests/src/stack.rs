@@ -1,5 +1,8 @@
 //! The whole system: Redis plus the four services, each on ports it chose itself, wired to
-//! each other.
+//! each other. The services run as processes ([`Stack::start`]: they can be killed and
+//! restarted, and each has its own `/metrics`) or in this test process
+//! ([`Stack::in_process`]: much cheaper to start); both have the same accessors and helpers,
+//! so a test switches by its constructor.
 
 use proto::{
     frontend_service::frontend_service_client::FrontendServiceClient,
@@ -9,7 +12,11 @@ use proto::{
 };
 use tonic::transport::Channel;
 
-use crate::{process::ServiceProcess, redis_server::RedisServer};
+use crate::{
+    in_process::{Bound, InProcess, ServiceName, wait_until_serving},
+    process::ServiceProcess,
+    redis_server::RedisServer,
+};
 
 /// Ports of one service that serves both HTTP and gRPC.
 #[derive(Debug, Clone, Copy)]
@@ -19,21 +26,22 @@ pub struct Ports {
 }
 
 impl Ports {
-    fn of(process: &ServiceProcess) -> Self {
+    fn of(ports: crate::BoundPorts) -> Self {
         Self {
-            http: process.ports().http.expect("the service serves HTTP"),
-            grpc: process.grpc_port(),
+            http: ports.http.expect("the service serves HTTP"),
+            grpc: ports.grpc.expect("every service serves gRPC"),
         }
     }
 }
 
-/// Redis and the four services, each a real process; everything stops on drop.
-pub struct Stack {
+/// Redis and the four services; everything stops on drop. `S` is how a service runs:
+/// [`ServiceProcess`] (the default) or [`InProcess`].
+pub struct Stack<S = ServiceProcess> {
     pub redis: RedisServer,
-    pub frontend: ServiceProcess,
-    pub notification: ServiceProcess,
-    pub user: ServiceProcess,
-    pub message: ServiceProcess,
+    pub frontend: S,
+    pub notification: S,
+    pub user: S,
+    pub message: S,
     pub frontend_port: u16,
     /// frontend-service's HTTP port: `/metrics`, `/health` and `/openapi.json` only.
     pub frontend_metrics_port: u16,
@@ -43,7 +51,10 @@ pub struct Stack {
     http: reqwest::Client,
 }
 
-impl Stack {
+/// A [`Stack`] whose services run in this test process.
+pub type InProcessStack = Stack<InProcess>;
+
+impl Stack<ServiceProcess> {
     /// Starts everything, peers before the services that call them: frontend-service,
     /// notification-service, user-service, message-service. Each binds ports of its own
     /// choosing and reports them (see [`ServiceProcess`]), so by the time a service starts,
@@ -90,9 +101,9 @@ impl Stack {
                 .ports()
                 .http
                 .expect("frontend-service serves its metrics over HTTP"),
-            notification_ports: Ports::of(&notification),
-            user_ports: Ports::of(&user),
-            message_ports: Ports::of(&message),
+            notification_ports: Ports::of(notification.ports()),
+            user_ports: Ports::of(user.ports()),
+            message_ports: Ports::of(message.ports()),
             redis,
             frontend,
             notification,
@@ -101,7 +112,130 @@ impl Stack {
             http: reqwest::Client::new(),
         }
     }
+}
 
+impl Stack<ServiceProcess> {
+    /// A gRPC channel to `port` on this machine (written `Stack::channel`, whichever kind of
+    /// stack the port is of; see [`channel`]).
+    pub async fn channel(port: u16) -> Channel {
+        channel(port).await
+    }
+}
+
+/// A gRPC channel to `port` on this machine.
+pub async fn channel(port: u16) -> Channel {
+    Channel::from_shared(format!("http://127.0.0.1:{port}"))
+        .expect("valid URL")
+        .connect()
+        .await
+        .expect("connect over gRPC")
+}
+
+impl Stack<InProcess> {
+    /// Redis (a real `redis-server`) and the four services in this process, on ports 0.
+    pub async fn in_process() -> Self {
+        Self::in_process_with_env::<&str, &str>(&[]).await
+    }
+
+    /// [`Stack::in_process`] with `extra` variables for every service, as
+    /// [`Stack::start_with_env`] would set them (read by [`crate::in_process::config_of`]).
+    ///
+    /// The peers that call each other both ways are bound first, then bound again on the same
+    /// ports once every URL is known (nothing has run on them yet), as with processes.
+    pub async fn in_process_with_env<K: AsRef<str>, V: AsRef<str>>(extra: &[(K, V)]) -> Self {
+        let redis = RedisServer::start().await;
+        let pair = |name: &str, value: String| (name.to_owned(), value);
+        let mut env: Vec<(String, String)> = extra
+            .iter()
+            .map(|(name, value)| (name.as_ref().to_owned(), value.as_ref().to_owned()))
+            .collect();
+        env.push(pair("REDIS_URL", redis.url()));
+        for port in ["HTTP_PORT", "GRPC_PORT", "METRICS_PORT"] {
+            env.push(pair(port, "0".to_owned()));
+        }
+        // Another test may take a port in the moment between the two binds; then start over.
+        let mut attempts = 0;
+        let (frontend, notification, user, message) = loop {
+            attempts += 1;
+            match wire_in_process(env.clone()).await {
+                Ok(services) => break services,
+                Err(err) if attempts < 3 => eprintln!("in-process stack, again: {err:#}"),
+                Err(err) => panic!("in-process stack: {err:#}"),
+            }
+        };
+        tokio::join!(
+            wait_until_serving(&frontend),
+            wait_until_serving(&notification),
+            wait_until_serving(&user),
+            wait_until_serving(&message),
+        );
+        Self {
+            frontend_port: frontend.grpc_port(),
+            frontend_metrics_port: frontend
+                .ports()
+                .http
+                .expect("frontend-service serves its metrics over HTTP"),
+            notification_ports: Ports::of(notification.ports()),
+            user_ports: Ports::of(user.ports()),
+            message_ports: Ports::of(message.ports()),
+            redis,
+            frontend,
+            notification,
+            user,
+            message,
+            http: reqwest::Client::new(),
+        }
+    }
+}
+
+/// Binds and runs the four services wired to each other (see [`Stack::in_process_with_env`]):
+/// frontend-service, notification-service, user-service, message-service.
+async fn wire_in_process(
+    mut env: Vec<(String, String)>,
+) -> anyhow::Result<(InProcess, InProcess, InProcess, InProcess)> {
+    let grpc_url = |ports: crate::BoundPorts| {
+        format!(
+            "http://127.0.0.1:{}",
+            ports.grpc.expect("every service serves gRPC")
+        )
+    };
+    let pair = |name: &str, value: String| (name.to_owned(), value);
+    // Bound first to learn their ports, then (unserved) let go of and bound again with every
+    // URL. Each is held until just before its second bind, so no other bind on port 0 (user-
+    // service's, here) can be given its ports in between.
+    let first_frontend = Bound::try_bind(ServiceName::Frontend, &env).await?;
+    env.push(pair(
+        "FRONTEND_SERVICE_GRPC_URL",
+        grpc_url(first_frontend.ports()),
+    ));
+    let first_notification = Bound::try_bind(ServiceName::Notification, &env).await?;
+    env.push(pair(
+        "NOTIFICATION_SERVICE_GRPC_URL",
+        grpc_url(first_notification.ports()),
+    ));
+    let user = Bound::try_bind(ServiceName::User, &env).await?.run();
+    env.push(pair("USER_SERVICE_GRPC_URL", grpc_url(user.ports())));
+    let again = |first: Bound, http: &str| {
+        let ports = first.ports();
+        drop(first);
+        let mut env = env.clone();
+        env.push(pair(http, ports.http.unwrap_or(0).to_string()));
+        env.push(pair("GRPC_PORT", ports.grpc.unwrap_or(0).to_string()));
+        env
+    };
+    let env_of_frontend = again(first_frontend, "METRICS_PORT");
+    let frontend = Bound::try_bind(ServiceName::Frontend, &env_of_frontend)
+        .await?
+        .run();
+    let env_of_notification = again(first_notification, "HTTP_PORT");
+    let notification = Bound::try_bind(ServiceName::Notification, &env_of_notification)
+        .await?
+        .run();
+    let message = Bound::try_bind(ServiceName::Message, &env).await?.run();
+    Ok((frontend, notification, user, message))
+}
+
+impl<S> Stack<S> {
     /// The environment that wires a further replica of a service to this stack's Redis and to
     /// the first replica of each peer; push `(name, url)` pairs to point it elsewhere.
     pub fn replica_env(&self) -> Vec<(String, String)> {
@@ -148,28 +282,19 @@ impl Stack {
         format!("http://127.0.0.1:{}{path}", self.frontend_metrics_port)
     }
 
-    /// A gRPC channel to `port` on this machine.
-    pub async fn channel(port: u16) -> Channel {
-        Channel::from_shared(format!("http://127.0.0.1:{port}"))
-            .expect("valid URL")
-            .connect()
-            .await
-            .expect("connect over gRPC")
-    }
-
     pub async fn user_client(&self) -> UserServiceClient<Channel> {
-        UserServiceClient::new(Self::channel(self.user_ports.grpc).await)
+        UserServiceClient::new(channel(self.user_ports.grpc).await)
     }
 
     pub async fn message_client(&self) -> MessageServiceClient<Channel> {
-        MessageServiceClient::new(Self::channel(self.message_ports.grpc).await)
+        MessageServiceClient::new(channel(self.message_ports.grpc).await)
     }
 
     pub async fn notification_client(&self) -> NotificationServiceClient<Channel> {
-        NotificationServiceClient::new(Self::channel(self.notification_ports.grpc).await)
+        NotificationServiceClient::new(channel(self.notification_ports.grpc).await)
     }
 
     pub async fn frontend_client(&self) -> FrontendServiceClient<Channel> {
-        FrontendServiceClient::new(Self::channel(self.frontend_port).await)
+        FrontendServiceClient::new(channel(self.frontend_port).await)
     }
 }

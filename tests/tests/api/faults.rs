@@ -64,7 +64,7 @@ fn assert_all_sent(replies: &[Result<SendMessageResponse, Status>]) {
     }
 }
 
-async fn message_counter(stack: &Stack) -> u64 {
+async fn message_counter<S>(stack: &Stack<S>) -> u64 {
     stack
         .redis
         .db(1)
@@ -127,6 +127,7 @@ async fn notifications_are_created_exactly_once_when_notification_service_is_kil
         "a redelivery stored a duplicate"
     );
     assert_eq!(receive_ids(&mut live, &wanted).await, wanted);
+    stack.assert_nothing_more_streamed(&mut live, &bob).await;
 }
 
 #[tokio::test]
@@ -148,7 +149,7 @@ async fn notifications_queued_by_a_crashed_message_service_are_delivered_after_i
 
 #[tokio::test]
 async fn sends_and_notifications_keep_flowing_across_a_redis_restart_without_restarting_services() {
-    let mut stack = Stack::start().await;
+    let mut stack = Stack::in_process().await;
     let alice = stack.registered_user("alice").await;
     let bob = stack.registered_user("bob").await;
     let mut live = stack.watch(&bob).await;
@@ -175,7 +176,7 @@ async fn sends_and_notifications_keep_flowing_across_a_redis_restart_without_res
 
 #[tokio::test]
 async fn sending_works_after_redis_forgets_its_scripts() {
-    let stack = Stack::start().await;
+    let stack = Stack::in_process().await;
     let alice = stack.registered_user("alice").await;
     let bob = stack.registered_user("bob").await;
     stack.send_ok(&alice, &bob, "loads the scripts").await;
@@ -193,7 +194,7 @@ async fn sending_works_after_redis_forgets_its_scripts() {
 
 #[tokio::test]
 async fn send_message_is_unavailable_while_redis_is_down_and_works_again_once_it_is_back() {
-    let mut stack = Stack::start().await;
+    let mut stack = Stack::in_process().await;
     let alice = stack.registered_user("alice").await;
     let bob = stack.registered_user("bob").await;
     // user-service reads Redis too: whichever of the two notices first, the answer is UNAVAILABLE.

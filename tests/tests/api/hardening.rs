@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use integration_tests::{
     Stack,
-    helpers::{EmailIn, assert_error, reply, unique_email},
+    helpers::{EmailIn, assert_error, eventually, reply, unique_email},
 };
 use prost::bytes::{Buf, BufMut};
 use proto::user_service::CheckUserExistsRequest;
@@ -44,7 +44,7 @@ const CLOSE_PATIENCE: Duration = Duration::from_secs(10);
 
 #[tokio::test]
 async fn a_client_trickling_a_request_header_is_disconnected_after_the_header_read_timeout() {
-    let stack = Stack::start_with_env(SHORT_HTTP_TIMEOUTS).await;
+    let stack = Stack::in_process_with_env(SHORT_HTTP_TIMEOUTS).await;
     let stream = connect(stack.user_ports.http).await;
     let (mut reader, mut writer) = stream.into_split();
     // 4 bytes a second: the whole header would take about 15 s, every byte well within the
@@ -71,7 +71,7 @@ async fn a_client_trickling_a_request_header_is_disconnected_after_the_header_re
 
 #[tokio::test]
 async fn an_idle_connection_is_closed_after_the_idle_timeout_and_kept_alive_before_it() {
-    let stack = Stack::start_with_env(SHORT_HTTP_TIMEOUTS).await;
+    let stack = Stack::in_process_with_env(SHORT_HTTP_TIMEOUTS).await;
     let port = stack.user_ports.http;
 
     let mut never_used = connect(port).await;
@@ -103,7 +103,7 @@ async fn an_idle_connection_is_closed_after_the_idle_timeout_and_kept_alive_befo
 
 #[tokio::test]
 async fn a_request_body_trickled_at_one_byte_a_second_gets_a_json_408_and_the_connection_closes() {
-    let stack = Stack::start_with_env(SHORT_HTTP_TIMEOUTS).await;
+    let stack = Stack::in_process_with_env(SHORT_HTTP_TIMEOUTS).await;
     let email = unique_email("trickle");
     let body = json!({ "email": email, "password": "pw", "name": "Slow" }).to_string();
     let stream = connect(stack.user_ports.http).await;
@@ -146,11 +146,13 @@ async fn a_request_body_trickled_at_one_byte_a_second_gets_a_json_408_and_the_co
 #[tokio::test]
 async fn an_http_server_holds_at_most_its_connection_cap_and_serves_the_next_client_when_one_closes()
  {
-    let stack = Stack::start_with_env(&[("HTTP_MAX_CONNECTIONS", "4")]).await;
+    let stack = Stack::in_process_with_env(&[("HTTP_MAX_CONNECTIONS", "4")]).await;
     let port = stack.user_ports.http;
     let mut held = Vec::new();
     for _ in 0..4 {
-        held.push(connect(port).await);
+        let mut connection = connect(port).await;
+        assert_eq!(get_health(&mut connection).await.status, 200);
+        held.push(connection);
     }
     let mut waiting = connect(port).await;
     waiting
@@ -158,14 +160,25 @@ async fn an_http_server_holds_at_most_its_connection_cap_and_serves_the_next_cli
         .await
         .expect("send a request");
 
-    let while_full =
-        tokio::time::timeout(Duration::from_millis(1500), read_reply(&mut waiting)).await;
+    // The fifth connection is left in the kernel's accept queue...
+    wait_for_accept_queue(port, 1).await;
+    // ...and stays there while the server goes on serving the four it holds: it is past the
+    // point where it would have taken the fifth, had it room.
+    for connection in &mut held {
+        assert_eq!(get_health(connection).await.status, 200);
+    }
+    let queued_while_full = accept_queue(port);
+    let answered_while_full = has_bytes(&waiting);
     drop(held.pop());
     let once_one_closed = tokio::time::timeout(CLOSE_PATIENCE, read_reply(&mut waiting)).await;
 
+    assert_eq!(
+        queued_while_full, 1,
+        "the fifth connection was accepted while four were open"
+    );
     assert!(
-        while_full.is_err(),
-        "a fifth connection was served while four were open: {while_full:?}"
+        !answered_while_full,
+        "a fifth connection was served while four were open"
     );
     let answer = once_one_closed.expect("not served after a held connection closed");
     assert_eq!(answer.status, 200, "{answer:?}");
@@ -181,7 +194,7 @@ const HTTP2_PREFACE: &[u8] =
 
 #[tokio::test]
 async fn grpc_connections_that_only_sent_the_preface_or_nothing_are_closed() {
-    let stack = Stack::start_with_env(&[
+    let stack = Stack::in_process_with_env(&[
         ("GRPC_KEEPALIVE_INTERVAL", "1s"),
         ("GRPC_KEEPALIVE_TIMEOUT", "1s"),
     ])
@@ -213,7 +226,7 @@ async fn grpc_connections_that_only_sent_the_preface_or_nothing_are_closed() {
 
 #[tokio::test]
 async fn a_grpc_call_not_answered_within_the_request_timeout_is_deadline_exceeded() {
-    let mut stack = Stack::start_with_env(&[("GRPC_REQUEST_TIMEOUT", "1s")]).await;
+    let mut stack = Stack::in_process_with_env(&[("GRPC_REQUEST_TIMEOUT", "1s")]).await;
     let mut client = stack.user_client().await;
     // With Redis down, user-service keeps retrying for 3 s before it answers UNAVAILABLE.
     stack.redis.stop().await;
@@ -237,20 +250,42 @@ async fn a_grpc_call_not_answered_within_the_request_timeout_is_deadline_exceede
 #[tokio::test]
 async fn a_grpc_server_holds_at_most_its_connection_cap_and_serves_the_next_client_when_one_closes()
 {
-    let stack = Stack::start_with_env(&[("GRPC_MAX_CONNECTIONS", "2")]).await;
+    let stack = Stack::in_process_with_env(&[("GRPC_MAX_CONNECTIONS", "2")]).await;
     let port = stack.user_ports.grpc;
-    let mut held = vec![connect(port).await, connect(port).await];
+    // One connection that never sends a byte, one that is in use: both take a slot.
+    let silent = connect(port).await;
+    let mut in_use = HealthClient::new(Stack::channel(port).await);
+    assert_eq!(
+        health_over(&mut in_use).await,
+        ServingStatus::Serving as i32
+    );
+    wait_for_accept_queue(port, 0).await;
 
-    let while_full = tokio::time::timeout(Duration::from_millis(1500), grpc_health(port, "")).await;
-    drop(held.pop());
-    let once_one_closed = tokio::time::timeout(CLOSE_PATIENCE, grpc_health(port, "")).await;
+    let third = tokio::spawn(grpc_health(port, ""));
+    // The third connection is left in the kernel's accept queue...
+    wait_for_accept_queue(port, 1).await;
+    // ...and stays there while the server goes on serving the connection in use.
+    assert_eq!(
+        health_over(&mut in_use).await,
+        ServingStatus::Serving as i32
+    );
+    let queued_while_full = accept_queue(port);
+    let answered_while_full = third.is_finished();
+    drop(silent);
+    let once_one_closed = tokio::time::timeout(CLOSE_PATIENCE, third).await;
 
+    assert_eq!(
+        queued_while_full, 1,
+        "a third connection was accepted while two were open"
+    );
     assert!(
-        while_full.is_err(),
+        !answered_while_full,
         "a third connection was served while two were open"
     );
     assert_eq!(
-        once_one_closed.expect("not served after a held connection closed"),
+        once_one_closed
+            .expect("not served after a held connection closed")
+            .expect("the health check ran"),
         ServingStatus::Serving as i32
     );
 }
@@ -262,7 +297,7 @@ async fn a_grpc_server_holds_at_most_its_connection_cap_and_serves_the_next_clie
 #[tokio::test]
 async fn every_http_service_answers_an_unknown_path_with_a_json_404_and_a_wrong_method_with_a_json_405()
  {
-    let stack = Stack::start().await;
+    let stack = Stack::in_process().await;
     let known = [
         (stack.user_url("/users"), reqwest::Method::GET),
         (
@@ -294,7 +329,7 @@ async fn every_http_service_answers_an_unknown_path_with_a_json_404_and_a_wrong_
 
 #[tokio::test]
 async fn an_overlong_uri_gets_a_json_414_on_every_http_service() {
-    let stack = Stack::start().await;
+    let stack = Stack::in_process().await;
     let long_query = format!("?email={}", "x".repeat(9 * 1024));
     for url in [
         stack.user_url("/health"),
@@ -316,7 +351,7 @@ async fn an_overlong_uri_gets_a_json_414_on_every_http_service() {
 
 #[tokio::test]
 async fn an_oversized_body_gets_a_json_413_on_every_endpoint_that_reads_one() {
-    let stack = Stack::start().await;
+    let stack = Stack::in_process().await;
     let big = json!({ "email": format!("{}@example.com", "x".repeat(70 * 1024)) }).to_string();
     let (status, body) = stack.post_users("application/json", big.clone()).await;
     assert_error(status, &body, 413);
@@ -339,7 +374,7 @@ async fn an_oversized_body_gets_a_json_413_on_every_endpoint_that_reads_one() {
 
 #[tokio::test]
 async fn json_that_is_not_an_object_is_refused_with_400_on_every_body() {
-    let stack = Stack::start().await;
+    let stack = Stack::in_process().await;
     let user = stack.registered_user("shape").await;
     let newcomer = unique_email("array");
 
@@ -385,7 +420,7 @@ async fn json_that_is_not_an_object_is_refused_with_400_on_every_body() {
 
 #[tokio::test]
 async fn unknown_fields_are_refused_with_400_on_every_body() {
-    let stack = Stack::start().await;
+    let stack = Stack::in_process().await;
     let user = stack.registered_user("fields").await;
     let newcomer = unique_email("extra");
 
@@ -425,7 +460,7 @@ async fn unknown_fields_are_refused_with_400_on_every_body() {
 
 #[tokio::test]
 async fn well_formed_json_of_the_wrong_type_gets_400_not_422() {
-    let stack = Stack::start().await;
+    let stack = Stack::in_process().await;
     let (status, body) = stack
         .post_users(
             "application/json",
@@ -447,7 +482,7 @@ async fn well_formed_json_of_the_wrong_type_gets_400_not_422() {
 
 #[tokio::test]
 async fn bytes_that_are_not_protobuf_get_invalid_argument_on_every_grpc_service() {
-    let stack = Stack::start().await;
+    let stack = Stack::in_process().await;
     // Field 1 with wire type 7, which does not exist.
     let garbage = vec![0x0f, 0xff, 0xff];
     let calls = [
@@ -492,7 +527,7 @@ async fn bytes_that_are_not_protobuf_get_invalid_argument_on_every_grpc_service(
 
 #[tokio::test]
 async fn grpc_health_is_not_serving_while_redis_is_down_and_serving_once_it_is_back() {
-    let mut stack = Stack::start().await;
+    let mut stack = Stack::in_process().await;
     let redis_backed = [
         (stack.user_ports.grpc, "user_service.UserService"),
         (stack.message_ports.grpc, "message_service.MessageService"),
@@ -560,6 +595,57 @@ async fn connect(port: u16) -> TcpStream {
     TcpStream::connect(("127.0.0.1", port))
         .await
         .expect("connect")
+}
+
+/// The overall health status over an open `client`.
+async fn health_over(client: &mut HealthClient<tonic::transport::Channel>) -> i32 {
+    client
+        .check(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .expect("health over the open connection")
+        .into_inner()
+        .status
+}
+
+/// How many connections wait in the kernel's accept queue of the listener on `port`: the
+/// receive queue of its LISTEN line in `/proc/net/tcp` (for a listening socket, that is the
+/// number of established connections not yet accepted).
+fn accept_queue(port: u16) -> usize {
+    let table = std::fs::read_to_string("/proc/net/tcp").expect("read /proc/net/tcp");
+    let local = format!(":{port:04X}");
+    table
+        .lines()
+        .skip(1)
+        .find_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let listening = fields.get(3) == Some(&"0A");
+            if !listening || !fields.get(1)?.ends_with(&local) {
+                return None;
+            }
+            let (_, rx) = fields.get(4)?.split_once(':')?;
+            usize::from_str_radix(rx, 16).ok()
+        })
+        .unwrap_or_else(|| panic!("no listener on port {port} in /proc/net/tcp"))
+}
+
+/// Waits until exactly `count` connections wait in the accept queue of `port`.
+async fn wait_for_accept_queue(port: u16, count: usize) {
+    eventually(&format!("{count} connections queued on {port}"), || async {
+        (accept_queue(port) == count).then_some(())
+    })
+    .await;
+}
+
+/// Whether the server has sent anything on `stream` yet (without waiting).
+fn has_bytes(stream: &TcpStream) -> bool {
+    let mut scratch = [0u8; 1];
+    match stream.try_read(&mut scratch) {
+        Ok(_) => true,
+        Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => false,
+        Err(err) => panic!("read: {err}"),
+    }
 }
 
 /// The health status `service` reports on the gRPC server at `port`.

@@ -21,7 +21,7 @@ use serde_json::json;
 use tonic::transport::Channel;
 
 /// How many notifications `email` has stored right now (no waiting: read-your-writes).
-async fn stored_now(stack: &Stack, email: &str) -> usize {
+async fn stored_now<S>(stack: &Stack<S>, email: &str) -> usize {
     stack
         .redis
         .db(2)
@@ -31,7 +31,7 @@ async fn stored_now(stack: &Stack, email: &str) -> usize {
         .expect("LLEN notifications")
 }
 
-async fn message_counter(stack: &Stack) -> Option<u64> {
+async fn message_counter<S>(stack: &Stack<S>) -> Option<u64> {
     stack
         .redis
         .db(1)
@@ -73,7 +73,7 @@ async fn a_user_created_and_messaged_while_notification_service_is_down_is_notif
 
 #[tokio::test]
 async fn the_notification_is_stored_when_send_message_answers() {
-    let stack = Stack::start().await;
+    let stack = Stack::in_process().await;
     let alice = stack.registered_user("alice").await;
     let bob = stack.registered_user("bob").await;
     let mut client = stack.message_client().await;
@@ -87,7 +87,7 @@ async fn the_notification_is_stored_when_send_message_answers() {
 
 #[tokio::test]
 async fn the_notification_is_stored_when_send_message_answers_with_four_concurrent_senders() {
-    let stack = Arc::new(Stack::start().await);
+    let stack = Arc::new(Stack::in_process().await);
     let sender = stack.registered_user("sender").await;
     let mut receivers = Vec::new();
     for n in 0..4 {
@@ -178,7 +178,7 @@ async fn reads_follow_writes_with_two_replicas_of_every_service() {
 
 #[tokio::test]
 async fn a_notification_planted_with_a_chosen_id_does_not_suppress_a_real_one() {
-    let stack = Stack::start().await;
+    let stack = Stack::in_process().await;
     let alice = stack.registered_user("alice").await;
     let bob = stack.registered_user("bob").await;
     for planted in ["message-1", "message-2", "1"] {
@@ -208,7 +208,7 @@ async fn a_notification_planted_with_a_chosen_id_does_not_suppress_a_real_one() 
 
 #[tokio::test]
 async fn notifications_keep_reaching_the_frontend_after_redis_loses_its_data() {
-    let stack = Stack::start().await;
+    let stack = Stack::in_process().await;
     let alice = stack.registered_user("alice").await;
     let bob = stack.registered_user("bob").await;
     let mut live = stack.watch(&bob).await;
@@ -237,7 +237,7 @@ async fn notifications_keep_reaching_the_frontend_after_redis_loses_its_data() {
 
 #[tokio::test]
 async fn oversized_message_content_is_refused_and_nothing_is_stored() {
-    let stack = Stack::start().await;
+    let stack = Stack::in_process().await;
     let alice = stack.registered_user("alice").await;
     let bob = stack.registered_user("bob").await;
 
@@ -272,7 +272,7 @@ async fn oversized_message_content_is_refused_and_nothing_is_stored() {
 
 #[tokio::test]
 async fn oversized_notification_fields_are_refused_and_nothing_is_stored() {
-    let stack = Stack::start().await;
+    let stack = Stack::in_process().await;
     let bob = unique_email("bob");
     let long_sender = format!("{}@example.com", "s".repeat(1024 * 1024));
     let mut client = stack
@@ -302,7 +302,7 @@ async fn oversized_notification_fields_are_refused_and_nothing_is_stored() {
 
 #[tokio::test]
 async fn oversized_pushes_to_the_frontend_are_refused() {
-    let stack = Stack::start().await;
+    let stack = Stack::in_process().await;
     let mut client = stack
         .frontend_client()
         .await
@@ -328,7 +328,7 @@ async fn oversized_pushes_to_the_frontend_are_refused() {
 
 #[tokio::test]
 async fn an_oversized_user_field_is_refused_with_a_400() {
-    let stack = Stack::start().await;
+    let stack = Stack::in_process().await;
     let email = unique_email("long");
 
     let (status, body) = stack.create_user(&email, "pw", &"n".repeat(1025)).await;
@@ -344,7 +344,7 @@ async fn an_oversized_user_field_is_refused_with_a_400() {
 
 #[tokio::test]
 async fn addresses_that_could_share_a_conversation_key_or_fool_a_reader_are_refused() {
-    let stack = Stack::start().await;
+    let stack = Stack::in_process().await;
     let suffix = unique_email("k").replace('@', ".");
     let (p, s) = (format!("p@q.{suffix}"), format!("s@t.{suffix}"));
     let (colon_after, colon_before) = (format!("{p}:r"), format!("r:{s}"));
@@ -379,7 +379,7 @@ async fn addresses_that_could_share_a_conversation_key_or_fool_a_reader_are_refu
 
 #[tokio::test]
 async fn the_domain_of_an_address_is_lower_cased() {
-    let stack = Stack::start().await;
+    let stack = Stack::in_process().await;
     let local = unique_email("Mixed").replace("@example.com", "");
 
     let (status, body) = stack

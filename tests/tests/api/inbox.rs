@@ -17,7 +17,7 @@ use redis::AsyncCommands;
 use serde_json::{Value, json};
 
 /// `count` notifications for `receiver` from one sender, ids `n1`…; returns their ids.
-async fn notify(stack: &Stack, receiver: &str, count: usize) -> Vec<String> {
+async fn notify<S>(stack: &Stack<S>, receiver: &str, count: usize) -> Vec<String> {
     let mut ids = Vec::new();
     for n in 1..=count {
         let id = format!("n{n}-{}", unique_email("id"));
@@ -41,7 +41,7 @@ fn ids_in(body: &Value) -> Vec<String> {
 }
 
 /// Every page of `/list_notifications` with `limit`, following `next_cursor`.
-async fn walk_pages(stack: &Stack, email: &str, limit: usize, unread: bool) -> Vec<String> {
+async fn walk_pages<S>(stack: &Stack<S>, email: &str, limit: usize, unread: bool) -> Vec<String> {
     let mut ids = Vec::new();
     let mut before: Option<u64> = None;
     loop {
@@ -72,7 +72,7 @@ async fn walk_pages(stack: &Stack, email: &str, limit: usize, unread: bool) -> V
 
 #[tokio::test]
 async fn marking_some_read_changes_the_stored_json_and_the_unread_count() {
-    let stack = Stack::start().await;
+    let stack = Stack::in_process().await;
     let bob = unique_email("bob");
     let ids = notify(&stack, &bob, 3).await;
 
@@ -101,7 +101,7 @@ async fn marking_some_read_changes_the_stored_json_and_the_unread_count() {
 
 #[tokio::test]
 async fn marking_without_ids_marks_all_and_an_email_is_required() {
-    let stack = Stack::start().await;
+    let stack = Stack::in_process().await;
     let bob = unique_email("bob");
     notify(&stack, &bob, 4).await;
 
@@ -123,7 +123,7 @@ async fn marking_without_ids_marks_all_and_an_email_is_required() {
 
 #[tokio::test]
 async fn the_unread_count_takes_the_email_from_the_query_or_a_json_body() {
-    let stack = Stack::start().await;
+    let stack = Stack::in_process().await;
     let bob = unique_email("bob");
     notify(&stack, &bob, 2).await;
 
@@ -142,7 +142,7 @@ async fn the_unread_count_takes_the_email_from_the_query_or_a_json_body() {
 
 #[tokio::test]
 async fn deleting_removes_the_entries_their_dedup_state_and_their_unread_count() {
-    let stack = Stack::start().await;
+    let stack = Stack::in_process().await;
     let bob = unique_email("bob");
     let ids = notify(&stack, &bob, 3).await;
 
@@ -173,7 +173,7 @@ async fn deleting_removes_the_entries_their_dedup_state_and_their_unread_count()
 
 #[tokio::test]
 async fn the_inbox_rpcs_answer_like_the_rest_endpoints() {
-    let stack = Stack::start().await;
+    let stack = Stack::in_process().await;
     let bob = unique_email("bob");
     let ids = notify(&stack, &bob, 3).await;
     let mut client = stack.notification_client().await;
@@ -230,7 +230,7 @@ async fn the_inbox_rpcs_answer_like_the_rest_endpoints() {
 
 #[tokio::test]
 async fn without_limit_the_list_is_the_contracts_and_with_it_pages_walk_the_whole_list() {
-    let stack = Stack::start().await;
+    let stack = Stack::in_process().await;
     let bob = unique_email("bob");
     let mut ids = notify(&stack, &bob, 23).await;
     ids.reverse();
@@ -255,7 +255,7 @@ async fn without_limit_the_list_is_the_contracts_and_with_it_pages_walk_the_whol
 
 #[tokio::test]
 async fn unread_pages_skip_what_was_read() {
-    let stack = Stack::start().await;
+    let stack = Stack::in_process().await;
     let bob = unique_email("bob");
     let ids = notify(&stack, &bob, 10).await;
     let read: Vec<&String> = ids.iter().step_by(3).collect();
@@ -276,7 +276,7 @@ async fn unread_pages_skip_what_was_read() {
 
 #[tokio::test]
 async fn walking_pages_while_notifications_arrive_and_others_are_deleted_repeats_nothing() {
-    let stack = Arc::new(Stack::start().await);
+    let stack = Arc::new(Stack::in_process().await);
     let bob = unique_email("bob");
     let before = notify(&stack, &bob, 40).await;
     let doomed: Vec<String> = before.iter().skip(1).step_by(4).cloned().collect();
@@ -308,7 +308,7 @@ async fn walking_pages_while_notifications_arrive_and_others_are_deleted_repeats
 
 #[tokio::test]
 async fn marking_all_read_while_notifications_arrive_loses_no_entry_and_no_flag() {
-    let stack = Arc::new(Stack::start().await);
+    let stack = Arc::new(Stack::in_process().await);
     let bob = unique_email("bob");
     notify(&stack, &bob, 30).await;
 
@@ -337,7 +337,7 @@ async fn marking_all_read_while_notifications_arrive_loses_no_entry_and_no_flag(
 
 #[tokio::test]
 async fn each_receiver_keeps_the_newest_retention_count_and_their_dedup_state_only() {
-    let stack = Stack::start_with_env(&[("NOTIFICATION_RETENTION_COUNT", "5")]).await;
+    let stack = Stack::in_process_with_env(&[("NOTIFICATION_RETENTION_COUNT", "5")]).await;
     let bob = unique_email("bob");
     let ids = notify(&stack, &bob, 8).await;
 
@@ -359,7 +359,7 @@ async fn each_receiver_keeps_the_newest_retention_count_and_their_dedup_state_on
 
 #[tokio::test]
 async fn notifications_older_than_the_retention_days_are_dropped_on_the_next_create() {
-    let stack = Stack::start_with_env(&[("NOTIFICATION_RETENTION_DAYS", "0")]).await;
+    let stack = Stack::in_process_with_env(&[("NOTIFICATION_RETENTION_DAYS", "0")]).await;
     let bob = unique_email("bob");
 
     let ids = notify(&stack, &bob, 3).await;
@@ -379,7 +379,7 @@ async fn notifications_older_than_the_retention_days_are_dropped_on_the_next_cre
 
 #[tokio::test]
 async fn a_watcher_that_reconnects_with_its_last_cursor_gets_exactly_what_it_missed() {
-    let stack = Stack::start().await;
+    let stack = Stack::in_process().await;
     let bob = unique_email("bob");
     notify(&stack, &bob, 3).await;
     let mut first = stack.watch_after(stack.frontend_port, &bob, None).await;

@@ -19,7 +19,7 @@ use redis::AsyncCommands;
 use serde_json::{Value, json};
 
 /// Everything in DB 1: each key with its type and a rendering of its value.
-async fn db1_snapshot(stack: &Stack) -> BTreeMap<String, String> {
+async fn db1_snapshot<S>(stack: &Stack<S>) -> BTreeMap<String, String> {
     let mut db = stack.redis.db(1).await;
     let keys: Vec<String> = db.keys("*").await.expect("KEYS *");
     let mut snapshot = BTreeMap::new();
@@ -57,8 +57,8 @@ async fn db1_snapshot(stack: &Stack) -> BTreeMap<String, String> {
     snapshot
 }
 
-async fn assert_refused_and_nothing_written(
-    stack: &Stack,
+async fn assert_refused_and_nothing_written<S>(
+    stack: &Stack<S>,
     request: SendMessageRequest,
     expected_message: &str,
 ) {
@@ -95,7 +95,7 @@ async fn assert_refused_and_nothing_written(
 
 #[tokio::test]
 async fn a_sent_message_is_stored_notified_listed_and_pushed_live_to_the_frontend() {
-    let stack = Stack::start().await;
+    let stack = Stack::in_process().await;
     let alice = stack.registered_user("alice").await;
     let bob = stack.registered_user("bob").await;
     let mut live = stack.watch(&bob).await;
@@ -134,7 +134,7 @@ async fn a_sent_message_is_stored_notified_listed_and_pushed_live_to_the_fronten
 
 #[tokio::test]
 async fn a_message_sent_right_after_both_users_are_created_notifies_the_receiver() {
-    let stack = Stack::start().await;
+    let stack = Stack::in_process().await;
     let mut client = stack.message_client().await;
     let mut receivers = Vec::new();
     for _ in 0..20 {
@@ -166,7 +166,7 @@ async fn a_message_sent_right_after_both_users_are_created_notifies_the_receiver
 
 #[tokio::test]
 async fn a_stored_message_has_the_exact_db1_layout() {
-    let stack = Stack::start().await;
+    let stack = Stack::in_process().await;
     let alice = stack.registered_user("alice").await;
     let bob = stack.registered_user("bob").await;
 
@@ -241,7 +241,7 @@ async fn a_stored_message_has_the_exact_db1_layout() {
 
 #[tokio::test]
 async fn a_message_to_oneself_is_indexed_once() {
-    let stack = Stack::start().await;
+    let stack = Stack::in_process().await;
     let alice = stack.registered_user("alice").await;
 
     stack.send_ok(&alice, &alice, "note to self").await;
@@ -259,7 +259,7 @@ async fn a_message_to_oneself_is_indexed_once() {
 
 #[tokio::test]
 async fn an_unknown_sender_is_refused_and_nothing_is_written() {
-    let stack = Stack::start().await;
+    let stack = Stack::in_process().await;
     let bob = stack.registered_user("bob").await;
     let stranger = unique_email("stranger");
 
@@ -273,7 +273,7 @@ async fn an_unknown_sender_is_refused_and_nothing_is_written() {
 
 #[tokio::test]
 async fn an_unknown_receiver_is_refused_and_nothing_is_written() {
-    let stack = Stack::start().await;
+    let stack = Stack::in_process().await;
     let alice = stack.registered_user("alice").await;
     let stranger = unique_email("stranger");
 
@@ -287,7 +287,7 @@ async fn an_unknown_receiver_is_refused_and_nothing_is_written() {
 
 #[tokio::test]
 async fn an_unknown_sender_is_reported_before_an_unknown_receiver() {
-    let stack = Stack::start().await;
+    let stack = Stack::in_process().await;
 
     assert_refused_and_nothing_written(
         &stack,
@@ -303,7 +303,7 @@ async fn an_unknown_sender_is_reported_before_an_unknown_receiver() {
 
 #[tokio::test]
 async fn a_malformed_address_is_an_unknown_user() {
-    let stack = Stack::start().await;
+    let stack = Stack::in_process().await;
     let bob = stack.registered_user("bob").await;
 
     assert_refused_and_nothing_written(
@@ -316,7 +316,7 @@ async fn a_malformed_address_is_an_unknown_user() {
 
 #[tokio::test]
 async fn a_message_with_a_missing_or_empty_field_is_refused_and_nothing_is_written() {
-    let stack = Stack::start().await;
+    let stack = Stack::in_process().await;
     let alice = stack.registered_user("alice").await;
     let bob = stack.registered_user("bob").await;
     let cases = [
@@ -357,7 +357,7 @@ async fn a_message_with_a_missing_or_empty_field_is_refused_and_nothing_is_writt
 
 #[tokio::test]
 async fn two_hundred_concurrent_sends_get_unique_ids_and_none_is_lost() {
-    let stack = Stack::start().await;
+    let stack = Stack::in_process().await;
     let alice = stack.registered_user("alice").await;
     let bob = stack.registered_user("bob").await;
     let client = stack.message_client().await;
@@ -418,7 +418,7 @@ async fn two_hundred_concurrent_sends_get_unique_ids_and_none_is_lost() {
 
 #[tokio::test]
 async fn get_messages_returns_what_the_user_sent_and_received_oldest_first() {
-    let stack = Stack::start().await;
+    let stack = Stack::in_process().await;
     let alice = stack.registered_user("alice").await;
     let bob = stack.registered_user("bob").await;
     let carol = stack.registered_user("carol").await;
@@ -467,7 +467,7 @@ async fn get_messages_returns_what_the_user_sent_and_received_oldest_first() {
 
 #[tokio::test]
 async fn get_messages_for_an_unknown_or_empty_user_is_an_empty_list() {
-    let stack = Stack::start().await;
+    let stack = Stack::in_process().await;
 
     assert!(stack.messages_of(&unique_email("nobody")).await.is_empty());
     assert!(stack.messages_of("").await.is_empty());
@@ -479,7 +479,7 @@ async fn get_messages_for_an_unknown_or_empty_user_is_an_empty_list() {
 
 #[tokio::test]
 async fn list_conversations_takes_the_email_from_the_query_string_and_sorts_counterparts() {
-    let stack = Stack::start().await;
+    let stack = Stack::in_process().await;
     let alice = stack.registered_user("alice").await;
     let bob = stack.registered_user("bob").await;
     let carol = stack.registered_user("carol").await;
@@ -497,7 +497,7 @@ async fn list_conversations_takes_the_email_from_the_query_string_and_sorts_coun
 
 #[tokio::test]
 async fn list_conversations_takes_the_email_from_a_json_body() {
-    let stack = Stack::start().await;
+    let stack = Stack::in_process().await;
     let alice = stack.registered_user("alice").await;
     let bob = stack.registered_user("bob").await;
     stack.send_ok(&alice, &bob, "hi").await;
@@ -512,7 +512,7 @@ async fn list_conversations_takes_the_email_from_a_json_body() {
 
 #[tokio::test]
 async fn list_conversations_of_an_unknown_user_is_empty() {
-    let stack = Stack::start().await;
+    let stack = Stack::in_process().await;
 
     let (status, body) = stack
         .list_conversations(EmailIn::Query(&unique_email("nobody")))
@@ -524,7 +524,7 @@ async fn list_conversations_of_an_unknown_user_is_empty() {
 
 #[tokio::test]
 async fn list_conversations_without_an_email_is_a_400() {
-    let stack = Stack::start().await;
+    let stack = Stack::in_process().await;
     assert_email_is_required(|email| stack.list_conversations(email)).await;
 }
 
@@ -534,7 +534,7 @@ async fn list_conversations_without_an_email_is_a_400() {
 
 #[tokio::test]
 async fn every_notification_of_a_burst_reaches_the_frontend_stream_once() {
-    let stack = Stack::start().await;
+    let stack = Stack::in_process().await;
     let alice = stack.registered_user("alice").await;
     let bob = stack.registered_user("bob").await;
     let mut live = stack.watch(&bob).await;
@@ -545,6 +545,7 @@ async fn every_notification_of_a_burst_reaches_the_frontend_stream_once() {
 
     let wanted = stack.distinct_notification_ids(&bob, 20).await;
     assert_eq!(receive_ids(&mut live, &wanted).await, wanted);
+    stack.assert_nothing_more_streamed(&mut live, &bob).await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -553,7 +554,7 @@ async fn every_notification_of_a_burst_reaches_the_frontend_stream_once() {
 
 #[tokio::test]
 async fn get_messages_pages_walk_every_message_oldest_first() {
-    let stack = Stack::start().await;
+    let stack = Stack::in_process().await;
     let alice = stack.registered_user("alice").await;
     let bob = stack.registered_user("bob").await;
     for n in 0..11 {
@@ -587,7 +588,7 @@ async fn get_messages_pages_walk_every_message_oldest_first() {
 
 #[tokio::test]
 async fn list_conversations_pages_walk_every_counterpart_in_order() {
-    let stack = Stack::start().await;
+    let stack = Stack::in_process().await;
     let alice = stack.registered_user("alice").await;
     let mut counterparts = Vec::new();
     for n in 0..5 {

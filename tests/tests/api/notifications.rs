@@ -17,7 +17,7 @@ use serde_json::json;
 
 #[tokio::test]
 async fn subscribing_stores_a_json_subscription_with_a_real_boolean_and_is_idempotent() {
-    let stack = Stack::start().await;
+    let stack = Stack::in_process().await;
     let email = unique_email("sub");
 
     assert!(stack.subscribe(Some(&email)).await);
@@ -30,7 +30,7 @@ async fn subscribing_stores_a_json_subscription_with_a_real_boolean_and_is_idemp
 
 #[tokio::test]
 async fn unsubscribing_stores_subscribed_false_and_is_idempotent() {
-    let stack = Stack::start().await;
+    let stack = Stack::in_process().await;
     let email = unique_email("unsub");
     assert!(stack.subscribe(Some(&email)).await);
 
@@ -44,7 +44,7 @@ async fn unsubscribing_stores_subscribed_false_and_is_idempotent() {
 
 #[tokio::test]
 async fn an_unknown_user_is_not_subscribed() {
-    let stack = Stack::start().await;
+    let stack = Stack::in_process().await;
 
     assert!(!stack.is_subscribed(&unique_email("nobody")).await);
     assert!(!stack.is_subscribed("").await);
@@ -53,7 +53,7 @@ async fn an_unknown_user_is_not_subscribed() {
 
 #[tokio::test]
 async fn a_missing_empty_or_malformed_email_cannot_subscribe_or_unsubscribe() {
-    let stack = Stack::start().await;
+    let stack = Stack::in_process().await;
 
     for email in [None, Some(""), Some("  "), Some("not-an-email")] {
         assert!(!stack.subscribe(email).await, "{email:?}");
@@ -76,7 +76,7 @@ async fn a_missing_empty_or_malformed_email_cannot_subscribe_or_unsubscribe() {
 
 #[tokio::test]
 async fn a_notification_for_a_subscribed_receiver_is_stored_and_pushed_to_the_frontend() {
-    let stack = Stack::start().await;
+    let stack = Stack::in_process().await;
     let receiver = unique_email("receiver");
     assert!(stack.subscribe(Some(&receiver)).await);
     let mut live = stack.watch(&receiver).await;
@@ -121,7 +121,7 @@ async fn a_notification_for_a_subscribed_receiver_is_stored_and_pushed_to_the_fr
 
 #[tokio::test]
 async fn a_notification_for_an_unsubscribed_receiver_is_refused_and_not_stored() {
-    let stack = Stack::start().await;
+    let stack = Stack::in_process().await;
     let unsubscribed = unique_email("unsubscribed");
     assert!(stack.subscribe(Some(&unsubscribed)).await);
     assert!(stack.unsubscribe(Some(&unsubscribed)).await);
@@ -148,7 +148,7 @@ async fn a_notification_for_an_unsubscribed_receiver_is_refused_and_not_stored()
 /// has not arrived yet (user-service's outbox still delivering it) is subscribed.
 #[tokio::test]
 async fn a_receiver_without_a_subscription_record_is_notified() {
-    let stack = Stack::start().await;
+    let stack = Stack::in_process().await;
     let receiver = unique_email("no-record-yet");
 
     let created = stack
@@ -163,7 +163,7 @@ async fn a_receiver_without_a_subscription_record_is_notified() {
 
 #[tokio::test]
 async fn a_repeated_notification_id_is_stored_and_pushed_once() {
-    let stack = Stack::start().await;
+    let stack = Stack::in_process().await;
     let receiver = unique_email("receiver");
     assert!(stack.subscribe(Some(&receiver)).await);
 
@@ -202,11 +202,15 @@ async fn a_repeated_notification_id_is_stored_and_pushed_once() {
         pushed,
         HashSet::from(["same-id".to_owned(), "other-id".to_owned()])
     );
+    // Neither is pushed a second time.
+    stack
+        .assert_nothing_more_streamed(&mut live, &receiver)
+        .await;
 }
 
 #[tokio::test]
 async fn a_notification_without_an_id_gets_a_fresh_one() {
-    let stack = Stack::start().await;
+    let stack = Stack::in_process().await;
     let receiver = unique_email("receiver");
     assert!(stack.subscribe(Some(&receiver)).await);
 
@@ -230,7 +234,7 @@ async fn a_notification_without_an_id_gets_a_fresh_one() {
 
 #[tokio::test]
 async fn a_notification_with_a_missing_or_empty_field_is_refused() {
-    let stack = Stack::start().await;
+    let stack = Stack::in_process().await;
     let receiver = unique_email("receiver");
     assert!(stack.subscribe(Some(&receiver)).await);
 
@@ -255,7 +259,7 @@ async fn a_notification_with_a_missing_or_empty_field_is_refused() {
 
 #[tokio::test]
 async fn list_notifications_returns_newest_first_by_query_string_and_by_json_body() {
-    let stack = Stack::start().await;
+    let stack = Stack::in_process().await;
     let receiver = unique_email("receiver");
     assert!(stack.subscribe(Some(&receiver)).await);
     for id in ["n-1", "n-2", "n-3"] {
@@ -282,7 +286,7 @@ async fn list_notifications_returns_newest_first_by_query_string_and_by_json_bod
 
 #[tokio::test]
 async fn list_notifications_of_an_unknown_user_is_empty() {
-    let stack = Stack::start().await;
+    let stack = Stack::in_process().await;
 
     let (status, body) = stack
         .list_notifications(EmailIn::Query(&unique_email("nobody")))
@@ -294,7 +298,7 @@ async fn list_notifications_of_an_unknown_user_is_empty() {
 
 #[tokio::test]
 async fn list_notifications_without_an_email_is_a_400() {
-    let stack = Stack::start().await;
+    let stack = Stack::in_process().await;
     assert_email_is_required(|email| stack.list_notifications(email)).await;
 }
 
@@ -304,7 +308,7 @@ async fn list_notifications_without_an_email_is_a_400() {
 
 #[tokio::test]
 async fn an_unsubscribed_receiver_gets_messages_but_no_notifications_until_resubscribed() {
-    let stack = Stack::start().await;
+    let stack = Stack::in_process().await;
     let alice = stack.registered_user("alice").await;
     let bob = stack.registered_user("bob").await;
     assert!(stack.unsubscribe(Some(&bob)).await);

@@ -3,9 +3,11 @@
 
 use integration_tests::{
     Stack,
-    helpers::{EmailIn, Metrics, reply, unique_email},
+    helpers::{EmailIn, Metrics, eventually, reply, unique_email},
 };
+use message_service::keys::NOTIFICATION_OUTBOX;
 use serde_json::json;
+use user_service::keys::SUBSCRIPTION_OUTBOX;
 
 /// No label value of `metrics` contains an email (or any other `@`): labels are route
 /// templates, method names and codes, never what a client sent.
@@ -87,7 +89,7 @@ async fn every_service_counts_the_requests_it_answered_by_route_method_and_code(
 
     // The push to frontend-service runs in the background of CreateNotification.
     let pushed = [("stream", "outbox:frontend"), ("outcome", "delivered")];
-    let notification = integration_tests::helpers::eventually("the push to be counted", || async {
+    let notification = eventually("the push to be counted", || async {
         let metrics = stack.metrics(stack.notification_url("/metrics")).await;
         (metrics.value("outbox_deliveries_total", &pushed) == 1.0).then_some(metrics)
     })
@@ -127,26 +129,69 @@ async fn a_request_no_route_matches_is_counted_without_its_path() {
     assert_no_email_in_labels(&metrics, "user-service");
 }
 
-#[tokio::test]
-async fn the_outbox_backlog_is_sampled_per_stream() {
-    let stack = Stack::start().await;
-    let email = unique_email("backlog");
-    assert_eq!(stack.create_user(&email, "pw", "B").await.0, 201);
+/// The `outbox_pending_entries` sample of `stream` on the `/metrics` page at `url`, once the
+/// worker has sampled it; its only label is the stream.
+async fn pending_entries(stack: &Stack, url: &str, stream: &str) -> Option<f64> {
+    let metrics = stack.metrics(url.to_owned()).await;
+    metrics
+        .samples
+        .iter()
+        .find(|sample| {
+            sample.name == "outbox_pending_entries"
+                && sample.labels == [("stream".to_owned(), stream.to_owned())]
+        })
+        .map(|sample| sample.value)
+}
 
-    // The worker samples XLEN every second; the delivered subscription left the stream.
-    let metrics = integration_tests::helpers::eventually("a backlog sample", || async {
-        let metrics = stack.metrics(stack.user_url("/metrics")).await;
-        metrics
-            .samples
-            .iter()
-            .any(|sample| {
-                sample.name == "outbox_pending_entries"
-                    && sample.labels == [("stream".to_owned(), "outbox:subscriptions".to_owned())]
-            })
-            .then_some(metrics)
+/// Waits until the backlog gauge of `stream` at `url` reads `expected`, failing at once if it
+/// reads more than `ceiling` (more entries pending than the test queued).
+async fn wait_for_pending(stack: &Stack, url: &str, stream: &str, expected: f64, ceiling: f64) {
+    eventually(&format!("{stream} pending = {expected}"), || async {
+        let value = pending_entries(stack, url, stream).await?;
+        assert!(
+            value <= ceiling,
+            "{stream}: {value} pending, at most {ceiling} queued"
+        );
+        (value == expected).then_some(())
     })
     .await;
-    assert_eq!(metrics.value("outbox_pending_entries", &[]), 0.0);
+}
+
+#[tokio::test]
+async fn the_outbox_backlog_gauge_rises_while_the_peer_is_down_and_drains_to_zero_after() {
+    let mut stack = Stack::start().await;
+    let alice = stack.registered_user("backlog-a").await;
+    let bob = stack.registered_user("backlog-b").await;
+    let (users, messages) = (stack.user_url("/metrics"), stack.message_url("/metrics"));
+    // Both outboxes delivered everything so far: their gauges read 0.
+    wait_for_pending(&stack, &users, SUBSCRIPTION_OUTBOX, 0.0, 0.0).await;
+    wait_for_pending(&stack, &messages, NOTIFICATION_OUTBOX, 0.0, 0.0).await;
+
+    // Both outboxes deliver to notification-service: with it down, everything pends.
+    stack.notification.kill();
+    for n in 0..5 {
+        stack.send_ok(&alice, &bob, &format!("pending {n}")).await;
+    }
+    for _ in 0..3 {
+        assert_eq!(
+            stack
+                .create_user(&unique_email("backlog-new"), "pw", "N")
+                .await
+                .0,
+            201
+        );
+    }
+
+    wait_for_pending(&stack, &messages, NOTIFICATION_OUTBOX, 5.0, 5.0).await;
+    wait_for_pending(&stack, &users, SUBSCRIPTION_OUTBOX, 3.0, 3.0).await;
+    assert_eq!(
+        pending_entries(&stack, &messages, NOTIFICATION_OUTBOX).await,
+        Some(5.0)
+    );
+    stack.notification.restart().await;
+    wait_for_pending(&stack, &messages, NOTIFICATION_OUTBOX, 0.0, 5.0).await;
+    wait_for_pending(&stack, &users, SUBSCRIPTION_OUTBOX, 0.0, 3.0).await;
+    assert_eq!(stack.distinct_notification_ids(&bob, 5).await.len(), 5);
 }
 
 #[tokio::test]
@@ -170,7 +215,7 @@ async fn frontend_service_serves_health_and_metrics_on_its_metrics_port() {
 
     // The stream ends when the client drops it; the gauge follows.
     drop(watch);
-    integration_tests::helpers::eventually("the watcher to be gone", || async {
+    eventually("the watcher to be gone", || async {
         let metrics = stack.metrics(stack.frontend_url("/metrics")).await;
         (metrics.value("frontend_watchers", &[]) == 0.0).then_some(())
     })
@@ -179,7 +224,7 @@ async fn frontend_service_serves_health_and_metrics_on_its_metrics_port() {
 
 #[tokio::test]
 async fn every_http_server_describes_its_endpoints_in_openapi_json() {
-    let stack = Stack::start().await;
+    let stack = Stack::in_process().await;
     let servers = [
         (
             stack.user_url("/openapi.json"),

@@ -10,7 +10,7 @@ use tonic_health::pb::{
 
 #[tokio::test]
 async fn every_http_server_reports_healthy_while_redis_is_up() {
-    let stack = Stack::start().await;
+    let stack = Stack::in_process().await;
     for url in [
         stack.user_url("/health"),
         stack.message_url("/health"),
@@ -24,7 +24,7 @@ async fn every_http_server_reports_healthy_while_redis_is_up() {
 
 #[tokio::test]
 async fn health_reports_503_while_redis_is_down_and_recovers_without_a_restart() {
-    let mut stack = Stack::start().await;
+    let mut stack = Stack::in_process().await;
     stack.redis.stop().await;
     let (status, body) = reply(
         stack
@@ -56,7 +56,7 @@ async fn health_reports_503_while_redis_is_down_and_recovers_without_a_restart()
 
 #[tokio::test]
 async fn every_grpc_server_answers_the_standard_health_check_for_its_service() {
-    let stack = Stack::start().await;
+    let stack = Stack::in_process().await;
     let services = [
         (stack.user_ports.grpc, "user_service.UserService"),
         (stack.message_ports.grpc, "message_service.MessageService"),
@@ -84,7 +84,7 @@ async fn every_grpc_server_answers_the_standard_health_check_for_its_service() {
 
 #[tokio::test]
 async fn an_unknown_http_path_gets_a_json_404() {
-    let stack = Stack::start().await;
+    let stack = Stack::in_process().await;
     let (status, body) = reply(
         stack
             .http()

@@ -3,13 +3,10 @@
 //! token invalidation, the password policy, start-up refusal of a short secret — and open
 //! mode staying exactly as it was.
 
-use std::{
-    future::Future,
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
-};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use integration_tests::{
-    ServiceProcess, Stack,
+    InProcessStack, ServiceProcess, Stack,
     helpers::{
         AUTH_SECRET, bearer_header, eventually, keys_of, message, protected_env, reply,
         unique_email, with_bearer, with_internal_credential,
@@ -69,293 +66,306 @@ fn unix_now() -> u64 {
 }
 
 /// A protected stack with two users, "own" (the one each request is about) and "other", and
-/// every kind of token a request can present.
+/// the own user's token.
 struct Fixture {
-    stack: Stack,
+    stack: InProcessStack,
     own: String,
     other: String,
-    /// Refused tokens, each with its label, the status and a fragment of the message it gets.
-    refused: Vec<(&'static str, Option<String>, u16, &'static str)>,
     own_token: String,
 }
 
 impl Fixture {
     async fn start() -> Self {
-        let stack = Stack::start_with_env(&protected_env(&[])).await;
+        let stack = Stack::in_process_with_env(&protected_env(&[])).await;
         let own = stack.registered_user_with("own", PASSWORD).await;
         let other = stack.registered_user_with("other", PASSWORD).await;
         let own_token = stack.token(&own, PASSWORD).await;
-        let other_token = stack.token(&other, PASSWORD).await;
-        let own_email = service_runtime::email::Email::parse(own.as_str()).expect("valid");
+        Self {
+            stack,
+            own,
+            other,
+            own_token,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The matrix: every user-scoped endpoint and RPC × none / malformed / forged / expired /
+// other user's / own token, on one stack
+// ---------------------------------------------------------------------------------------------
+
+/// Who presents the request, and what a refusal of them says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Caller {
+    NoToken,
+    Malformed,
+    Forged,
+    Expired,
+    OtherUser,
+    Own,
+}
+
+/// The columns of the matrix, in order.
+const CALLERS: [Caller; 6] = [
+    Caller::NoToken,
+    Caller::Malformed,
+    Caller::Forged,
+    Caller::Expired,
+    Caller::OtherUser,
+    Caller::Own,
+];
+
+impl Caller {
+    /// A fragment of the message a refusal of this caller carries.
+    fn refusal(self) -> &'static str {
+        match self {
+            Self::NoToken => "authentication required",
+            Self::Malformed => "invalid token",
+            Self::Forged => "signature",
+            Self::Expired => "expired",
+            Self::OtherUser => "another user",
+            Self::Own => "",
+        }
+    }
+}
+
+/// The user-scoped endpoints and RPCs; each row of the matrix calls one about its own subject.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Endpoint {
+    PutUsersEmail,
+    PutUsersByPath,
+    DeleteUsersEmail,
+    DeleteUsersByPath,
+    ListConversations,
+    ListNotifications,
+    GetMessages,
+    SendMessage,
+    WatchNotifications,
+}
+
+/// What each endpoint answers each caller of [`CALLERS`] (gRPC codes as in [`grpc_outcome`]).
+const MATRIX: &[(Endpoint, [u16; 6])] = &[
+    (Endpoint::PutUsersEmail, [401, 401, 401, 401, 403, 200]),
+    (Endpoint::PutUsersByPath, [401, 401, 401, 401, 403, 200]),
+    (Endpoint::DeleteUsersEmail, [401, 401, 401, 401, 403, 204]),
+    (Endpoint::DeleteUsersByPath, [401, 401, 401, 401, 403, 204]),
+    (Endpoint::ListConversations, [401, 401, 401, 401, 403, 200]),
+    (Endpoint::ListNotifications, [401, 401, 401, 401, 403, 200]),
+    (Endpoint::GetMessages, [401, 401, 401, 401, 403, 200]),
+    (Endpoint::SendMessage, [401, 401, 401, 401, 403, 200]),
+    (Endpoint::WatchNotifications, [401, 401, 401, 401, 403, 200]),
+];
+
+/// The user a row is about, and every kind of token a caller can present for them.
+struct Subject {
+    email: String,
+    own: String,
+    forged: String,
+    expired: String,
+}
+
+impl Subject {
+    async fn register(stack: &InProcessStack, prefix: &str) -> Self {
+        let email = stack.registered_user_with(prefix, PASSWORD).await;
+        let own = stack.token(&email, PASSWORD).await;
+        let parsed = service_runtime::email::Email::parse(email.as_str()).expect("valid");
         let forged = keys_of(OTHER_SECRET)
-            .issue(&own_email, "forged".into())
+            .issue(&parsed, "forged".into())
             .expect("signed")
             .token;
         let now = unix_now();
         let expired = keys_of(AUTH_SECRET)
             .sign(&Claims {
-                sub: own.clone(),
+                sub: email.clone(),
                 iat: now - 7200,
                 exp: now - 3600,
                 ver: "whatever".into(),
             })
             .expect("signed");
-        let refused = vec![
-            ("no token", None, 401, "authentication required"),
-            (
-                "malformed",
-                Some("not-a-token".to_owned()),
-                401,
-                "invalid token",
-            ),
-            ("forged", Some(forged), 401, "signature"),
-            ("expired", Some(expired), 401, "expired"),
-            ("other user's", Some(other_token), 403, "another user"),
-        ];
         Self {
-            stack,
+            email,
             own,
-            other,
-            refused,
-            own_token,
+            forged,
+            expired,
         }
     }
 
-    /// Calls `call` with every refused token and asserts each status and message; then with
-    /// the user's own token, which must get `own_status`.
-    async fn assert_matrix<F, Fut>(&self, what: &str, own_status: u16, call: F)
-    where
-        F: Fn(Option<String>) -> Fut,
-        Fut: Future<Output = Outcome>,
-    {
-        self.assert_refusals(what, &call).await;
-        let (status, message) = call(Some(self.own_token.clone())).await;
-        assert_eq!(status, own_status, "{what} with the own token: {message}");
+    fn token<'a>(&'a self, caller: Caller, other_token: &'a str) -> Option<&'a str> {
+        match caller {
+            Caller::NoToken => None,
+            Caller::Malformed => Some("not-a-token"),
+            Caller::Forged => Some(&self.forged),
+            Caller::Expired => Some(&self.expired),
+            Caller::OtherUser => Some(other_token),
+            Caller::Own => Some(&self.own),
+        }
+    }
+}
+
+/// An HTTP outcome; a 401 must also carry `WWW-Authenticate: Bearer`.
+async fn http_outcome_with_challenge(request: reqwest::RequestBuilder) -> Outcome {
+    let response = request.send().await.expect("HTTP request");
+    let challenge = response.headers().get("www-authenticate").cloned();
+    let (status, body) = reply(response).await;
+    if status == 401 {
+        assert_eq!(
+            challenge.as_ref().map(|v| v.as_bytes()),
+            Some(&b"Bearer"[..]),
+            "a 401 over HTTP carries WWW-Authenticate: Bearer: {body}"
+        );
+    }
+    (
+        status,
+        body["message"].as_str().unwrap_or_default().to_owned(),
+    )
+}
+
+impl Endpoint {
+    /// Calls the endpoint about `subject` (sending to `other`) with `token`.
+    async fn call(
+        self,
+        s: &InProcessStack,
+        subject: &str,
+        other: &str,
+        token: Option<&str>,
+    ) -> Outcome {
+        let path = format!("/users/{}", subject.replace('@', "%40"));
+        let http = |request: reqwest::RequestBuilder| {
+            http_outcome_with_challenge(bearer_header(request, token))
+        };
+        match self {
+            Self::PutUsersEmail => {
+                let body = json!({ "email": subject, "data": { "name": "Renamed" } });
+                http(s.http().put(s.user_url("/users/email")).json(&body)).await
+            }
+            Self::PutUsersByPath => {
+                let body = json!({ "name": "Renamed" });
+                http(s.http().put(s.user_url(&path)).json(&body)).await
+            }
+            Self::DeleteUsersEmail => {
+                let body = json!({ "email": subject });
+                http(s.http().delete(s.user_url("/users/email")).json(&body)).await
+            }
+            Self::DeleteUsersByPath => http(s.http().delete(s.user_url(&path))).await,
+            Self::ListConversations => {
+                let request = s.http().get(s.message_url("/list_conversations"));
+                http(request.query(&[("email", subject)])).await
+            }
+            Self::ListNotifications => {
+                // The original's clients send the email in a JSON body, even with GET.
+                let request = s.http().get(s.notification_url("/list_notifications"));
+                http(request.json(&json!({ "email": subject }))).await
+            }
+            Self::GetMessages => {
+                let request = GetMessagesRequest {
+                    user_email: Some(subject.to_owned()),
+                    ..GetMessagesRequest::default()
+                };
+                let mut client = s.message_client().await;
+                grpc_outcome(client.get_messages(with_bearer(request, token)).await)
+            }
+            Self::SendMessage => {
+                let request = message(Some(subject), Some(other), Some("hello"));
+                let mut client = s.message_client().await;
+                let result = client.send_message(with_bearer(request, token)).await;
+                if let Ok(reply) = &result {
+                    assert_eq!(reply.get_ref().success, Some(true), "{reply:?}");
+                }
+                grpc_outcome(result)
+            }
+            Self::WatchNotifications => {
+                let request = WatchNotificationsRequest {
+                    email: Some(subject.to_owned()),
+                    after: None,
+                };
+                let mut client = s.frontend_client().await;
+                grpc_outcome(
+                    client
+                        .watch_notifications(with_bearer(request, token))
+                        .await,
+                )
+            }
+        }
     }
 
-    async fn assert_refusals<F, Fut>(&self, what: &str, call: &F)
-    where
-        F: Fn(Option<String>) -> Fut,
-        Fut: Future<Output = Outcome>,
-    {
-        for (label, token, expected, fragment) in &self.refused {
-            let (status, message) = call(token.clone()).await;
-            assert_eq!(status, *expected, "{what} with {label}: {message}");
+    /// What the endpoint can change about `subject`, read from the store: a refusal must
+    /// leave it as it was, the own token's call must change it as asked.
+    async fn state(self, s: &InProcessStack, subject: &Subject, other: &str) -> Value {
+        let (token, subject) = (&subject.own, subject.email.as_str());
+        match self {
+            Self::PutUsersEmail | Self::PutUsersByPath => {
+                s.stored_user(subject).await.expect("stored")["name"].clone()
+            }
+            Self::DeleteUsersEmail | Self::DeleteUsersByPath => {
+                json!(s.stored_user(subject).await.is_some())
+            }
+            Self::SendMessage => json!([
+                s.messages_of_as(subject, token).await.len(),
+                s.stored_notifications(other).await.len()
+            ]),
+            Self::ListConversations
+            | Self::ListNotifications
+            | Self::GetMessages
+            | Self::WatchNotifications => Value::Null,
+        }
+    }
+
+    /// [`Endpoint::state`] once the own token's call went through.
+    fn state_after_own_call(self) -> Value {
+        match self {
+            Self::PutUsersEmail | Self::PutUsersByPath => json!("Renamed"),
+            Self::DeleteUsersEmail | Self::DeleteUsersByPath => json!(false),
+            Self::SendMessage => json!([1, 1]),
+            Self::ListConversations
+            | Self::ListNotifications
+            | Self::GetMessages
+            | Self::WatchNotifications => Value::Null,
+        }
+    }
+}
+
+#[tokio::test]
+async fn every_user_scoped_endpoint_and_rpc_answers_the_token_matrix() {
+    let stack = Stack::in_process_with_env(&protected_env(&[])).await;
+    let other = Subject::register(&stack, "other").await;
+
+    for &(endpoint, expected) in MATRIX {
+        // A subject of its own per row: a row may rename or delete it.
+        let subject = Subject::register(&stack, &format!("{endpoint:?}").to_lowercase()).await;
+        let before = endpoint.state(&stack, &subject, &other.email).await;
+        for (caller, expected) in CALLERS.into_iter().zip(expected) {
+            if caller == Caller::Own {
+                // Every refusal, and only a refusal, came first: nothing changed yet.
+                let now = endpoint.state(&stack, &subject, &other.email).await;
+                assert_eq!(now, before, "{endpoint:?}: a refusal changed the store");
+            }
+            let token = subject.token(caller, &other.own);
+            let (status, message) = endpoint
+                .call(&stack, &subject.email, &other.email, token)
+                .await;
+            assert_eq!(status, expected, "{endpoint:?} as {caller:?}: {message}");
             assert!(
-                message.contains(fragment),
-                "{what} with {label}: the message should say {fragment:?}: {message}"
+                message.contains(caller.refusal()),
+                "{endpoint:?} as {caller:?}: the message should say {:?}: {message}",
+                caller.refusal()
             );
         }
+        let after = endpoint_state_eventually(&stack, endpoint, &subject, &other).await;
+        assert_eq!(after, endpoint.state_after_own_call(), "{endpoint:?}");
     }
 }
 
-// ---------------------------------------------------------------------------------------------
-// The matrix: none / malformed / forged / expired / other user's / own token
-// ---------------------------------------------------------------------------------------------
-
-#[tokio::test]
-async fn put_users_email_answers_401_401_401_401_403_200_along_the_token_matrix() {
-    let fx = Fixture::start().await;
-    let s = &fx.stack;
-
-    fx.assert_matrix("PUT /users/email", 200, |token| {
-        let body = json!({ "email": fx.own, "data": { "name": "Renamed" } });
-        http_outcome(bearer_header(
-            s.http().put(s.user_url("/users/email")).json(&body),
-            token.as_deref(),
-        ))
-    })
-    .await;
-
-    assert_eq!(
-        s.stored_user(&fx.own).await.expect("stored")["name"],
-        "Renamed"
-    );
-}
-
-#[tokio::test]
-async fn put_users_by_path_answers_401_401_401_401_403_200_and_a_refusal_changes_nothing() {
-    let fx = Fixture::start().await;
-    let s = &fx.stack;
-    let path = format!("/users/{}", fx.own.replace('@', "%40"));
-    let call = |token: Option<String>| {
-        http_outcome(bearer_header(
-            s.http()
-                .put(s.user_url(&path))
-                .json(&json!({ "name": "Renamed" })),
-            token.as_deref(),
-        ))
-    };
-
-    fx.assert_refusals("PUT /users/{email}", &call).await;
-    assert_eq!(s.stored_user(&fx.own).await.expect("stored")["name"], "own");
-    let (status, message) = call(Some(fx.own_token.clone())).await;
-
-    assert_eq!(status, 200, "{message}");
-    assert_eq!(
-        s.stored_user(&fx.own).await.expect("stored")["name"],
-        "Renamed"
-    );
-}
-
-#[tokio::test]
-async fn delete_users_email_answers_401_401_401_401_403_and_only_the_own_token_deletes() {
-    let fx = Fixture::start().await;
-    let s = &fx.stack;
-    let call = |token: Option<String>| {
-        let body = json!({ "email": fx.own });
-        http_outcome(bearer_header(
-            s.http().delete(s.user_url("/users/email")).json(&body),
-            token.as_deref(),
-        ))
-    };
-
-    fx.assert_refusals("DELETE /users/email", &call).await;
-    assert!(s.stored_user(&fx.own).await.is_some(), "a refusal deleted");
-    let (status, message) = call(Some(fx.own_token.clone())).await;
-
-    assert_eq!(status, 204, "{message}");
-    assert!(s.stored_user(&fx.own).await.is_none());
-}
-
-#[tokio::test]
-async fn delete_users_by_path_answers_401_401_401_401_403_and_only_the_own_token_deletes() {
-    let fx = Fixture::start().await;
-    let s = &fx.stack;
-    let path = format!("/users/{}", fx.own.replace('@', "%40"));
-    let call = |token: Option<String>| {
-        http_outcome(bearer_header(
-            s.http().delete(s.user_url(&path)),
-            token.as_deref(),
-        ))
-    };
-
-    fx.assert_refusals("DELETE /users/{email}", &call).await;
-    assert!(s.stored_user(&fx.own).await.is_some(), "a refusal deleted");
-    let (status, message) = call(Some(fx.own_token.clone())).await;
-
-    assert_eq!(status, 204, "{message}");
-    assert!(s.stored_user(&fx.own).await.is_none());
-}
-
-#[tokio::test]
-async fn list_conversations_answers_401_401_401_401_403_200_along_the_token_matrix() {
-    let fx = Fixture::start().await;
-    let s = &fx.stack;
-
-    fx.assert_matrix("GET /list_conversations", 200, |token| {
-        let request = s.http().get(s.message_url("/list_conversations"));
-        http_outcome(bearer_header(
-            request.query(&[("email", &fx.own)]),
-            token.as_deref(),
-        ))
-    })
-    .await;
-}
-
-#[tokio::test]
-async fn list_notifications_answers_401_401_401_401_403_200_along_the_token_matrix() {
-    let fx = Fixture::start().await;
-    let s = &fx.stack;
-
-    fx.assert_matrix("GET /list_notifications", 200, |token| {
-        // The original's clients send the email in a JSON body, even with GET.
-        let request = s.http().get(s.notification_url("/list_notifications"));
-        http_outcome(bearer_header(
-            request.json(&json!({ "email": fx.own })),
-            token.as_deref(),
-        ))
-    })
-    .await;
-}
-
-#[tokio::test]
-async fn get_messages_answers_the_token_matrix_with_grpc_codes() {
-    let fx = Fixture::start().await;
-    let s = &fx.stack;
-
-    let own = fx.own.as_str();
-    fx.assert_matrix("GetMessages", 200, |token| async move {
-        let request = GetMessagesRequest {
-            user_email: Some(own.to_owned()),
-            ..GetMessagesRequest::default()
-        };
-        let mut client = s.message_client().await;
-        grpc_outcome(
-            client
-                .get_messages(with_bearer(request, token.as_deref()))
-                .await,
-        )
-    })
-    .await;
-}
-
-#[tokio::test]
-async fn send_message_is_allowed_only_as_the_tokens_user() {
-    let fx = Fixture::start().await;
-    let s = &fx.stack;
-
-    let (own, other) = (fx.own.as_str(), fx.other.as_str());
-    fx.assert_matrix("SendMessage", 200, |token| async move {
-        let request = message(Some(own), Some(other), Some("hello"));
-        let mut client = s.message_client().await;
-        let result = client
-            .send_message(with_bearer(request, token.as_deref()))
-            .await;
-        if let Ok(reply) = &result {
-            assert_eq!(reply.get_ref().success, Some(true), "{reply:?}");
-        }
-        grpc_outcome(result)
-    })
-    .await;
-
-    // Exactly the one allowed send was stored and notified.
-    assert_eq!(s.messages_of_as(&fx.own, &fx.own_token).await.len(), 1);
-    s.wait_for_notifications(&fx.other, 1).await;
-}
-
-#[tokio::test]
-async fn watch_notifications_answers_the_token_matrix_with_grpc_codes() {
-    let fx = Fixture::start().await;
-    let s = &fx.stack;
-
-    let own = fx.own.as_str();
-    fx.assert_matrix("WatchNotifications", 200, |token| async move {
-        let request = WatchNotificationsRequest {
-            email: Some(own.to_owned()),
-            after: None,
-        };
-        let mut client = s.frontend_client().await;
-        grpc_outcome(
-            client
-                .watch_notifications(with_bearer(request, token.as_deref()))
-                .await,
-        )
-    })
-    .await;
-}
-
-#[tokio::test]
-async fn a_401_over_http_carries_www_authenticate_bearer() {
-    let fx = Fixture::start().await;
-    let s = &fx.stack;
-
-    let response = s
-        .http()
-        .get(s.message_url("/list_conversations"))
-        .query(&[("email", &fx.own)])
-        .send()
-        .await
-        .expect("GET");
-
-    assert_eq!(response.status().as_u16(), 401);
-    assert_eq!(
-        response
-            .headers()
-            .get("www-authenticate")
-            .map(|v| v.as_bytes()),
-        Some(&b"Bearer"[..])
-    );
+/// [`Endpoint::state`] after the own call, waiting for the one notification a send causes.
+async fn endpoint_state_eventually(
+    stack: &InProcessStack,
+    endpoint: Endpoint,
+    subject: &Subject,
+    other: &Subject,
+) -> Value {
+    if endpoint == Endpoint::SendMessage {
+        stack.wait_for_notifications(&other.email, 1).await;
+    }
+    endpoint.state(stack, subject, &other.email).await
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -543,7 +553,7 @@ async fn service_to_service_rpcs_refuse_outsiders_when_protected_and_accept_the_
 
 #[tokio::test]
 async fn with_protection_on_the_whole_system_still_works_end_to_end() {
-    let stack = Stack::start_with_env(&protected_env(&[])).await;
+    let stack = Stack::in_process_with_env(&protected_env(&[])).await;
     // Sign-up stays open; the subscription reached notification-service with the credential.
     let ada = stack.registered_user_with("ada", PASSWORD).await;
     let grace = stack.registered_user_with("grace", PASSWORD).await;
@@ -616,7 +626,7 @@ async fn reply_of(request: reqwest::RequestBuilder) -> (u16, Value) {
 
 #[tokio::test]
 async fn authenticate_user_stays_callable_by_clients_when_protected() {
-    let stack = Stack::start_with_env(&protected_env(&[])).await;
+    let stack = Stack::in_process_with_env(&protected_env(&[])).await;
     let email = stack.registered_user_with("auth-open", PASSWORD).await;
 
     assert_eq!(
@@ -632,7 +642,7 @@ async fn authenticate_user_stays_callable_by_clients_when_protected() {
 
 #[tokio::test]
 async fn login_answers_a_token_of_the_user_that_expires_after_the_configured_ttl() {
-    let stack = Stack::start_with_env(&protected_env(&[("AUTH_TOKEN_TTL", "10m")])).await;
+    let stack = Stack::in_process_with_env(&protected_env(&[("AUTH_TOKEN_TTL", "10m")])).await;
     let email = stack.registered_user_with("login", PASSWORD).await;
 
     let (status, body, _) = stack.login(&email, PASSWORD).await;
@@ -655,7 +665,7 @@ async fn login_answers_a_token_of_the_user_that_expires_after_the_configured_ttl
 
 #[tokio::test]
 async fn login_refuses_an_unknown_email_and_a_wrong_password_with_the_same_401_and_the_same_work() {
-    let stack = Stack::start().await;
+    let stack = Stack::in_process().await;
     let email = unique_email("login-wrong");
     stack.create_user(&email, "right-pw", "N").await;
 
@@ -690,7 +700,7 @@ async fn login_refuses_an_unknown_email_and_a_wrong_password_with_the_same_401_a
 
 #[tokio::test]
 async fn in_open_mode_login_works_and_no_token_or_credential_is_asked_for() {
-    let stack = Stack::start().await;
+    let stack = Stack::in_process().await;
     let email = unique_email("open");
     let other = unique_email("open-other");
     stack.create_user(&email, "pw", "N").await;
@@ -757,7 +767,7 @@ async fn a_service_with_a_short_auth_secret_refuses_to_start_and_says_why() {
 
 /// Five failures (four over `POST /login`, one over `AuthenticateUser`: one count) lock the
 /// email: the right password then gets 429 + `Retry-After` / `RESOURCE_EXHAUSTED`.
-async fn assert_five_failures_lock_the_email(stack: &Stack, email: &str, password: &str) {
+async fn assert_five_failures_lock_the_email<S>(stack: &Stack<S>, email: &str, password: &str) {
     for _ in 0..4 {
         let (status, body, _) = stack.login(email, "wrong-password-1!").await;
         assert_eq!(status, 401, "{body}");
@@ -802,7 +812,7 @@ async fn assert_five_failures_lock_the_email(stack: &Stack, email: &str, passwor
 
 #[tokio::test]
 async fn in_open_mode_five_failed_logins_lock_an_email_even_for_the_right_password() {
-    let stack = Stack::start().await;
+    let stack = Stack::in_process().await;
     let email = unique_email("locked-open");
     stack.create_user(&email, "pw", "N").await;
 
@@ -816,7 +826,7 @@ async fn in_open_mode_five_failed_logins_lock_an_email_even_for_the_right_passwo
 
 #[tokio::test]
 async fn with_protection_on_five_failed_logins_lock_an_email_too() {
-    let stack = Stack::start_with_env(&protected_env(&[])).await;
+    let stack = Stack::in_process_with_env(&protected_env(&[])).await;
     let email = stack.registered_user_with("locked", PASSWORD).await;
 
     assert_five_failures_lock_the_email(&stack, &email, PASSWORD).await;
@@ -824,7 +834,7 @@ async fn with_protection_on_five_failed_logins_lock_an_email_too() {
 
 #[tokio::test]
 async fn a_successful_login_resets_the_failure_count_of_the_email() {
-    let stack = Stack::start().await;
+    let stack = Stack::in_process().await;
     let email = unique_email("reset");
     stack.create_user(&email, "pw", "N").await;
 
@@ -847,7 +857,7 @@ async fn a_successful_login_resets_the_failure_count_of_the_email() {
 
 #[tokio::test]
 async fn a_locked_email_opens_again_once_the_failure_window_has_passed() {
-    let stack = Stack::start_with_env(&[
+    let stack = Stack::in_process_with_env(&[
         ("LOGIN_MAX_FAILURES".to_owned(), "2".to_owned()),
         ("LOGIN_FAILURE_WINDOW".to_owned(), "2s".to_owned()),
     ])
@@ -873,7 +883,8 @@ async fn a_locked_email_opens_again_once_the_failure_window_has_passed() {
 #[tokio::test]
 async fn too_many_attempts_from_one_address_get_429_with_retry_after_over_http_and_grpc() {
     let stack =
-        Stack::start_with_env(&[("LOGIN_ATTEMPTS_PER_ADDRESS".to_owned(), "3".to_owned())]).await;
+        Stack::in_process_with_env(&[("LOGIN_ATTEMPTS_PER_ADDRESS".to_owned(), "3".to_owned())])
+            .await;
     let email = unique_email("per-address");
     stack.create_user(&email, "pw", "N").await;
     // Three attempts for three different emails: the per-email limit is not what refuses.
@@ -922,7 +933,7 @@ async fn too_many_attempts_from_one_address_get_429_with_retry_after_over_http_a
 // ---------------------------------------------------------------------------------------------
 
 /// `PUT /users/{email}` renaming the user, with `token`: the status and message.
-async fn rename(stack: &Stack, email: &str, token: &str) -> Outcome {
+async fn rename<S>(stack: &Stack<S>, email: &str, token: &str) -> Outcome {
     let path = format!("/users/{}", email.replace('@', "%40"));
     http_outcome(
         stack
@@ -935,7 +946,7 @@ async fn rename(stack: &Stack, email: &str, token: &str) -> Outcome {
 }
 
 /// Waits until message-service (which caches a "still valid" for a moment) refuses `token`.
-async fn wait_until_message_service_refuses(stack: &Stack, email: &str, token: &str) {
+async fn wait_until_message_service_refuses<S>(stack: &Stack<S>, email: &str, token: &str) {
     eventually("message-service to refuse the token", || async {
         let (status, message) = http_outcome(
             stack
@@ -952,7 +963,7 @@ async fn wait_until_message_service_refuses(stack: &Stack, email: &str, token: &
 
 #[tokio::test]
 async fn a_token_stops_working_everywhere_when_its_user_changes_password() {
-    let stack = Stack::start_with_env(&protected_env(&[])).await;
+    let stack = Stack::in_process_with_env(&protected_env(&[])).await;
     let email = stack.registered_user_with("pw-change", PASSWORD).await;
     let token = stack.token(&email, PASSWORD).await;
     assert_eq!(stack.messages_of_as(&email, &token).await.len(), 0);
@@ -977,7 +988,7 @@ async fn a_token_stops_working_everywhere_when_its_user_changes_password() {
 
 #[tokio::test]
 async fn a_token_stops_working_when_its_user_is_deleted_even_if_the_address_is_signed_up_again() {
-    let stack = Stack::start_with_env(&protected_env(&[])).await;
+    let stack = Stack::in_process_with_env(&protected_env(&[])).await;
     let email = stack.registered_user_with("deleted", PASSWORD).await;
     let token = stack.token(&email, PASSWORD).await;
     let (status, _) = http_outcome(
@@ -1004,7 +1015,7 @@ async fn a_token_stops_working_when_its_user_is_deleted_even_if_the_address_is_s
 
 #[tokio::test]
 async fn a_token_stops_working_when_its_user_changes_email_even_after_moving_back() {
-    let stack = Stack::start_with_env(&protected_env(&[])).await;
+    let stack = Stack::in_process_with_env(&protected_env(&[])).await;
     let first = stack.registered_user_with("mover", PASSWORD).await;
     let second = unique_email("moved");
     let first_token = stack.token(&first, PASSWORD).await;
@@ -1041,7 +1052,7 @@ async fn a_token_stops_working_when_its_user_changes_email_even_after_moving_bac
 
 #[tokio::test]
 async fn a_watch_ends_when_its_token_expires() {
-    let stack = Stack::start_with_env(&protected_env(&[("AUTH_TOKEN_TTL", "2s")])).await;
+    let stack = Stack::in_process_with_env(&protected_env(&[("AUTH_TOKEN_TTL", "2s")])).await;
     let email = stack.registered_user_with("watch-expiry", PASSWORD).await;
     let token = stack.token(&email, PASSWORD).await;
     let mut watch = stack
@@ -1071,7 +1082,7 @@ async fn a_watch_ends_when_its_token_expires() {
 
 #[tokio::test]
 async fn with_protection_on_a_weak_password_is_refused_naming_the_rule_it_breaks() {
-    let stack = Stack::start_with_env(&protected_env(&[])).await;
+    let stack = Stack::in_process_with_env(&protected_env(&[])).await;
     let email = unique_email("policy");
 
     for (weak, rule) in [
@@ -1108,8 +1119,8 @@ async fn with_protection_on_a_weak_password_is_refused_naming_the_rule_it_breaks
 
 #[tokio::test]
 async fn the_password_policy_can_be_turned_off_and_is_off_in_open_mode() {
-    let relaxed = Stack::start_with_env(&protected_env(&[("PASSWORD_POLICY", "off")])).await;
-    let open = Stack::start().await;
+    let relaxed = Stack::in_process_with_env(&protected_env(&[("PASSWORD_POLICY", "off")])).await;
+    let open = Stack::in_process().await;
 
     for stack in [&relaxed, &open] {
         let (status, body) = stack.create_user(&unique_email("weak"), "pw", "N").await;

@@ -24,7 +24,7 @@ use user_service::keys::{SUBSCRIPTION_OUTBOX, user_key};
 
 #[tokio::test]
 async fn creating_a_user_returns_201_and_stores_it_under_users_email_with_an_argon2id_hash() {
-    let stack = Stack::start().await;
+    let stack = Stack::in_process().await;
     let email = unique_email("create");
 
     let (status, body) = stack.create_user(&email, "s3cret-pw", "Ada Lovelace").await;
@@ -60,7 +60,7 @@ async fn creating_a_user_returns_201_and_stores_it_under_users_email_with_an_arg
 
 #[tokio::test]
 async fn creating_a_user_without_a_field_returns_400_naming_it_and_stores_nothing() {
-    let stack = Stack::start().await;
+    let stack = Stack::in_process().await;
     for missing in ["email", "password", "name"] {
         let email = unique_email("missing");
         let mut body = json!({ "email": email, "password": "pw", "name": "N" });
@@ -82,7 +82,7 @@ async fn creating_a_user_without_a_field_returns_400_naming_it_and_stores_nothin
 
 #[tokio::test]
 async fn creating_a_user_with_an_empty_field_returns_400_and_stores_nothing() {
-    let stack = Stack::start().await;
+    let stack = Stack::in_process().await;
     let email = unique_email("empty");
     for (password, name) in [("", "N"), ("pw", ""), ("pw", "   ")] {
         let (status, body) = stack.create_user(&email, password, name).await;
@@ -96,7 +96,7 @@ async fn creating_a_user_with_an_empty_field_returns_400_and_stores_nothing() {
 
 #[tokio::test]
 async fn creating_a_user_with_a_malformed_email_returns_400_and_stores_nothing() {
-    let stack = Stack::start().await;
+    let stack = Stack::in_process().await;
     for bad in ["plain", "a@b", "a b@c.io", "@example.com"] {
         let (status, body) = stack.create_user(bad, "pw", "N").await;
 
@@ -107,7 +107,7 @@ async fn creating_a_user_with_a_malformed_email_returns_400_and_stores_nothing()
 
 #[tokio::test]
 async fn creating_a_user_with_a_non_string_field_returns_400() {
-    let stack = Stack::start().await;
+    let stack = Stack::in_process().await;
     let email = unique_email("typed");
     for body in [
         json!({ "email": email, "password": 1234, "name": "N" }),
@@ -123,7 +123,7 @@ async fn creating_a_user_with_a_non_string_field_returns_400() {
 
 #[tokio::test]
 async fn malformed_json_returns_400_with_a_json_message() {
-    let stack = Stack::start().await;
+    let stack = Stack::in_process().await;
 
     let (status, body) = stack
         .post_users("application/json", r#"{"email": "a@b.io","#)
@@ -134,7 +134,7 @@ async fn malformed_json_returns_400_with_a_json_message() {
 
 #[tokio::test]
 async fn a_body_that_is_not_declared_json_returns_400() {
-    let stack = Stack::start().await;
+    let stack = Stack::in_process().await;
     let email = unique_email("ctype");
     let body = json!({ "email": email, "password": "pw", "name": "N" }).to_string();
 
@@ -146,7 +146,7 @@ async fn a_body_that_is_not_declared_json_returns_400() {
 
 #[tokio::test]
 async fn an_oversized_body_returns_413() {
-    let stack = Stack::start().await;
+    let stack = Stack::in_process().await;
     let email = unique_email("big");
     let body = json!({ "email": email, "password": "x".repeat(100 * 1024), "name": "N" });
 
@@ -158,7 +158,7 @@ async fn an_oversized_body_returns_413() {
 
 #[tokio::test]
 async fn creating_a_duplicate_user_returns_400_and_leaves_the_original_untouched() {
-    let stack = Stack::start().await;
+    let stack = Stack::in_process().await;
     let email = unique_email("dup");
     let (status, _) = stack.create_user(&email, "first-pw", "First").await;
     assert_eq!(status, 201);
@@ -174,7 +174,7 @@ async fn creating_a_duplicate_user_returns_400_and_leaves_the_original_untouched
 
 #[tokio::test]
 async fn of_twenty_concurrent_creates_of_one_email_exactly_one_wins() {
-    let stack = Stack::start().await;
+    let stack = Stack::in_process().await;
     let email = unique_email("race");
 
     let replies = join_all((0..20).map(|i| {
@@ -212,7 +212,7 @@ async fn of_twenty_concurrent_creates_of_one_email_exactly_one_wins() {
 
 #[tokio::test]
 async fn a_created_user_ends_up_subscribed_to_notifications() {
-    let stack = Stack::start().await;
+    let stack = Stack::in_process().await;
     let email = unique_email("sub");
 
     let (status, _) = stack.create_user(&email, "pw", "N").await;
@@ -227,7 +227,7 @@ async fn a_created_user_ends_up_subscribed_to_notifications() {
 
 #[tokio::test]
 async fn a_created_user_is_already_subscribed_when_the_201_arrives() {
-    let stack = Stack::start().await;
+    let stack = Stack::in_process().await;
     for _ in 0..20 {
         let email = unique_email("sub-now");
 
@@ -246,7 +246,7 @@ async fn a_created_user_is_already_subscribed_when_the_201_arrives() {
 
 #[tokio::test]
 async fn a_moved_user_is_already_subscribed_at_the_new_address_when_the_200_arrives() {
-    let stack = Stack::start().await;
+    let stack = Stack::in_process().await;
     for _ in 0..10 {
         let (old, new) = (unique_email("move-now-from"), unique_email("move-now-to"));
         let (status, body) = stack.create_user(&old, "pw", "N").await;
@@ -296,7 +296,7 @@ async fn a_user_created_while_notification_service_is_down_is_subscribed_once_it
 
 #[tokio::test]
 async fn updating_a_users_name_by_body_returns_200_and_keeps_everything_else() {
-    let stack = Stack::start().await;
+    let stack = Stack::in_process().await;
     let email = unique_email("rename");
     stack.create_user(&email, "pw", "Old Name").await;
     let before = stack.stored_user(&email).await.expect("stored");
@@ -315,7 +315,7 @@ async fn updating_a_users_name_by_body_returns_200_and_keeps_everything_else() {
 
 #[tokio::test]
 async fn updating_a_users_password_by_path_stores_a_new_hash_that_authenticates() {
-    let stack = Stack::start().await;
+    let stack = Stack::in_process().await;
     let email = unique_email("repw");
     stack.create_user(&email, "old-pw", "N").await;
     let before = stack.stored_user(&email).await.expect("stored");
@@ -337,7 +337,7 @@ async fn updating_a_users_password_by_path_stores_a_new_hash_that_authenticates(
 
 #[tokio::test]
 async fn updating_a_users_email_moves_the_record_and_subscribes_the_new_address() {
-    let stack = Stack::start().await;
+    let stack = Stack::in_process().await;
     let old = unique_email("move-from");
     let new = unique_email("move-to");
     stack.create_user(&old, "pw", "Mover").await;
@@ -364,7 +364,7 @@ async fn updating_a_users_email_moves_the_record_and_subscribes_the_new_address(
 
 #[tokio::test]
 async fn updating_an_unknown_user_returns_404_in_both_forms() {
-    let stack = Stack::start().await;
+    let stack = Stack::in_process().await;
     let email = unique_email("ghost");
 
     let (by_body, body_reply) = stack
@@ -381,7 +381,7 @@ async fn updating_an_unknown_user_returns_404_in_both_forms() {
 
 #[tokio::test]
 async fn an_update_with_empty_data_returns_400_in_both_forms() {
-    let stack = Stack::start().await;
+    let stack = Stack::in_process().await;
     let email = unique_email("nodata");
     stack.create_user(&email, "pw", "N").await;
     let before = stack.stored_user(&email).await;
@@ -398,7 +398,7 @@ async fn an_update_with_empty_data_returns_400_in_both_forms() {
 
 #[tokio::test]
 async fn an_update_with_an_unknown_key_returns_400_and_changes_nothing() {
-    let stack = Stack::start().await;
+    let stack = Stack::in_process().await;
     let email = unique_email("unknown-key");
     stack.create_user(&email, "pw", "N").await;
     let before = stack.stored_user(&email).await;
@@ -423,7 +423,7 @@ async fn an_update_with_an_unknown_key_returns_400_and_changes_nothing() {
 
 #[tokio::test]
 async fn an_update_with_a_non_string_value_returns_400_and_changes_nothing() {
-    let stack = Stack::start().await;
+    let stack = Stack::in_process().await;
     let email = unique_email("nonstring");
     stack.create_user(&email, "pw", "N").await;
     let before = stack.stored_user(&email).await;
@@ -448,7 +448,7 @@ async fn an_update_with_a_non_string_value_returns_400_and_changes_nothing() {
 
 #[tokio::test]
 async fn an_update_to_a_malformed_email_returns_400_and_changes_nothing() {
-    let stack = Stack::start().await;
+    let stack = Stack::in_process().await;
     let email = unique_email("badmove");
     stack.create_user(&email, "pw", "N").await;
     let before = stack.stored_user(&email).await;
@@ -464,7 +464,7 @@ async fn an_update_to_a_malformed_email_returns_400_and_changes_nothing() {
 
 #[tokio::test]
 async fn moving_a_user_onto_a_taken_email_returns_400_and_changes_neither_user() {
-    let stack = Stack::start().await;
+    let stack = Stack::in_process().await;
     let mover = unique_email("mover");
     let owner = unique_email("owner");
     stack.create_user(&mover, "pw1", "Mover").await;
@@ -485,7 +485,7 @@ async fn moving_a_user_onto_a_taken_email_returns_400_and_changes_neither_user()
 
 #[tokio::test]
 async fn concurrent_updates_of_different_fields_are_all_kept() {
-    let stack = Stack::start().await;
+    let stack = Stack::in_process().await;
     let email = unique_email("cas");
     stack.create_user(&email, "old-pw", "Old").await;
 
@@ -523,7 +523,7 @@ async fn concurrent_updates_of_different_fields_are_all_kept() {
 
 #[tokio::test]
 async fn deleting_a_user_by_body_returns_204_with_an_empty_body_and_removes_it() {
-    let stack = Stack::start().await;
+    let stack = Stack::in_process().await;
     let email = unique_email("del-body");
     stack.create_user(&email, "pw", "N").await;
 
@@ -537,7 +537,7 @@ async fn deleting_a_user_by_body_returns_204_with_an_empty_body_and_removes_it()
 
 #[tokio::test]
 async fn deleting_a_user_by_path_returns_204_and_removes_it() {
-    let stack = Stack::start().await;
+    let stack = Stack::in_process().await;
     let email = unique_email("del+path");
     stack.create_user(&email, "pw", "N").await;
 
@@ -550,7 +550,7 @@ async fn deleting_a_user_by_path_returns_204_and_removes_it() {
 
 #[tokio::test]
 async fn deleting_an_unknown_user_returns_404_in_both_forms() {
-    let stack = Stack::start().await;
+    let stack = Stack::in_process().await;
     let email = unique_email("del-ghost");
 
     let (by_body, body_reply) = stack.delete_user_by_body(&json!({ "email": email })).await;
@@ -562,7 +562,7 @@ async fn deleting_an_unknown_user_returns_404_in_both_forms() {
 
 #[tokio::test]
 async fn deleting_without_an_email_returns_400() {
-    let stack = Stack::start().await;
+    let stack = Stack::in_process().await;
 
     let (status, body) = stack.delete_user_by_body(&json!({})).await;
 
@@ -575,7 +575,7 @@ async fn deleting_without_an_email_returns_400() {
 
 #[tokio::test]
 async fn authenticate_user_succeeds_with_the_right_password_and_echoes_the_email() {
-    let stack = Stack::start().await;
+    let stack = Stack::in_process().await;
     let email = unique_email("auth");
     stack.create_user(&email, "right-pw", "N").await;
 
@@ -587,7 +587,7 @@ async fn authenticate_user_succeeds_with_the_right_password_and_echoes_the_email
 
 #[tokio::test]
 async fn authenticate_user_fails_alike_for_a_wrong_password_and_an_unknown_user() {
-    let stack = Stack::start().await;
+    let stack = Stack::in_process().await;
     let email = unique_email("auth-wrong");
     let unknown = unique_email("auth-ghost");
     stack.create_user(&email, "right-pw", "N").await;
@@ -601,7 +601,7 @@ async fn authenticate_user_fails_alike_for_a_wrong_password_and_an_unknown_user(
 
 #[tokio::test]
 async fn authenticate_user_with_missing_or_empty_fields_is_a_plain_failure_not_an_error() {
-    let stack = Stack::start().await;
+    let stack = Stack::in_process().await;
     let email = unique_email("auth-empty");
     stack.create_user(&email, "pw", "N").await;
 
@@ -622,7 +622,7 @@ async fn authenticate_user_with_missing_or_empty_fields_is_a_plain_failure_not_a
 
 #[tokio::test]
 async fn check_user_exists_reports_known_and_unknown_users() {
-    let stack = Stack::start().await;
+    let stack = Stack::in_process().await;
     let email = unique_email("exists");
     stack.create_user(&email, "pw", "N").await;
 
@@ -632,7 +632,7 @@ async fn check_user_exists_reports_known_and_unknown_users() {
 
 #[tokio::test]
 async fn check_user_exists_with_a_missing_empty_or_malformed_email_answers_false() {
-    let stack = Stack::start().await;
+    let stack = Stack::in_process().await;
 
     for email in [None, Some(""), Some("not-an-email")] {
         assert!(!stack.user_exists(email).await, "{email:?}");
@@ -641,7 +641,7 @@ async fn check_user_exists_with_a_missing_empty_or_malformed_email_answers_false
 
 #[tokio::test]
 async fn list_users_returns_every_user_with_name_and_email_and_never_a_password() {
-    let stack = Stack::start().await;
+    let stack = Stack::in_process().await;
     let (a, b) = (unique_email("list-a"), unique_email("list-b"));
     stack.create_user(&a, "pw-a", "Alice").await;
     stack.create_user(&b, "pw-b", "Bob").await;
@@ -664,7 +664,7 @@ async fn list_users_returns_every_user_with_name_and_email_and_never_a_password(
 
 #[tokio::test]
 async fn list_users_pages_through_thousands_of_users_and_ignores_other_keys() {
-    let stack = Stack::start().await;
+    let stack = Stack::in_process().await;
     let mut db0 = stack.redis.db(0).await;
     let mut pipeline = redis::pipe();
     for i in 0..2500 {
@@ -685,7 +685,7 @@ async fn list_users_pages_through_thousands_of_users_and_ignores_other_keys() {
 
 #[tokio::test]
 async fn grpc_and_rest_say_redis_is_unavailable_while_it_is_down() {
-    let mut stack = Stack::start().await;
+    let mut stack = Stack::in_process().await;
     let mut client = stack.user_client().await;
     stack.redis.stop().await;
 
@@ -704,7 +704,7 @@ async fn grpc_and_rest_say_redis_is_unavailable_while_it_is_down() {
 
 #[tokio::test]
 async fn reflection_lists_the_user_service() {
-    let stack = Stack::start().await;
+    let stack = Stack::in_process().await;
     let mut reflection = ServerReflectionClient::new(Stack::channel(stack.user_ports.grpc).await);
     let request = ServerReflectionRequest {
         host: String::new(),
@@ -734,7 +734,7 @@ async fn reflection_lists_the_user_service() {
 
 #[tokio::test]
 async fn requests_right_after_a_redis_restart_succeed() {
-    let mut stack = Stack::start().await;
+    let mut stack = Stack::in_process().await;
     let email = unique_email("restart");
     stack.create_user(&email, "pw", "N").await;
     let mut client = stack.user_client().await;
