@@ -23,16 +23,18 @@ use crate::{
 /// [`Runtime`] read them. Call once, in `main`; a second call (services run in one test
 /// process) keeps the first subscriber.
 pub fn init(runtime: &Runtime) {
-    let filter = EnvFilter::try_new(&runtime.log_filter).unwrap_or_else(|err| {
-        eprintln!(
-            "RUST_LOG={:?} is not a valid filter ({err}); using info",
-            runtime.log_filter
-        );
+    init_with(&runtime.log_filter, runtime.log_format);
+}
+
+/// [`init`] with a filter and a format of its own (the test harness's in-process services).
+pub fn init_with(filter: &str, format: LogFormat) {
+    let filter = EnvFilter::try_new(filter).unwrap_or_else(|err| {
+        eprintln!("RUST_LOG={filter:?} is not a valid filter ({err}); using info");
         EnvFilter::new("info")
     });
     let registry = tracing_subscriber::registry().with(filter);
     // `try_init`: an error only says a subscriber is already installed.
-    if runtime.log_format == LogFormat::Json {
+    if format == LogFormat::Json {
         registry
             .with(
                 fmt::layer()
