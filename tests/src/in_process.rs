@@ -59,14 +59,57 @@ pub enum ServiceConfig {
 
 /// The configuration of `service` from `vars`, the variables its binary would get in its
 /// environment (a later pair overrides an earlier one; an empty value is unset, as for the
-/// binary). The one place the harness builds a service's configuration: each variable is
-/// passed as the flag the service declares for it (`REDIS_URL=x` → `--redis-url=x`), parsed
-/// by the service's own `Config`, so a variable the service does not know is refused rather
-/// than ignored. No test sets process environment variables (tests run in parallel threads of
-/// one process).
+/// binary). The one place the harness builds a service's configuration: each variable the
+/// service declares is passed as its flag (`REDIS_URL=x` → `--redis-url=x`) and parsed by the
+/// service's own `Config`. A variable another service declares is left out, as the binary
+/// ignores it in its environment; one that no service declares is refused (a test setting it
+/// would test nothing). No test sets process environment variables (tests run in parallel
+/// threads of one process).
 pub fn config_of(service: ServiceName, vars: &[(String, String)]) -> anyhow::Result<ServiceConfig> {
-    use clap::Parser as _;
-    let flags = flags(service, vars);
+    use clap::{CommandFactory, Parser as _};
+    let commands = [
+        (ServiceName::User, user_service::Config::command()),
+        (ServiceName::Message, message_service::Config::command()),
+        (
+            ServiceName::Notification,
+            notification_service::Config::command(),
+        ),
+        (ServiceName::Frontend, frontend_service::Config::command()),
+    ];
+    // The long flag `command` declares for the variable `var`, if it declares one.
+    let flag_of = |command: &clap::Command, var: &str| {
+        command
+            .get_arguments()
+            .find(|arg| arg.get_env().is_some_and(|env| env == var))
+            .and_then(|arg| arg.get_long())
+            .map(str::to_owned)
+    };
+    let own = &commands
+        .iter()
+        .find(|(name, _)| *name == service)
+        .expect("every service has a command")
+        .1;
+    // A later pair overrides an earlier one.
+    let mut passed: Vec<(String, &str)> = Vec::new();
+    for (var, value) in vars {
+        match flag_of(own, var) {
+            Some(flag) => {
+                passed.retain(|(earlier, _)| *earlier != flag);
+                passed.push((flag, value));
+            }
+            None if commands
+                .iter()
+                .any(|(_, command)| flag_of(command, var).is_some()) => {}
+            None => anyhow::bail!("no service declares the variable {var}"),
+        }
+    }
+    // Empty values are unset, as for the binary.
+    let flags = std::iter::once(service.as_str().to_owned()).chain(
+        passed
+            .into_iter()
+            .filter(|(_, value)| !value.trim().is_empty())
+            .map(|(flag, value)| format!("--{flag}={value}")),
+    );
     let config = match service {
         ServiceName::User => ServiceConfig::User(user_service::Config::try_parse_from(flags)?),
         ServiceName::Message => {
@@ -80,20 +123,6 @@ pub fn config_of(service: ServiceName, vars: &[(String, String)]) -> anyhow::Res
         }
     };
     Ok(config)
-}
-
-/// `vars` as the command-line flags of the services' configs: `REDIS_URL=x` becomes
-/// `--redis-url=x`, after the program name; empty values are left out (unset).
-pub fn flags(service: ServiceName, vars: &[(String, String)]) -> Vec<String> {
-    std::iter::once(service.as_str().to_owned())
-        .chain(
-            vars.iter()
-                .filter(|(_, value)| !value.trim().is_empty())
-                .map(|(name, value)| {
-                    format!("--{}={value}", name.to_ascii_lowercase().replace('_', "-"))
-                }),
-        )
-        .collect()
 }
 
 /// The runtime every in-process service runs on, for the life of the test process.
