@@ -8,7 +8,6 @@ use service_runtime::{
     auth::{Auth, Caller},
     email::Email,
     http::{ApiJson, EmailOnly, EmailParam, EmailQuery, PageParams},
-    limits,
     openapi::{
         ErrorReply,
         describe::{EMAIL_BODY, OTHERS, PROTECTED},
@@ -20,6 +19,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use crate::{
     error::Error,
     record::StoredNotification,
+    selection,
     store::{PageOf, Store},
 };
 
@@ -101,36 +101,35 @@ async fn list_notifications(
     }))
 }
 
-/// Which of a receiver's notifications: `notification_ids` omitted or empty means all.
+/// Which of a receiver's notifications to mark read: `notification_ids` omitted or empty
+/// means all.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct Selection {
+#[schema(example = json!({"email": "bob@example.com", "notification_ids": ["5ac89980-2a94-48ba-862a-3e0d759d85d1"]}))]
+struct MarkSelection {
     email: String,
+    /// At most 1000 ids of at most 128 bytes each; omitted or empty: all.
     #[serde(default)]
     notification_ids: Vec<String>,
 }
 
-impl Selection {
-    fn parse(self) -> Result<(Email, Vec<String>), Error> {
-        let email = Email::parse(self.email).map_err(|err| Error::Invalid(err.to_string()))?;
-        if self.notification_ids.len() > service_runtime::http::MAX_PAGE {
-            return Err(Error::Invalid(format!(
-                "at most {} notification_ids at once",
-                service_runtime::http::MAX_PAGE
-            )));
-        }
-        if self
-            .notification_ids
-            .iter()
-            .any(|id| id.len() > limits::MAX_ID_BYTES)
-        {
-            return Err(Error::Invalid(format!(
-                "a notification id is longer than {} bytes",
-                limits::MAX_ID_BYTES
-            )));
-        }
-        Ok((email, self.notification_ids))
-    }
+/// Which of a receiver's notifications to delete: the ids named, or every one with
+/// `"all": true` (an empty or missing list without it is a 400).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"email": "bob@example.com", "notification_ids": ["5ac89980-2a94-48ba-862a-3e0d759d85d1"]}))]
+struct DeleteSelection {
+    email: String,
+    /// At most 1000 ids of at most 128 bytes each; required unless `all` is `true`.
+    #[serde(default)]
+    notification_ids: Vec<String>,
+    /// `true` to delete every notification of the user (then without `notification_ids`).
+    #[serde(default)]
+    all: bool,
+}
+
+fn parse_email(raw: String) -> Result<Email, Error> {
+    Email::parse(raw).map_err(|err| Error::Invalid(err.to_string()))
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -145,10 +144,10 @@ struct MarkedReply {
     post,
     path = "/notifications/read",
     tag = "notifications",
-    request_body = Selection,
+    request_body = MarkSelection,
     responses(
-        (status = 200, description = "How many were marked read (ids that are not the user's count 0) and how many are still unread", body = MarkedReply),
-        (status = 400, description = "No or a malformed email, or a body that is not the JSON object described", body = ErrorReply),
+        (status = 200, description = "How many were marked read (ids that are not the user's count 0; no ids: all) and how many are still unread", body = MarkedReply),
+        (status = 400, description = "No or a malformed email, more than 1000 ids or one longer than 128 bytes, or a body that is not the JSON object described", body = ErrorReply),
         (status = 401, description = PROTECTED, body = ErrorReply),
         (status = 403, description = OTHERS, body = ErrorReply),
     )
@@ -157,11 +156,12 @@ struct MarkedReply {
 async fn mark_read(
     State(store): State<Store>,
     caller: Caller,
-    ApiJson(selection): ApiJson<Selection>,
+    ApiJson(selection): ApiJson<MarkSelection>,
 ) -> Result<Json<MarkedReply>, Error> {
-    let (email, ids) = selection.parse()?;
+    let email = parse_email(selection.email)?;
+    let which = selection::to_mark_read(selection.notification_ids)?;
     caller.authorize(&email)?;
-    let (marked, unread_count) = store.mark_read(&email, &ids).await?;
+    let (marked, unread_count) = store.mark_read(&email, which.ids()).await?;
     Ok(Json(MarkedReply {
         marked,
         success: true,
@@ -214,10 +214,10 @@ struct DeletedReply {
     delete,
     path = "/notifications",
     tag = "notifications",
-    request_body = Selection,
+    request_body = DeleteSelection,
     responses(
-        (status = 200, description = "How many were deleted (ids that are not the user's count 0; no ids: all)", body = DeletedReply),
-        (status = 400, description = "No or a malformed email, or a body that is not the JSON object described", body = ErrorReply),
+        (status = 200, description = "How many were deleted (ids that are not the user's count 0; `\"all\": true`: every one)", body = DeletedReply),
+        (status = 400, description = "No or a malformed email; no ids without `\"all\": true`, or ids with it; more than 1000 ids or one longer than 128 bytes; or a body that is not the JSON object described", body = ErrorReply),
         (status = 401, description = PROTECTED, body = ErrorReply),
         (status = 403, description = OTHERS, body = ErrorReply),
     )
@@ -226,11 +226,12 @@ struct DeletedReply {
 async fn delete_notifications(
     State(store): State<Store>,
     caller: Caller,
-    ApiJson(selection): ApiJson<Selection>,
+    ApiJson(selection): ApiJson<DeleteSelection>,
 ) -> Result<Json<DeletedReply>, Error> {
-    let (email, ids) = selection.parse()?;
+    let email = parse_email(selection.email)?;
+    let which = selection::to_delete(selection.notification_ids, selection.all)?;
     caller.authorize(&email)?;
-    let deleted = store.delete(&email, &ids).await?;
+    let deleted = store.delete(&email, &which).await?;
     Ok(Json(DeletedReply {
         deleted,
         success: true,

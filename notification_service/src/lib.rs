@@ -11,6 +11,7 @@ mod grpc;
 mod http;
 mod push;
 mod record;
+mod selection;
 mod store;
 
 use proto::{
