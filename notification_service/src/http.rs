@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use service_runtime::{
     auth::{Auth, Caller},
     email::Email,
-    http::{ApiJson, EmailOnly, EmailParam, EmailQuery, PageParams},
+    http::{ApiJson, EmailOnly, EmailParam, NotificationPageParams},
     openapi::{
         ErrorReply,
         describe::{EMAIL_BODY, OTHERS, PROTECTED},
@@ -51,17 +51,18 @@ struct NotificationsReply {
     unread_count: Option<u64>,
 }
 
-/// `GET /list_notifications?email=` (or `{"email"}` in the body): newest first. With
-/// `limit`, one page (`before`, `unread=true`) plus `next_cursor` and `unread_count`.
+/// `GET /list_notifications?email=` (or `{"email"}` in the body): newest first; with
+/// `unread=true` only the unread ones. With `limit`, one page (older than `before`) plus
+/// `next_cursor` and `unread_count`. Unknown query parameters are a 400.
 #[utoipa::path(
     get,
     path = "/list_notifications",
     tag = "notifications",
-    params(EmailQuery, PageParams),
+    params(NotificationPageParams),
     request_body(content = Option<EmailOnly>, content_type = "application/json", description = EMAIL_BODY),
     responses(
         (status = 200, description = "The user's notifications (one page with `limit`)", body = NotificationsReply),
-        (status = 400, description = "No email in the query string or the body, a malformed one, a bad `limit` or `before`, or a body that is not a JSON object", body = ErrorReply),
+        (status = 400, description = "No email in the query string or the body, a malformed one, a bad `limit`, `before` or `unread`, an unknown query parameter, or a body that is not a JSON object", body = ErrorReply),
         (status = 401, description = PROTECTED, body = ErrorReply),
         (status = 403, description = OTHERS, body = ErrorReply),
     )
@@ -70,12 +71,19 @@ struct NotificationsReply {
 async fn list_notifications(
     State(store): State<Store>,
     caller: Caller,
-    page: PageParams,
+    page: NotificationPageParams,
     EmailParam(email): EmailParam,
 ) -> Result<Json<NotificationsReply>, Error> {
     caller.authorize(&email)?;
+    let unread_only = page.unread.unwrap_or(false);
     let Some(limit) = page.limit else {
-        let notifications = store.notifications_of(&email).await?;
+        if page.before.is_some() {
+            return Err(Error::Invalid("before pages a list: it needs limit".into()));
+        }
+        let mut notifications = store.notifications_of(&email).await?;
+        if unread_only {
+            notifications.retain(|notification| notification.read != Some(true));
+        }
         return Ok(Json(NotificationsReply {
             next_cursor: None,
             notifications,
@@ -90,7 +98,7 @@ async fn list_notifications(
     };
     let of = PageOf::Before {
         before,
-        unread_only: page.unread,
+        unread_only,
     };
     let page = store.page(&email, of, limit).await?;
     Ok(Json(NotificationsReply {
