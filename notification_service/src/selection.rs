@@ -80,9 +80,9 @@ mod tests {
 
     #[test]
     fn deleting_needs_ids_or_all_and_never_both() {
-        assert_eq!(to_delete(vec![], true).unwrap(), Selection::All);
+        assert_eq!(to_delete(vec![], true).expect("all"), Selection::All);
         assert_eq!(
-            to_delete(vec!["a".into()], false).unwrap(),
+            to_delete(vec!["a".into()], false).expect("ids"),
             Selection::Ids(vec!["a".into()])
         );
         assert!(to_delete(vec![], false).is_err());
@@ -97,7 +97,7 @@ mod tests {
         let long = vec!["x".repeat(limits::MAX_ID_BYTES + 1)];
         assert!(to_delete(long.clone(), false).is_err());
         assert!(to_mark_read(long).is_err());
-        assert_eq!(to_mark_read(vec![]).unwrap(), Selection::All);
+        assert_eq!(to_mark_read(vec![]).expect("all"), Selection::All);
         assert!(to_mark_read(vec!["a".to_owned(); MAX_IDS]).is_ok());
     }
 }
