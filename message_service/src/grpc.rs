@@ -164,25 +164,83 @@ impl MessageService for MessageGrpc {
             return Ok(Response::new(GetMessagesResponse::default()));
         };
         tracing::Span::current().record("user_email", email.as_str());
-        // One more than asked says whether there is a next page.
-        let limit = request
-            .limit
-            .map(|limit| (limit as usize).clamp(1, service_runtime::http::MAX_PAGE));
-        let mut messages = self
-            .store
-            .messages_of(&email, request.after, limit.map(|limit| limit + 1))
-            .await
-            .map_err(Error::from)?;
-        let next_cursor = match limit {
-            Some(limit) if messages.len() > limit => {
-                messages.truncate(limit);
-                messages.last().map(|last| last.id)
+        let (messages, next_cursor) = match request.limit {
+            Some(limit) => {
+                let limit = (limit as usize).clamp(1, service_runtime::http::MAX_PAGE);
+                // One more than asked says whether there is a next page.
+                let mut messages = self
+                    .store
+                    .messages_of(&email, request.after, Some(limit + 1))
+                    .await
+                    .map_err(Error::from)?;
+                let next_cursor = if messages.len() > limit {
+                    messages.truncate(limit);
+                    messages.last().map(|last| last.id)
+                } else {
+                    None
+                };
+                (messages, next_cursor)
             }
-            _ => None,
+            None => self.unpaged(&email, request.after).await?,
         };
         Ok(Response::new(GetMessagesResponse {
             messages: messages.into_iter().map(Message::from).collect(),
             next_cursor,
         }))
+    }
+}
+
+/// Most messages one `GetMessages` without a `limit` answers with; the rest is paged with
+/// `next_cursor` (as `after`). Histories of normal size come whole, as the contract has it.
+pub const MAX_UNPAGED_MESSAGES: usize = 10_000;
+/// Most bytes of message data (content, addresses, timestamps) one `GetMessages` without a
+/// `limit` answers with: under the 4 MiB a default gRPC client accepts, so a reply that
+/// stops here is one such a client can still read.
+pub const MAX_UNPAGED_BYTES: usize = 3 * 1024 * 1024;
+/// Messages read from Redis at a time while gathering a reply without `limit`, so neither
+/// Redis nor the service holds more than that beyond the reply itself.
+const UNPAGED_CHUNK: usize = 100;
+
+impl MessageGrpc {
+    /// A reply without `limit`: every message after `after`, oldest first, up to
+    /// [`MAX_UNPAGED_MESSAGES`] or [`MAX_UNPAGED_BYTES`]; past that, `next_cursor` is set.
+    async fn unpaged(
+        &self,
+        email: &Email,
+        mut after: Option<u64>,
+    ) -> Result<(Vec<StoredMessage>, Option<u64>), Status> {
+        let mut gathered = Vec::new();
+        let mut bytes = 0;
+        loop {
+            let chunk = self
+                .store
+                .messages_of(email, after, Some(UNPAGED_CHUNK))
+                .await
+                .map_err(Error::from)?;
+            let last_chunk = chunk.len() < UNPAGED_CHUNK;
+            for message in chunk {
+                let size = message.content.len()
+                    + message.sender_email.len()
+                    + message.receiver_email.len()
+                    + message.timestamp.len();
+                if gathered.len() == MAX_UNPAGED_MESSAGES
+                    || (!gathered.is_empty() && bytes + size > MAX_UNPAGED_BYTES)
+                {
+                    let next_cursor = gathered.last().map(|last: &StoredMessage| last.id);
+                    tracing::info!(
+                        messages = gathered.len(),
+                        bytes,
+                        "GetMessages without a limit answered in part; next_cursor set"
+                    );
+                    return Ok((gathered, next_cursor));
+                }
+                bytes += size;
+                after = Some(message.id);
+                gathered.push(message);
+            }
+            if last_chunk {
+                return Ok((gathered, None));
+            }
+        }
     }
 }

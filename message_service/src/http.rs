@@ -4,7 +4,7 @@ use axum::{Json, Router, extract::State};
 use serde::Serialize;
 use service_runtime::{
     auth::{Auth, Caller},
-    http::{EmailOnly, EmailParam, EmailQuery, PageParams},
+    http::{ConversationPageParams, EmailOnly, EmailParam},
     openapi::{
         ErrorReply,
         describe::{EMAIL_BODY, OTHERS, PROTECTED},
@@ -29,7 +29,7 @@ pub fn router(store: Store, auth: &Auth) -> (Router, OpenApi) {
 struct ConversationsReply {
     /// The emails of the user's counterparts, sorted; empty for an unknown user.
     conversations: Vec<String>,
-    /// With `limit` only: the `before` of the next page (the last address listed), `null` on
+    /// With `limit` only: the `after` of the next page (the last address listed), `null` on
     /// the last page.
     #[serde(skip_serializing_if = "Option::is_none")]
     next_cursor: Option<Option<String>>,
@@ -38,18 +38,18 @@ struct ConversationsReply {
 }
 
 /// `GET /list_conversations?email=` (or `{"email"}` in the body): the user's counterparts,
-/// sorted. With `limit`, one page: the counterparts after `before` (the previous page's
-/// `next_cursor`, the last address it listed), plus `next_cursor`. When protection is on,
-/// only the user's own.
+/// sorted. With `limit`, one page: the counterparts after `after` (the previous page's
+/// `next_cursor`, the last address it listed), plus `next_cursor`. Unknown query parameters
+/// (`before`, `unread`) are a 400. When protection is on, only the user's own.
 #[utoipa::path(
     get,
     path = "/list_conversations",
     tag = "messages",
-    params(EmailQuery, PageParams),
+    params(ConversationPageParams),
     request_body(content = Option<EmailOnly>, content_type = "application/json", description = EMAIL_BODY),
     responses(
         (status = 200, description = "The user's counterparts", body = ConversationsReply),
-        (status = 400, description = "No email in the query string or the body, a malformed one, a bad `limit`, or a body that is not a JSON object", body = ErrorReply),
+        (status = 400, description = "No email in the query string or the body, a malformed one, a bad `limit`, an unknown query parameter, or a body that is not a JSON object", body = ErrorReply),
         (status = 401, description = PROTECTED, body = ErrorReply),
         (status = 403, description = OTHERS, body = ErrorReply),
     )
@@ -58,7 +58,7 @@ struct ConversationsReply {
 async fn list_conversations(
     State(store): State<Store>,
     caller: Caller,
-    page: PageParams,
+    page: ConversationPageParams,
     EmailParam(email): EmailParam,
 ) -> Result<Json<ConversationsReply>, Error> {
     caller.authorize(&email)?;
@@ -70,8 +70,8 @@ async fn list_conversations(
             success: true,
         }));
     };
-    if let Some(before) = &page.before {
-        conversations.retain(|counterpart| counterpart > before);
+    if let Some(after) = &page.after {
+        conversations.retain(|counterpart| counterpart > after);
     }
     let next_cursor = (conversations.len() > limit).then(|| conversations[limit - 1].clone());
     conversations.truncate(limit);

@@ -21,6 +21,7 @@ use tracing::Instrument;
 use crate::{
     Error,
     push::FrontendOutbox,
+    selection,
     store::{Created, PageOf, Store},
 };
 
@@ -135,7 +136,9 @@ impl NotificationService for NotificationGrpc {
                 let push = async move { frontend.deliver_now(&outbox_entry, notification).await };
                 tokio::spawn(request_id::carry(push).in_current_span());
             }
-            Created::Repeated => tracing::info!("notification already stored; repeat ignored"),
+            Created::Repeated => {
+                tracing::info!("notification already stored (or deleted since); repeat ignored")
+            }
             Created::NotSubscribed => return refused("receiver is not subscribed"),
         }
         Ok(Response::new(CreateNotificationResponse {
@@ -209,9 +212,10 @@ impl NotificationService for NotificationGrpc {
                 ..Default::default()
             }));
         };
+        let which = selection::to_mark_read(request.notification_ids)?;
         let (marked, unread_count) = self
             .store
-            .mark_read(&email, &request.notification_ids)
+            .mark_read(&email, which.ids())
             .await
             .map_err(Error::from)?;
         Ok(Response::new(MarkNotificationsReadResponse {
@@ -247,9 +251,10 @@ impl NotificationService for NotificationGrpc {
                 deleted: None,
             }));
         };
+        let which = selection::to_delete(request.notification_ids, request.all.unwrap_or(false))?;
         let deleted = self
             .store
-            .delete(&email, &request.notification_ids)
+            .delete(&email, &which)
             .await
             .map_err(Error::from)?;
         Ok(Response::new(DeleteNotificationsResponse {

@@ -7,8 +7,7 @@ use serde::{Deserialize, Serialize};
 use service_runtime::{
     auth::{Auth, Caller},
     email::Email,
-    http::{ApiJson, EmailOnly, EmailParam, EmailQuery, PageParams},
-    limits,
+    http::{ApiJson, EmailOnly, EmailParam, NotificationPageParams},
     openapi::{
         ErrorReply,
         describe::{EMAIL_BODY, OTHERS, PROTECTED},
@@ -20,6 +19,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use crate::{
     error::Error,
     record::StoredNotification,
+    selection,
     store::{PageOf, Store},
 };
 
@@ -51,17 +51,18 @@ struct NotificationsReply {
     unread_count: Option<u64>,
 }
 
-/// `GET /list_notifications?email=` (or `{"email"}` in the body): newest first. With
-/// `limit`, one page (`before`, `unread=true`) plus `next_cursor` and `unread_count`.
+/// `GET /list_notifications?email=` (or `{"email"}` in the body): newest first; with
+/// `unread=true` only the unread ones. With `limit`, one page (older than `before`) plus
+/// `next_cursor` and `unread_count`. Unknown query parameters are a 400.
 #[utoipa::path(
     get,
     path = "/list_notifications",
     tag = "notifications",
-    params(EmailQuery, PageParams),
+    params(NotificationPageParams),
     request_body(content = Option<EmailOnly>, content_type = "application/json", description = EMAIL_BODY),
     responses(
         (status = 200, description = "The user's notifications (one page with `limit`)", body = NotificationsReply),
-        (status = 400, description = "No email in the query string or the body, a malformed one, a bad `limit` or `before`, or a body that is not a JSON object", body = ErrorReply),
+        (status = 400, description = "No email in the query string or the body, a malformed one, a bad `limit`, `before` or `unread`, an unknown query parameter, or a body that is not a JSON object", body = ErrorReply),
         (status = 401, description = PROTECTED, body = ErrorReply),
         (status = 403, description = OTHERS, body = ErrorReply),
     )
@@ -70,12 +71,19 @@ struct NotificationsReply {
 async fn list_notifications(
     State(store): State<Store>,
     caller: Caller,
-    page: PageParams,
+    page: NotificationPageParams,
     EmailParam(email): EmailParam,
 ) -> Result<Json<NotificationsReply>, Error> {
     caller.authorize(&email)?;
+    let unread_only = page.unread.unwrap_or(false);
     let Some(limit) = page.limit else {
-        let notifications = store.notifications_of(&email).await?;
+        if page.before.is_some() {
+            return Err(Error::Invalid("before pages a list: it needs limit".into()));
+        }
+        let mut notifications = store.notifications_of(&email).await?;
+        if unread_only {
+            notifications.retain(|notification| notification.read != Some(true));
+        }
         return Ok(Json(NotificationsReply {
             next_cursor: None,
             notifications,
@@ -90,7 +98,7 @@ async fn list_notifications(
     };
     let of = PageOf::Before {
         before,
-        unread_only: page.unread,
+        unread_only,
     };
     let page = store.page(&email, of, limit).await?;
     Ok(Json(NotificationsReply {
@@ -101,36 +109,35 @@ async fn list_notifications(
     }))
 }
 
-/// Which of a receiver's notifications: `notification_ids` omitted or empty means all.
+/// Which of a receiver's notifications to mark read: `notification_ids` omitted or empty
+/// means all.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct Selection {
+#[schema(example = json!({"email": "bob@example.com", "notification_ids": ["5ac89980-2a94-48ba-862a-3e0d759d85d1"]}))]
+struct MarkSelection {
     email: String,
+    /// At most 1000 ids of at most 128 bytes each; omitted or empty: all.
     #[serde(default)]
     notification_ids: Vec<String>,
 }
 
-impl Selection {
-    fn parse(self) -> Result<(Email, Vec<String>), Error> {
-        let email = Email::parse(self.email).map_err(|err| Error::Invalid(err.to_string()))?;
-        if self.notification_ids.len() > service_runtime::http::MAX_PAGE {
-            return Err(Error::Invalid(format!(
-                "at most {} notification_ids at once",
-                service_runtime::http::MAX_PAGE
-            )));
-        }
-        if self
-            .notification_ids
-            .iter()
-            .any(|id| id.len() > limits::MAX_ID_BYTES)
-        {
-            return Err(Error::Invalid(format!(
-                "a notification id is longer than {} bytes",
-                limits::MAX_ID_BYTES
-            )));
-        }
-        Ok((email, self.notification_ids))
-    }
+/// Which of a receiver's notifications to delete: the ids named, or every one with
+/// `"all": true` (an empty or missing list without it is a 400).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"email": "bob@example.com", "notification_ids": ["5ac89980-2a94-48ba-862a-3e0d759d85d1"]}))]
+struct DeleteSelection {
+    email: String,
+    /// At most 1000 ids of at most 128 bytes each; required unless `all` is `true`.
+    #[serde(default)]
+    notification_ids: Vec<String>,
+    /// `true` to delete every notification of the user (then without `notification_ids`).
+    #[serde(default)]
+    all: bool,
+}
+
+fn parse_email(raw: String) -> Result<Email, Error> {
+    Email::parse(raw).map_err(|err| Error::Invalid(err.to_string()))
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -145,10 +152,10 @@ struct MarkedReply {
     post,
     path = "/notifications/read",
     tag = "notifications",
-    request_body = Selection,
+    request_body = MarkSelection,
     responses(
-        (status = 200, description = "How many were marked read (ids that are not the user's count 0) and how many are still unread", body = MarkedReply),
-        (status = 400, description = "No or a malformed email, or a body that is not the JSON object described", body = ErrorReply),
+        (status = 200, description = "How many were marked read (ids that are not the user's count 0; no ids: all) and how many are still unread", body = MarkedReply),
+        (status = 400, description = "No or a malformed email, more than 1000 ids or one longer than 128 bytes, or a body that is not the JSON object described", body = ErrorReply),
         (status = 401, description = PROTECTED, body = ErrorReply),
         (status = 403, description = OTHERS, body = ErrorReply),
     )
@@ -157,11 +164,12 @@ struct MarkedReply {
 async fn mark_read(
     State(store): State<Store>,
     caller: Caller,
-    ApiJson(selection): ApiJson<Selection>,
+    ApiJson(selection): ApiJson<MarkSelection>,
 ) -> Result<Json<MarkedReply>, Error> {
-    let (email, ids) = selection.parse()?;
+    let email = parse_email(selection.email)?;
+    let which = selection::to_mark_read(selection.notification_ids)?;
     caller.authorize(&email)?;
-    let (marked, unread_count) = store.mark_read(&email, &ids).await?;
+    let (marked, unread_count) = store.mark_read(&email, which.ids()).await?;
     Ok(Json(MarkedReply {
         marked,
         success: true,
@@ -214,10 +222,10 @@ struct DeletedReply {
     delete,
     path = "/notifications",
     tag = "notifications",
-    request_body = Selection,
+    request_body = DeleteSelection,
     responses(
-        (status = 200, description = "How many were deleted (ids that are not the user's count 0; no ids: all)", body = DeletedReply),
-        (status = 400, description = "No or a malformed email, or a body that is not the JSON object described", body = ErrorReply),
+        (status = 200, description = "How many were deleted (ids that are not the user's count 0; `\"all\": true`: every one)", body = DeletedReply),
+        (status = 400, description = "No or a malformed email; no ids without `\"all\": true`, or ids with it; more than 1000 ids or one longer than 128 bytes; or a body that is not the JSON object described", body = ErrorReply),
         (status = 401, description = PROTECTED, body = ErrorReply),
         (status = 403, description = OTHERS, body = ErrorReply),
     )
@@ -226,11 +234,12 @@ struct DeletedReply {
 async fn delete_notifications(
     State(store): State<Store>,
     caller: Caller,
-    ApiJson(selection): ApiJson<Selection>,
+    ApiJson(selection): ApiJson<DeleteSelection>,
 ) -> Result<Json<DeletedReply>, Error> {
-    let (email, ids) = selection.parse()?;
+    let email = parse_email(selection.email)?;
+    let which = selection::to_delete(selection.notification_ids, selection.all)?;
     caller.authorize(&email)?;
-    let deleted = store.delete(&email, &ids).await?;
+    let deleted = store.delete(&email, &which).await?;
     Ok(Json(DeletedReply {
         deleted,
         success: true,

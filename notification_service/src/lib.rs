@@ -11,6 +11,7 @@ mod grpc;
 mod http;
 mod push;
 mod record;
+mod selection;
 mod store;
 
 use proto::{
@@ -31,8 +32,9 @@ pub use store::Retention;
 /// Names of notification-service's Redis keys (DB 2), for tools and tests that read the layout.
 pub mod keys {
     pub use crate::store::{
-        SUBSCRIPTIONS, notification_cursor_key, notification_ids_key, notification_index_key,
-        notification_unread_key, notifications_key,
+        SUBSCRIPTIONS, TOMBSTONE_TTL, notification_cursor_key, notification_ids_key,
+        notification_index_key, notification_tombstones_key, notification_unread_key,
+        notifications_key,
     };
 
     /// The stream of notifications still to be pushed to frontend-service.

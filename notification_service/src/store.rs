@@ -8,6 +8,7 @@
 //! | `notification_cursor:{email}` | string | additive: the receiver's last cursor (`INCR`; the first is the time in ms) |
 //! | `notification_index:{email}` | sorted set | additive: the cursors in the list (member = score = cursor) |
 //! | `notification_unread:{email}` | sorted set | additive: the cursors of unread notifications |
+//! | `notification_tombstones:{email}` | sorted set | additive: `<sender> <id>` of deleted and retention-trimmed notifications, score = when the tombstone expires (ms); the key expires with its last tombstone |
 //! | `outbox:frontend` | stream | additive: notifications still to be pushed to frontend-service |
 //!
 //! Cursors only grow: a receiver's first cursor is the time in milliseconds and each next one
@@ -32,7 +33,7 @@ use service_runtime::{
     redis_store::Redis,
 };
 
-use crate::record::StoredNotification;
+use crate::{record::StoredNotification, selection::Selection};
 
 pub const SUBSCRIPTIONS: &str = "subscriptions";
 /// Notifications still to be pushed to frontend-service, delivered by [`crate::push`].
@@ -59,21 +60,48 @@ pub fn notification_unread_key(email: &str) -> String {
     format!("notification_unread:{email}")
 }
 
+pub fn notification_tombstones_key(email: &str) -> String {
+    format!("notification_tombstones:{email}")
+}
+
+/// How long a deleted or retention-trimmed notification's id is remembered, so a late
+/// redelivery of it (a sender's outbox delivering again after a lost reply, a crashed
+/// replica's entry claimed by another) is recognised and not stored again with a new cursor.
+/// Far longer than any redelivery takes while notification-service is up (seconds: the
+/// claim after a crash is 12 s); a sender's outbox that only reaches notification-service
+/// after an outage longer than this may store such a notification again.
+pub const TOMBSTONE_TTL: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
+
 /// The receiver's keys, in the order every inbox script takes them.
-fn inbox_keys(email: &Email) -> [String; 4] {
+fn inbox_keys(email: &Email) -> [String; 5] {
     let email = email.as_str();
     [
         notifications_key(email),
         notification_index_key(email),
         notification_unread_key(email),
         notification_ids_key(email),
+        notification_tombstones_key(email),
     ]
 }
 
-/// Lua shared by the scripts: the position of cursor `c` in the list, and forgetting a
-/// removed entry in the indexes and the dedup set.
+/// Lua shared by the scripts: the position of cursor `c` in the list, forgetting a removed
+/// entry in the indexes and the dedup set (leaving a tombstone for its id), and whether an
+/// id has a live tombstone. `@TTL@` is [`TOMBSTONE_TTL`] in milliseconds.
 const INBOX_LUA: &str = r"
-local list, index, unread, ids = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local list, index, unread, ids, tombstones = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local tombstone_ttl = @TTL@
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local function bury(member)
+  redis.call('ZADD', tombstones, now_ms() + tombstone_ttl, member)
+  redis.call('PEXPIRE', tombstones, tombstone_ttl)
+end
+local function buried(member)
+  local until_ms = redis.call('ZSCORE', tombstones, member)
+  return until_ms ~= false and tonumber(until_ms) > now_ms()
+end
 local function position(c)
   return redis.call('ZCOUNT', index, '(' .. c, '+inf')
 end
@@ -88,17 +116,20 @@ local function forget(entry)
     redis.call('ZREM', unread, entry.cursor)
   end
   if entry.sender_email and entry.notification_id then
-    redis.call('SREM', ids, entry.sender_email .. ' ' .. entry.notification_id)
+    local member = entry.sender_email .. ' ' .. entry.notification_id
+    redis.call('SREM', ids, member)
+    bury(member)
   end
 end
 ";
 
 fn inbox_script(body: &str) -> Script {
-    Script::new(&format!("{INBOX_LUA}{body}"))
+    let shared = INBOX_LUA.replace("@TTL@", &TOMBSTONE_TTL.as_millis().to_string());
+    Script::new(&format!("{shared}{body}"))
 }
 
 /// Stores one notification: returns `{outbox entry id, cursor}`, `{'repeat'}` when the
-/// sender's id was stored before, `{'unsubscribed'}` when the receiver unsubscribed (nothing
+/// sender's id is stored or was deleted or trimmed within [`TOMBSTONE_TTL`], `{'unsubscribed'}` when the receiver unsubscribed (nothing
 /// written then). Then trims the oldest entries beyond the retention count or older than the cutoff.
 ///
 /// Only a record saying `"subscribed": false` stops a notification: a receiver without a
@@ -109,19 +140,21 @@ fn inbox_script(body: &str) -> Script {
 static CREATE: LazyLock<Script> = LazyLock::new(|| {
     inbox_script(
         r"
--- KEYS: 1-4 inbox, 5 subscriptions, 6 cursor counter, 7 outbox
+-- KEYS: 1-5 inbox, 6 subscriptions, 7 cursor counter, 8 outbox
 -- ARGV: 1 receiver, 2 sender and id, 3 notification JSON, 4 payload field,
 --       5 retention count, 6 cutoff timestamp, 7 now in milliseconds
 if redis.call('SISMEMBER', ids, ARGV[2]) == 1 then return {'repeat'} end
-local subscription = redis.call('HGET', KEYS[5], ARGV[1])
+redis.call('ZREMRANGEBYSCORE', tombstones, '-inf', now_ms())
+if buried(ARGV[2]) then return {'repeat'} end
+local subscription = redis.call('HGET', KEYS[6], ARGV[1])
 if subscription then
   local record = decode(subscription)
   if record and record['subscribed'] == false then return {'unsubscribed'} end
 end
-local cursor = redis.call('INCR', KEYS[6])
+local cursor = redis.call('INCR', KEYS[7])
 if cursor == 1 then
   cursor = tonumber(ARGV[7])
-  redis.call('SET', KEYS[6], cursor)
+  redis.call('SET', KEYS[7], cursor)
 end
 local entry = cjson.decode(ARGV[3])
 entry['cursor'] = cursor
@@ -140,7 +173,7 @@ while true do
   redis.call('RPOP', list)
   if old then forget(old) end
 end
-return {redis.call('XADD', KEYS[7], '*', ARGV[4], stored), cursor}
+return {redis.call('XADD', KEYS[8], '*', ARGV[4], stored), cursor}
 ",
     )
 });
@@ -410,14 +443,14 @@ impl Store {
         Ok(self.redis.invoke(&invocation).await?)
     }
 
-    /// Deletes `ids` of `email`'s notifications (none: all); how many were deleted.
+    /// Deletes the selected of `email`'s notifications; how many were deleted.
     #[tracing::instrument(skip_all, fields(user_email = %email))]
-    pub async fn delete(&self, email: &Email, ids: &[String]) -> Result<u64, StoreError> {
+    pub async fn delete(&self, email: &Email, which: &Selection) -> Result<u64, StoreError> {
         let mut invocation = DELETE.prepare_invoke();
         for key in inbox_keys(email) {
             invocation.key(key);
         }
-        for id in ids {
+        for id in which.ids() {
             invocation.arg(id);
         }
         Ok(self.redis.invoke(&invocation).await?)

@@ -108,21 +108,41 @@ fn json_rejection_response(rejection: &JsonRejection) -> Response {
     error_response(status, rejection.body_text())
 }
 
-/// Paging of a list endpoint: `?limit=N&before=C` (both optional; `before` is the previous
-/// page's `next_cursor`). Without `limit` a list answers in full, as the contract's lists do.
+/// The query string of `GET /list_notifications`: `?email=E&limit=N&before=C&unread=true`.
+/// Any other parameter is a 400: a parameter is honoured or refused, never ignored.
 #[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
-pub struct PageParams {
+pub struct NotificationPageParams {
+    /// The user's address; without it, the JSON body's `email` is used.
+    pub email: Option<String>,
+    /// A page of at most this many (1 to 1000), with `next_cursor` and `unread_count`;
+    /// without it, the whole list.
     pub limit: Option<usize>,
+    /// Only notifications older than this cursor (the previous page's `next_cursor`).
     pub before: Option<String>,
-    /// Only unread items (where the list has a read state).
-    #[serde(default)]
-    pub unread: bool,
+    /// `true`: only unread notifications (with or without `limit`).
+    pub unread: Option<bool>,
 }
 
-/// The `email` query parameter of a list endpoint, read by [`EmailParam`] and described in
-/// the OpenAPI documents. Other parameters are let through: clients add their own (cache
-/// busters, tracing) to URLs, and the contract only names `email`.
+/// The query string of `GET /list_conversations`: `?email=E&limit=N&after=A`. Any other
+/// parameter (`before`, `unread`, a typo) is a 400.
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ConversationPageParams {
+    /// The user's address; without it, the JSON body's `email` is used.
+    pub email: Option<String>,
+    /// A page of at most this many (1 to 1000), with `next_cursor`; without it, the whole
+    /// list.
+    pub limit: Option<usize>,
+    /// Only counterparts sorted after this address (the previous page's `next_cursor`).
+    pub after: Option<String>,
+}
+
+/// The `email` query parameter, as [`EmailParam`] reads it. It lets other parameters
+/// through: the list endpoints refuse unknown ones with their own parameter types
+/// ([`NotificationPageParams`], [`ConversationPageParams`]).
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct EmailQuery {
@@ -133,22 +153,41 @@ pub struct EmailQuery {
 /// Largest page a list endpoint serves.
 pub const MAX_PAGE: usize = 1000;
 
-impl<S: Send + Sync> FromRequestParts<S> for PageParams {
+/// A list endpoint's query string as `T`: unknown parameters, ill-typed values and a `limit`
+/// outside 1..=[`MAX_PAGE`] are a 400.
+async fn page_query<T, S>(
+    parts: &mut Parts,
+    state: &S,
+    limit: impl Fn(&T) -> Option<usize>,
+) -> Result<T, Response>
+where
+    T: DeserializeOwned + Send + 'static,
+    S: Send + Sync,
+{
+    let Query(params) = Query::<T>::from_request_parts(parts, state)
+        .await
+        .map_err(|rejection| bad_request(rejection.body_text()))?;
+    match limit(&params) {
+        Some(limit) if limit == 0 || limit > MAX_PAGE => Err(bad_request(format!(
+            "limit must be between 1 and {MAX_PAGE}"
+        ))),
+        _ => Ok(params),
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for NotificationPageParams {
     type Rejection = Response;
 
-    async fn from_request_parts(
-        parts: &mut axum::http::request::Parts,
-        state: &S,
-    ) -> Result<Self, Self::Rejection> {
-        let Query(params) = Query::<Self>::from_request_parts(parts, state)
-            .await
-            .map_err(|rejection| bad_request(rejection.body_text()))?;
-        match params.limit {
-            Some(limit) if limit == 0 || limit > MAX_PAGE => Err(bad_request(format!(
-                "limit must be between 1 and {MAX_PAGE}"
-            ))),
-            _ => Ok(params),
-        }
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        page_query(parts, state, |params: &Self| params.limit).await
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for ConversationPageParams {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        page_query(parts, state, |params: &Self| params.limit).await
     }
 }
 

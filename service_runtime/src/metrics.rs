@@ -119,6 +119,14 @@ fn describe() {
         "Delivery attempts of outbox entries, by stream, path (inline in the request, or by the worker) and outcome."
     );
     describe_counter!(
+        "outbox_dead_letters_total",
+        "Outbox entries moved to their stream's dead-letter stream (`<stream>:dead`) after the peer refused them again and again, by stream."
+    );
+    describe_counter!(
+        "outbox_claimed_entries_total",
+        "Outbox entries this worker took over from a consumer that stopped touching them (a crashed replica), by stream."
+    );
+    describe_counter!(
         "redis_errors_total",
         "Redis commands and scripts that failed after their retries, and failed rounds of an outbox worker."
     );
@@ -265,7 +273,7 @@ pub(crate) enum DeliveryOutcome {
     Delivered,
     /// The peer could not take it now; it will be tried again.
     Retry,
-    /// It can never be delivered and was dropped.
+    /// The peer refused it as invalid; tried a few more times, then dead-lettered.
     Rejected,
     /// The inline attempt ran out of time; the worker takes over.
     Timeout,
@@ -289,6 +297,16 @@ pub(crate) fn outbox_delivery(stream: &'static str, path: DeliveryPath, outcome:
         "outcome" => outcome,
     )
     .increment(1);
+}
+
+/// One entry of `stream` moved to its dead-letter stream.
+pub(crate) fn outbox_dead_lettered(stream: &'static str) {
+    counter!("outbox_dead_letters_total", "stream" => stream).increment(1);
+}
+
+/// `entries` of `stream` taken over from a stopped consumer.
+pub(crate) fn outbox_claimed(stream: &'static str, entries: u64) {
+    counter!("outbox_claimed_entries_total", "stream" => stream).increment(entries);
 }
 
 /// The number of entries an outbox stream holds now.

@@ -12,10 +12,17 @@
 //! answer already means "delivered" — on whichever replica the request ran. When the peer is
 //! down or slow, the entry stays and a worker ([`Outbox::run`]) delivers it: it reads the
 //! stream through a consumer group, leaves an entry alone for [`INLINE_GRACE`] (its request may
-//! still be delivering it), then retries with backoff until the peer accepts it; only then is
-//! the entry acknowledged and deleted. Entries survive restarts (they live in Redis), entries
-//! left in flight by a crashed worker are claimed by any worker after [`CLAIM_IDLE`] (a live one
+//! still be delivering it), then retries with backoff until the peer accepts it; that entry is
+//! then acknowledged and deleted at once, whatever the others read with it are doing. Entries
+//! survive restarts (they live in Redis); entries left in flight by a crashed worker are
+//! claimed by another worker, on a timer of its own, once idle for [`CLAIM_IDLE`] (a live one
 //! touches its entries at every retry, so only a crashed one's go idle that long).
+//!
+//! An entry the peer *refuses* ([`Delivery::Reject`]: it calls the request invalid) is tried
+//! [`MAX_REFUSALS`] times in a row and then moved to the stream's dead-letter stream
+//! (`<key>:dead`, fields `payload`, `entry_id`, `reason`, `attempts`), counted in
+//! `outbox_dead_letters_total` and logged as an error: never retried forever, never dropped
+//! silently. A payload that does not parse goes there at once.
 //! Delivery is therefore at-least-once: peers recognise repeats by the stable id the payload
 //! carries.
 
@@ -51,8 +58,14 @@ const POLL_INTERVAL: Duration = Duration::from_millis(500);
 /// (which crashed: a live one touches its entries at every retry, see `deliver_one`). Longer
 /// than one attempt (a call's deadline) plus the longest wait between attempts.
 const CLAIM_IDLE: Duration = Duration::from_secs(10);
-/// How often the worker looks for entries a crashed consumer left.
+/// How often the worker looks for entries a crashed consumer left, whether or not it has
+/// other work: a crashed replica's entries are delivered within `CLAIM_IDLE + CLAIM_INTERVAL`
+/// (plus the delivery itself) of its last touch.
 const CLAIM_INTERVAL: Duration = Duration::from_secs(2);
+/// Refusals in a row ([`Delivery::Reject`]) after which an entry goes to the dead-letter
+/// stream. More than one: a peer in the middle of a deploy may refuse what its next version
+/// takes.
+const MAX_REFUSALS: u32 = 5;
 /// How often the worker samples the stream's length for `outbox_pending_entries`.
 const PENDING_SAMPLE_INTERVAL: Duration = Duration::from_secs(1);
 const RETRY_MIN: Duration = Duration::from_millis(50);
@@ -93,7 +106,8 @@ pub enum Delivery {
     Done,
     /// The peer could not take it now (down, slow, erroring): try again later.
     Retry(String),
-    /// The entry can never be delivered: log it and drop it.
+    /// The peer refuses it as invalid: tried again a few times, then moved to the
+    /// dead-letter stream (see the module's documentation).
     Reject(String),
 }
 
@@ -119,6 +133,8 @@ pub struct Outbox<P> {
     redis: Redis,
     key: &'static str,
     group: &'static str,
+    /// `<key>:dead`: entries the peer kept refusing.
+    dead_key: Arc<str>,
     consumer: Arc<str>,
     deliver: Arc<DeliverFn<P>>,
 }
@@ -129,6 +145,7 @@ impl<P> Clone for Outbox<P> {
             redis: self.redis.clone(),
             key: self.key,
             group: self.group,
+            dead_key: Arc::clone(&self.dead_key),
             consumer: Arc::clone(&self.consumer),
             deliver: Arc::clone(&self.deliver),
         }
@@ -152,14 +169,16 @@ where
             redis,
             key: stream.key,
             group: stream.group,
+            dead_key: dead_key(stream.key).into(),
             consumer: consumer_name(host, stream.key).into(),
             deliver: Arc::new(move |payload| Box::pin(deliver(payload))),
         }
     }
 
     /// Delivers the payload of the just-written entry `entry_id` at once, for at most
-    /// [`INLINE_DEADLINE`]; deletes the entry when the peer took it (or refused it for good).
-    /// Returns whether the peer took it. Otherwise the entry stays and the worker delivers it.
+    /// [`INLINE_DEADLINE`]; deletes the entry when the peer took it. Returns whether the peer
+    /// took it. Otherwise the entry stays and the worker delivers it (or, when the peer keeps
+    /// refusing it, moves it to the dead-letter stream).
     pub async fn deliver_now(&self, entry_id: &str, payload: P) -> bool {
         let outcome = tokio::time::timeout(INLINE_DEADLINE, (self.deliver)(payload)).await;
         let counted = match &outcome {
@@ -169,16 +188,16 @@ where
             Err(_) => DeliveryOutcome::Timeout,
         };
         outbox_delivery(self.key, DeliveryPath::Inline, counted);
-        let delivered = match outcome {
-            Ok(Delivery::Done) => true,
+        match outcome {
+            Ok(Delivery::Done) => {}
             Ok(Delivery::Reject(reason)) => {
                 tracing::warn!(
                     stream = self.key,
                     id = entry_id,
                     reason,
-                    "outbox entry rejected; dropped"
+                    "the peer refused the entry; the outbox worker tries again, then dead-letters it"
                 );
-                false
+                return false;
             }
             Ok(Delivery::Retry(reason)) => {
                 tracing::warn!(
@@ -193,7 +212,7 @@ where
                 tracing::warn!(stream = self.key, id = entry_id, deadline = ?INLINE_DEADLINE, "inline delivery timed out; the outbox worker retries it");
                 return false;
             }
-        };
+        }
         // Once deleted the worker skips it; if deleting fails it is delivered again, harmlessly.
         let deleted: redis::RedisResult<i64> = self
             .redis
@@ -202,8 +221,13 @@ where
         if let Err(err) = deleted {
             tracing::warn!(stream = self.key, id = entry_id, error = %err, "delivered entry not deleted; it will be delivered again");
         }
-        delivered
+        true
     }
+}
+
+/// Where the entries of `stream` the peer kept refusing go.
+pub fn dead_key(stream: &str) -> String {
+    format!("{stream}:dead")
 }
 
 /// `<host>-<pid>`, then `<host>-<pid>-2`, … for further outboxes of the same stream.

@@ -1,27 +1,75 @@
 //! The outbox's worker: delivers what the inline try left, claims what a crashed replica
-//! left, and samples the backlog for `outbox_pending_entries`.
+//! left, moves what the peer keeps refusing to the dead-letter stream, and samples the backlog
+//! for `outbox_pending_entries`.
+//!
+//! Each entry is delivered by a task of its own and acknowledged (and deleted) the moment
+//! *it* is done, so an entry that keeps being retried holds up nothing else. The loop that
+//! starts those tasks reads new entries every [`POLL_INTERVAL`] (at once again when a read
+//! came back full) and, on a timer of its own, every [`CLAIM_INTERVAL`], claims entries a
+//! crashed consumer left idle for [`CLAIM_IDLE`]: however busy the stream is, a crashed
+//! replica's entries are taken over within `CLAIM_IDLE + CLAIM_INTERVAL`.
 
-use std::time::Duration;
+use std::{
+    collections::{HashMap, HashSet},
+    sync::LazyLock,
+    time::Duration,
+};
 
-use futures::future::join_all;
 use redis::{
-    AsyncCommands,
+    AsyncCommands, Script,
     aio::ConnectionManager,
     streams::{
         StreamAutoClaimOptions, StreamId, StreamRangeReply, StreamReadOptions, StreamReadReply,
     },
 };
 use serde::{Serialize, de::DeserializeOwned};
+use tokio::{task::JoinSet, time::MissedTickBehavior};
 
 use super::{
-    BATCH, CLAIM_IDLE, CLAIM_INTERVAL, Delivery, INLINE_GRACE, Outbox, PAYLOAD_FIELD,
+    BATCH, CLAIM_IDLE, CLAIM_INTERVAL, Delivery, INLINE_GRACE, MAX_REFUSALS, Outbox, PAYLOAD_FIELD,
     PENDING_SAMPLE_INTERVAL, POLL_INTERVAL, RETRY_MAX, RETRY_MIN,
 };
 use crate::{
-    metrics::{DeliveryOutcome, DeliveryPath, outbox_delivery},
+    metrics::{
+        DeliveryOutcome, DeliveryPath, outbox_claimed, outbox_dead_lettered, outbox_delivery,
+    },
     retry::Backoff,
     shutdown::Shutdown,
 };
+
+/// Finishes one entry: acknowledges and deletes it; with a reason, first copies it to the
+/// dead-letter stream (once: a repeat after a lost reply finds the entry gone and copies
+/// nothing). Returns whether the entry was still there.
+static FINISH: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+-- KEYS: 1 stream, 2 dead-letter stream
+-- ARGV: 1 group, 2 entry id, 3 reason ('' when delivered), 4 attempts, 5 payload field
+local found = redis.call('XRANGE', KEYS[1], ARGV[2], ARGV[2])
+if ARGV[3] ~= '' and #found > 0 then
+  local fields, payload = found[1][2], ''
+  for i = 1, #fields, 2 do
+    if fields[i] == ARGV[5] then payload = fields[i + 1] end
+  end
+  redis.call('XADD', KEYS[2], '*', ARGV[5], payload, 'entry_id', ARGV[2],
+    'reason', ARGV[3], 'attempts', ARGV[4])
+end
+redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
+redis.call('XDEL', KEYS[1], ARGV[2])
+return #found
+",
+    )
+});
+
+/// What became of an entry the worker took on.
+enum Finished {
+    /// Delivered (or already delivered inline, or already gone): acknowledge and delete it.
+    Done,
+    /// Refused for good after this many attempts: move it to the dead-letter stream.
+    Dead { reason: String, attempts: u32 },
+    /// Shutdown came first: it stays pending and is delivered after the restart.
+    Interrupted,
+}
 
 impl<P> Outbox<P>
 where
@@ -30,80 +78,120 @@ where
     /// Delivers entries the inline try left until `shutdown`. Entries still in flight at
     /// shutdown stay in the stream and are delivered by the next run.
     pub async fn run(self, shutdown: Shutdown) {
-        // Apart from the delivery loop, which can spend minutes retrying one batch while the
-        // peer is down, exactly when the backlog is worth watching.
         let sampler = tokio::spawn(self.clone().sample_pending(shutdown.clone()));
         let mut redis = self.redis.connection();
         let mut backoff = Backoff::new(RETRY_MIN, RETRY_MAX);
-        // After a (re)start, first re-deliver what this consumer had in flight.
-        let mut own_pending_first = true;
-        let mut claim_due = tokio::time::Instant::now();
+        // After a (re)start, and after a failed round, first re-read what this consumer has in
+        // flight (from this id on): a read whose reply was lost still handed its entries to
+        // us, and only re-reading the pending list (not `>`) finds them before they are
+        // claimed as stale.
+        let mut own_pending_from = Some("0".to_owned());
+        // Where the next claim continues in the pending list (`0`: from its start).
+        let mut claim_from = "0".to_owned();
         // The group is (re)created at start and after any error: Redis may have lost it.
         let mut group_ready = false;
-        while !shutdown.is_triggered() {
-            let round = async {
+        let mut tasks: JoinSet<()> = JoinSet::new();
+        // The entries being delivered, by id and by their task.
+        let mut in_flight: HashSet<String> = HashSet::new();
+        let mut task_entries: HashMap<tokio::task::Id, String> = HashMap::new();
+        let mut poll = tokio::time::interval(POLL_INTERVAL);
+        poll.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut claim = tokio::time::interval(CLAIM_INTERVAL);
+        claim.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let stop = shutdown.clone().wait();
+        tokio::pin!(stop);
+        loop {
+            let round = tokio::select! {
+                biased;
+                () = &mut stop => break,
+                Some(finished) = tasks.join_next_with_id(), if !tasks.is_empty() => {
+                    let task = match finished {
+                        Ok((task, ())) => task,
+                        Err(err) => {
+                            // Its entry stays pending and is claimed once idle.
+                            tracing::error!(stream = self.key, error = %err, "outbox delivery task failed");
+                            err.id()
+                        }
+                    };
+                    if let Some(id) = task_entries.remove(&task) {
+                        in_flight.remove(&id);
+                    }
+                    continue;
+                }
+                _ = claim.tick() => Round::Claim,
+                _ = poll.tick(), if tasks.len() < BATCH => Round::Read,
+            };
+            let fetched = async {
                 if !group_ready {
                     self.ensure_group(&mut redis).await?;
                     group_ready = true;
                 }
-                let mut entries = if own_pending_first {
-                    self.read(&mut redis, "0").await?
-                } else {
-                    self.read(&mut redis, ">").await?
-                };
-                if entries.is_empty() && tokio::time::Instant::now() >= claim_due {
-                    claim_due = tokio::time::Instant::now() + CLAIM_INTERVAL;
-                    entries = self.claim_stale(&mut redis).await?;
+                match round {
+                    Round::Claim => {
+                        let (entries, next) = self.claim_stale(&mut redis, &claim_from).await?;
+                        claim_from = next;
+                        let fresh = entries
+                            .iter()
+                            .filter(|entry| !in_flight.contains(&entry.id))
+                            .count();
+                        if fresh > 0 {
+                            outbox_claimed(self.key, fresh as u64);
+                            tracing::info!(
+                                stream = self.key,
+                                entries = fresh,
+                                "claimed entries a stopped consumer left"
+                            );
+                        }
+                        anyhow::Ok((entries, false))
+                    }
+                    Round::Read => {
+                        let room = BATCH - tasks.len();
+                        let from = own_pending_from.as_deref().unwrap_or(">");
+                        let entries = self.read(&mut redis, from, room).await?;
+                        if own_pending_from.is_some() {
+                            own_pending_from = entries.last().map(|entry| entry.id.clone());
+                        }
+                        let full = entries.len() == room;
+                        anyhow::Ok((entries, full))
+                    }
                 }
-                anyhow::Ok(entries)
             };
-            let entries = match round.await {
-                Ok(entries) => {
+            match fetched.await {
+                Ok((entries, full)) => {
                     backoff.reset();
-                    entries
+                    if full || own_pending_from.is_some() {
+                        poll.reset_immediately();
+                    }
+                    for entry in entries {
+                        if in_flight.insert(entry.id.clone()) {
+                            let id = entry.id.clone();
+                            let outbox = self.clone();
+                            let shutdown = shutdown.clone();
+                            let task = tasks.spawn(async move {
+                                outbox.deliver_and_finish(entry, &shutdown).await;
+                            });
+                            task_entries.insert(task.id(), id);
+                        }
+                    }
                 }
                 Err(err) => {
                     crate::metrics::redis_error();
                     group_ready = false;
-                    // A read whose reply was lost still handed its entries to us: they wait in
-                    // our pending list, where only re-reading it (not `>`) finds them before
-                    // they are claimed as stale.
-                    own_pending_first = true;
+                    own_pending_from = Some("0".to_owned());
                     tracing::warn!(stream = self.key, error = %err, "outbox read failed; retrying");
                     sleep_or_shutdown(backoff.next_delay(), &shutdown).await;
-                    continue;
                 }
-            };
-            if entries.is_empty() {
-                if own_pending_first {
-                    own_pending_first = false;
-                    continue;
-                }
-                sleep_or_shutdown(POLL_INTERVAL, &shutdown).await;
-                continue;
-            }
-            let delivered = join_all(
-                entries
-                    .into_iter()
-                    .map(|entry| self.deliver_one(entry, &shutdown)),
-            )
-            .await;
-            let finished: Vec<String> = delivered.into_iter().flatten().collect();
-            if let Err(err) = self.acknowledge(&mut redis, &finished).await {
-                crate::metrics::redis_error();
-                // They stay pending for us and are re-read (and recognised as repeats by the
-                // peer).
-                tracing::warn!(stream = self.key, error = %err, "outbox acknowledge failed");
-                own_pending_first = true;
             }
         }
+        // Each task sees the shutdown and leaves its entry pending.
+        while tasks.join_next().await.is_some() {}
         if let Err(err) = sampler.await {
             tracing::error!(stream = self.key, error = %err, "outbox backlog sampler panicked");
         }
     }
 
     /// Samples the stream's length into `outbox_pending_entries` until `shutdown`. Entries
-    /// leave the stream only once delivered (or dropped), so its length is the backlog.
+    /// leave the stream only once delivered (or dead-lettered), so its length is the backlog.
     async fn sample_pending(self, shutdown: Shutdown) {
         while !shutdown.is_triggered() {
             match self
@@ -120,65 +208,124 @@ where
         }
     }
 
-    /// Delivers one entry, retrying until it is done or shutdown; returns its id once done
-    /// (delivered, dropped, or already delivered inline), `None` if shutdown came first.
-    async fn deliver_one(&self, entry: StreamId, shutdown: &Shutdown) -> Option<String> {
-        // A pending entry deleted by its inline delivery comes back without fields.
-        let Some(raw) = entry.get::<String>(PAYLOAD_FIELD) else {
-            return Some(entry.id);
+    /// Delivers one entry and acknowledges it as soon as it is done.
+    async fn deliver_and_finish(self, entry: StreamId, shutdown: &Shutdown) {
+        let id = entry.id.clone();
+        let raw = entry.get::<String>(PAYLOAD_FIELD);
+        let (reason, attempts) = match self.deliver_one(&id, raw.as_deref(), shutdown).await {
+            Finished::Interrupted => return,
+            Finished::Done => (String::new(), 0),
+            Finished::Dead { reason, attempts } => (reason, attempts),
         };
-        sleep_or_shutdown(grace_left(&entry.id), shutdown).await;
-        if shutdown.is_triggered() {
-            return None;
+        let mut backoff = Backoff::new(RETRY_MIN, RETRY_MAX);
+        loop {
+            let mut invocation = FINISH.prepare_invoke();
+            invocation
+                .key(self.key)
+                .key(&*self.dead_key)
+                .arg(self.group)
+                .arg(&id)
+                .arg(&reason)
+                .arg(attempts)
+                .arg(PAYLOAD_FIELD);
+            match self.redis.invoke::<i64>(&invocation).await {
+                Ok(found) => {
+                    if !reason.is_empty() && found > 0 {
+                        outbox_dead_lettered(self.key);
+                        tracing::error!(
+                            stream = self.key,
+                            id,
+                            dead_letter_stream = &*self.dead_key,
+                            attempts,
+                            reason,
+                            raw,
+                            "outbox entry refused again and again; moved to the dead-letter stream"
+                        );
+                    }
+                    return;
+                }
+                Err(err) => {
+                    crate::metrics::redis_error();
+                    // Until it is acknowledged it stays pending for us and is touched, so no
+                    // one claims it; a repeat of the delivery would be recognised anyway.
+                    tracing::warn!(stream = self.key, id, error = %err, "outbox acknowledge failed; retrying");
+                    self.still_mine(&id).await;
+                    sleep_or_shutdown(backoff.next_delay(), shutdown).await;
+                    if shutdown.is_triggered() {
+                        return;
+                    }
+                }
+            }
         }
-        match self.still_queued(&entry.id).await {
-            Ok(false) => return Some(entry.id),
+    }
+
+    /// Delivers one entry, retrying while the peer cannot take it, until it is done, refused
+    /// [`MAX_REFUSALS`] times in a row, or shutdown.
+    async fn deliver_one(&self, id: &str, raw: Option<&str>, shutdown: &Shutdown) -> Finished {
+        // A pending entry deleted by its inline delivery comes back without fields.
+        let Some(raw) = raw else {
+            return Finished::Done;
+        };
+        sleep_or_shutdown(grace_left(id), shutdown).await;
+        if shutdown.is_triggered() {
+            return Finished::Interrupted;
+        }
+        match self.still_queued(id).await {
+            Ok(false) => return Finished::Done,
             Ok(true) => {}
             // Deliver anyway: a repeat is recognised by the peer.
             Err(err) => {
-                tracing::warn!(stream = self.key, id = entry.id, error = %err, "cannot check the entry; delivering it")
+                tracing::warn!(stream = self.key, id, error = %err, "cannot check the entry; delivering it")
             }
         }
         let mut backoff = Backoff::new(RETRY_MIN, RETRY_MAX);
+        let mut attempts = 0_u32;
+        let mut refusals = 0_u32;
         loop {
-            let payload: P = match serde_json::from_str(&raw) {
+            attempts += 1;
+            let payload: P = match serde_json::from_str(raw) {
                 Ok(payload) => payload,
                 Err(err) => {
-                    tracing::error!(stream = self.key, id = entry.id, raw, error = %err, "outbox payload does not parse; dropped");
+                    // It will never parse: no point in trying again.
                     outbox_delivery(self.key, DeliveryPath::Worker, DeliveryOutcome::Rejected);
-                    return Some(entry.id);
+                    return Finished::Dead {
+                        reason: format!("the payload does not parse: {err}"),
+                        attempts,
+                    };
                 }
             };
             match (self.deliver)(payload).await {
                 Delivery::Done => {
                     outbox_delivery(self.key, DeliveryPath::Worker, DeliveryOutcome::Delivered);
-                    return Some(entry.id);
+                    return Finished::Done;
                 }
                 Delivery::Reject(reason) => {
                     outbox_delivery(self.key, DeliveryPath::Worker, DeliveryOutcome::Rejected);
+                    refusals += 1;
+                    if refusals >= MAX_REFUSALS {
+                        return Finished::Dead { reason, attempts };
+                    }
                     tracing::warn!(
                         stream = self.key,
-                        id = entry.id,
-                        raw,
+                        id,
                         reason,
-                        "outbox entry rejected; dropped"
+                        refusals,
+                        max_refusals = MAX_REFUSALS,
+                        "the peer refused the entry; trying again before dead-lettering it"
                     );
-                    return Some(entry.id);
                 }
                 Delivery::Retry(reason) => {
                     outbox_delivery(self.key, DeliveryPath::Worker, DeliveryOutcome::Retry);
-                    tracing::warn!(
-                        stream = self.key,
-                        id = entry.id,
-                        reason,
-                        "delivery failed; will retry"
-                    );
-                    self.still_mine(&entry.id).await;
-                    sleep_or_shutdown(backoff.next_delay(), shutdown).await;
-                    if shutdown.is_triggered() {
-                        return None;
-                    }
+                    // Only refusals in a row count: a peer that was down in between may have
+                    // been replaced by one that takes it.
+                    refusals = 0;
+                    tracing::warn!(stream = self.key, id, reason, "delivery failed; will retry");
                 }
+            }
+            self.still_mine(id).await;
+            sleep_or_shutdown(backoff.next_delay(), shutdown).await;
+            if shutdown.is_triggered() {
+                return Finished::Interrupted;
             }
         }
     }
@@ -227,10 +374,11 @@ where
         &self,
         redis: &mut ConnectionManager,
         from: &str,
+        count: usize,
     ) -> anyhow::Result<Vec<StreamId>> {
         let options = StreamReadOptions::default()
             .group(self.group, &*self.consumer)
-            .count(BATCH);
+            .count(count);
         let reply: Option<StreamReadReply> =
             redis.xread_options(&[self.key], &[from], &options).await?;
         Ok(reply
@@ -240,38 +388,36 @@ where
             .collect())
     }
 
-    async fn claim_stale(&self, redis: &mut ConnectionManager) -> anyhow::Result<Vec<StreamId>> {
+    /// Takes over up to [`BATCH`] entries idle for [`CLAIM_IDLE`], from `from` on in the
+    /// pending list; returns them and where the next claim continues.
+    async fn claim_stale(
+        &self,
+        redis: &mut ConnectionManager,
+        from: &str,
+    ) -> anyhow::Result<(Vec<StreamId>, String)> {
         let reply: redis::streams::StreamAutoClaimReply = redis
             .xautoclaim_options(
                 self.key,
                 self.group,
                 &*self.consumer,
                 CLAIM_IDLE.as_millis() as u64,
-                "0",
+                from,
                 StreamAutoClaimOptions::default().count(BATCH),
             )
             .await?;
-        Ok(reply.claimed)
+        let next = if reply.next_stream_id == "0-0" {
+            "0".to_owned()
+        } else {
+            reply.next_stream_id
+        };
+        Ok((reply.claimed, next))
     }
+}
 
-    async fn acknowledge(
-        &self,
-        redis: &mut ConnectionManager,
-        ids: &[String],
-    ) -> anyhow::Result<()> {
-        if ids.is_empty() {
-            return Ok(());
-        }
-        let mut pipeline = redis::pipe();
-        pipeline
-            .atomic()
-            .xack(self.key, self.group, ids)
-            .ignore()
-            .xdel(self.key, ids)
-            .ignore();
-        pipeline.query_async::<()>(redis).await?;
-        Ok(())
-    }
+#[derive(Debug, Clone, Copy)]
+enum Round {
+    Read,
+    Claim,
 }
 
 /// How much longer an entry is left to its inline delivery: [`INLINE_GRACE`] from the time in

@@ -166,7 +166,9 @@ async fn deleting_removes_the_entries_their_dedup_state_and_their_unread_count()
         .await
         .expect("SCARD");
     assert_eq!(dedup, 2);
-    let (_, all) = stack.delete_notifications(&json!({ "email": bob })).await;
+    let (_, all) = stack
+        .delete_notifications(&json!({ "email": bob, "all": true }))
+        .await;
     assert_eq!(all["deleted"], 2);
     assert_eq!(stack.unread_count(&bob).await, 0);
 }
@@ -206,6 +208,7 @@ async fn the_inbox_rpcs_answer_like_the_rest_endpoints() {
         .delete_notifications(DeleteNotificationsRequest {
             email: Some(bob.clone()),
             notification_ids: vec![ids[0].clone()],
+            all: None,
         })
         .await
         .expect("DeleteNotifications")

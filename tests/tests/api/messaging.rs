@@ -606,7 +606,7 @@ async fn list_conversations_pages_walk_every_counterpart_in_order() {
             .get(stack.message_url("/list_conversations"))
             .query(&[("email", alice.as_str()), ("limit", "2")]);
         if let Some(cursor) = &before {
-            request = request.query(&[("before", cursor.as_str())]);
+            request = request.query(&[("after", cursor.as_str())]);
         }
         let (status, body) =
             integration_tests::helpers::reply(request.send().await.expect("GET")).await;
