@@ -11,13 +11,19 @@ use integration_tests::{
 use redis::AsyncCommands;
 use serde_json::{Value, json};
 
-/// The stack, with user-service told where message-service is (the shared `Stack` starts
-/// user-service before message-service, so it is restarted on its ports with the URL).
-async fn stack_with(extra: &[(&str, &str)]) -> Stack {
-    let mut stack = Stack::start_with_env(extra).await;
+/// Tells user-service where message-service is, which it needs to deliver account changes
+/// (the shared `Stack` starts user-service before message-service, so it is restarted on its
+/// ports with the URL). Until `Stack` wires it itself, tests that delete or move a user and
+/// then reuse the address call this.
+pub(crate) async fn wire_message_service(stack: &mut Stack) {
     let url = format!("http://127.0.0.1:{}", stack.message_ports.grpc);
     stack.user.set_env("MESSAGE_SERVICE_GRPC_URL", &url);
     stack.user.restart().await;
+}
+
+async fn stack_with(extra: &[(&str, &str)]) -> Stack {
+    let mut stack = Stack::start_with_env(extra).await;
+    wire_message_service(&mut stack).await;
     stack
 }
 

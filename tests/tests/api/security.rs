@@ -977,7 +977,8 @@ async fn a_token_stops_working_everywhere_when_its_user_changes_password() {
 
 #[tokio::test]
 async fn a_token_stops_working_when_its_user_is_deleted_even_if_the_address_is_signed_up_again() {
-    let stack = Stack::start_with_env(&protected_env(&[])).await;
+    let mut stack = Stack::start_with_env(&protected_env(&[])).await;
+    crate::lifecycle::wire_message_service(&mut stack).await;
     let email = stack.registered_user_with("deleted", PASSWORD).await;
     let token = stack.token(&email, PASSWORD).await;
     let (status, _) = http_outcome(
@@ -1004,7 +1005,8 @@ async fn a_token_stops_working_when_its_user_is_deleted_even_if_the_address_is_s
 
 #[tokio::test]
 async fn a_token_stops_working_when_its_user_changes_email_even_after_moving_back() {
-    let stack = Stack::start_with_env(&protected_env(&[])).await;
+    let mut stack = Stack::start_with_env(&protected_env(&[])).await;
+    crate::lifecycle::wire_message_service(&mut stack).await;
     let first = stack.registered_user_with("mover", PASSWORD).await;
     let second = unique_email("moved");
     let first_token = stack.token(&first, PASSWORD).await;
