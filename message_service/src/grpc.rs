@@ -2,8 +2,8 @@
 
 use proto::{
     message_service::{
-        GetMessagesRequest, GetMessagesResponse, Message, SendMessageRequest, SendMessageResponse,
-        message_service_server::MessageService,
+        ForgetUserRequest, ForgetUserResponse, GetMessagesRequest, GetMessagesResponse, Message,
+        SendMessageRequest, SendMessageResponse, message_service_server::MessageService,
     },
     user_service::{CheckUserExistsRequest, user_service_client::UserServiceClient},
 };
@@ -22,7 +22,8 @@ use crate::{
 };
 
 /// Who may call which RPC of message-service's gRPC server: each user sends only as
-/// themselves and reads only their own messages.
+/// themselves and reads only their own messages; only the services (user-service's account
+/// outbox) make it forget or move an address.
 pub const ACCESS: AccessTable = AccessTable(&[
     (
         "/message_service.MessageService/SendMessage",
@@ -33,6 +34,10 @@ pub const ACCESS: AccessTable = AccessTable(&[
     (
         "/message_service.MessageService/GetMessages",
         Access::Owner(owner!(GetMessagesRequest, |request| request.user_email)),
+    ),
+    (
+        "/message_service.MessageService/ForgetUser",
+        Access::Internal,
     ),
 ]);
 
@@ -186,6 +191,49 @@ impl MessageService for MessageGrpc {
         Ok(Response::new(GetMessagesResponse {
             messages: messages.into_iter().map(Message::from).collect(),
             next_cursor,
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(user_email, moved_to))]
+    async fn forget_user(
+        &self,
+        request: Request<ForgetUserRequest>,
+    ) -> Result<Response<ForgetUserResponse>, Status> {
+        let request = request.into_inner();
+        let refused = || {
+            Ok(Response::new(ForgetUserResponse {
+                success: Some(false),
+            }))
+        };
+        let Some(user) = request.email.and_then(|raw| Email::parse(raw).ok()) else {
+            return refused();
+        };
+        let moved_to = match request.moved_to.filter(|raw| !raw.is_empty()) {
+            Some(raw) => match Email::parse(raw) {
+                Ok(moved_to) => Some(moved_to),
+                Err(_) => return refused(),
+            },
+            None => None,
+        };
+        let span = tracing::Span::current();
+        span.record("user_email", user.as_str());
+        span.record("moved_to", moved_to.as_ref().map(Email::as_str));
+        let counterparts = self
+            .store
+            .forget(&user, moved_to.as_ref())
+            .await
+            .map_err(Error::from)?;
+        tracing::info!(
+            counterparts,
+            "{}",
+            if moved_to.is_some() {
+                "user's messages carried to the new address"
+            } else {
+                "user's messages forgotten"
+            }
+        );
+        Ok(Response::new(ForgetUserResponse {
+            success: Some(true),
         }))
     }
 }

@@ -34,9 +34,13 @@ pub fn message_key(id: u64) -> String {
     format!("{MESSAGE_KEY_PREFIX}{id}")
 }
 
+const CONVERSATIONS_BEFORE: &str = "user:";
+const CONVERSATIONS_AFTER: &str = ":conversations";
+const CONVERSATION_PREFIX: &str = "conversation:";
+
 /// `user:{email}:conversations`.
 pub fn conversations_key(email: &str) -> String {
-    format!("user:{email}:conversations")
+    format!("{CONVERSATIONS_BEFORE}{email}{CONVERSATIONS_AFTER}")
 }
 
 /// `user:{email}:message_ids`: a sorted set, so concurrent sends whose ids were taken in one
@@ -48,7 +52,7 @@ pub fn user_messages_key(email: &str) -> String {
 /// The pair's hash, `conversation:{first}:{second}`: one per pair whichever way the message
 /// goes.
 pub fn conversation_key(first: &str, second: &str) -> String {
-    format!("conversation:{first}:{second}")
+    format!("{CONVERSATION_PREFIX}{first}:{second}")
 }
 
 /// Stores one message (its id already taken from the counter) with everything that belongs to
@@ -96,6 +100,84 @@ for first = 1, #ids, 1000 do
   for i = 1, #keys do found[#found + 1] = values[i] end
 end
 return found
+",
+    )
+});
+
+/// An address's user is gone or moved (`MessageService.ForgetUser`): returns how many
+/// counterparts it had.
+///
+/// Forgetting (`ARGV[2]` empty) deletes the address's conversations set and message index,
+/// every pair hash with a counterpart, and the address from each counterpart's
+/// conversations: nothing leads from the address to the old messages, which stay in the
+/// counterparts' own indexes (their history). Moving carries all of it to the new address
+/// instead: each counterpart's set and pair hash name the new address (a pair hash that
+/// exists there already is merged), the index is merged into the new address's, and every
+/// indexed message's sender or receiver that was the old address names the new one.
+/// Repeating either finds nothing left at the old address and changes nothing.
+static FORGET: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+-- KEYS: 1 old address's conversations, 2 its index, 3 new address's conversations, 4 its
+--       index (1 and 2 again when forgetting)
+-- ARGV: 1 old address, 2 new address ('' to forget), 3 message key prefix,
+--       4 and 5 a user's conversations key before and after the address, 6 pair hash prefix
+local old, new = ARGV[1], ARGV[2]
+local function conversations(email) return ARGV[4] .. email .. ARGV[5] end
+local function pair(a, b)
+  if a <= b then return ARGV[6] .. a .. ':' .. b, a, b end
+  return ARGV[6] .. b .. ':' .. a, b, a
+end
+if new == old then return 0 end
+local counterparts = redis.call('SMEMBERS', KEYS[1])
+if new == '' then
+  for _, c in ipairs(counterparts) do
+    if c ~= old then redis.call('SREM', conversations(c), old) end
+    redis.call('DEL', (pair(old, c)))
+  end
+  redis.call('DEL', KEYS[1], KEYS[2])
+  return #counterparts
+end
+for _, c in ipairs(counterparts) do
+  local target = c
+  if c == old then target = new end
+  if c ~= old then
+    redis.call('SREM', conversations(c), old)
+    redis.call('SADD', conversations(c), new)
+  end
+  redis.call('SADD', KEYS[3], target)
+  local from = pair(old, c)
+  local to, first, second = pair(new, target)
+  if redis.call('EXISTS', from) == 1 then
+    if redis.call('EXISTS', to) == 0 then
+      redis.call('RENAME', from, to)
+    else
+      local count = tonumber(redis.call('HGET', from, 'message_count') or '0') or 0
+      redis.call('HINCRBY', to, 'message_count', count)
+      local last = tonumber(redis.call('HGET', from, 'last_message_id') or '0') or 0
+      local mine = tonumber(redis.call('HGET', to, 'last_message_id') or '0') or 0
+      if last > mine then
+        redis.call('HSET', to, 'last_message_id', last,
+          'last_timestamp', redis.call('HGET', from, 'last_timestamp') or '')
+      end
+      redis.call('DEL', from)
+    end
+    redis.call('HSET', to, 'user_1', first, 'user_2', second)
+  end
+end
+for _, id in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
+  local key = ARGV[3] .. id
+  local ok, message = pcall(cjson.decode, redis.call('GET', key) or '')
+  if ok and type(message) == 'table' then
+    local changed = false
+    if message.sender_email == old then message.sender_email = new; changed = true end
+    if message.receiver_email == old then message.receiver_email = new; changed = true end
+    if changed then redis.call('SET', key, cjson.encode(message)) end
+  end
+  redis.call('ZADD', KEYS[4], id, id)
+end
+redis.call('DEL', KEYS[1], KEYS[2])
+return #counterparts
 ",
     )
 });
@@ -238,6 +320,26 @@ impl Store {
                     .map_err(|err| StoreError::Corrupt(format!("message {json:?}: {err}")))
             })
             .collect()
+    }
+
+    /// Forgets `email`'s conversations and message index, or carries them to `moved_to`
+    /// (see [`FORGET`]); how many counterparts it had.
+    #[tracing::instrument(skip_all, fields(user_email = %email))]
+    pub async fn forget(&self, email: &Email, moved_to: Option<&Email>) -> Result<u64, StoreError> {
+        let target = moved_to.unwrap_or(email).as_str();
+        let mut invocation = FORGET.prepare_invoke();
+        invocation
+            .key(conversations_key(email.as_str()))
+            .key(user_messages_key(email.as_str()))
+            .key(conversations_key(target))
+            .key(user_messages_key(target))
+            .arg(email.as_str())
+            .arg(moved_to.map_or("", Email::as_str))
+            .arg(MESSAGE_KEY_PREFIX)
+            .arg(CONVERSATIONS_BEFORE)
+            .arg(CONVERSATIONS_AFTER)
+            .arg(CONVERSATION_PREFIX);
+        Ok(self.redis.invoke(&invocation).await?)
     }
 
     /// The counterparts `email` has exchanged messages with, sorted; none for an unknown user.

@@ -5,9 +5,10 @@
 use proto::notification_service::{
     CheckUserSubscribedRequest, CheckUserSubscribedResponse, CreateNotificationRequest,
     CreateNotificationResponse, DeleteNotificationsRequest, DeleteNotificationsResponse,
-    ListNotificationsRequest, ListNotificationsResponse, MarkNotificationsReadRequest,
-    MarkNotificationsReadResponse, Notification, SubscribeUserRequest, SubscribeUserResponse,
-    UnreadCountRequest, UnreadCountResponse, UnsubscribeUserRequest, UnsubscribeUserResponse,
+    ForgetUserRequest, ForgetUserResponse, ListNotificationsRequest, ListNotificationsResponse,
+    MarkNotificationsReadRequest, MarkNotificationsReadResponse, Notification,
+    SubscribeUserRequest, SubscribeUserResponse, UnreadCountRequest, UnreadCountResponse,
+    UnsubscribeUserRequest, UnsubscribeUserResponse,
     notification_service_server::NotificationService,
 };
 use service_runtime::{
@@ -44,6 +45,10 @@ pub const ACCESS: AccessTable = AccessTable(&[
     ),
     (
         "/notification_service.NotificationService/UnsubscribeUser",
+        Access::Internal,
+    ),
+    (
+        "/notification_service.NotificationService/ForgetUser",
         Access::Internal,
     ),
     (
@@ -189,6 +194,49 @@ impl NotificationService for NotificationGrpc {
             .await?;
         Ok(Response::new(UnsubscribeUserResponse {
             success: Some(success),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(user_email, moved_to))]
+    async fn forget_user(
+        &self,
+        request: Request<ForgetUserRequest>,
+    ) -> Result<Response<ForgetUserResponse>, Status> {
+        let request = request.into_inner();
+        let refused = || {
+            Ok(Response::new(ForgetUserResponse {
+                success: Some(false),
+            }))
+        };
+        let Some(user) = email(request.email) else {
+            return refused();
+        };
+        let moved_to = match request.moved_to.filter(|raw| !raw.is_empty()) {
+            Some(raw) => match Email::parse(raw) {
+                Ok(moved_to) => Some(moved_to),
+                Err(_) => return refused(),
+            },
+            None => None,
+        };
+        let span = tracing::Span::current();
+        span.record("user_email", user.as_str());
+        span.record("moved_to", moved_to.as_ref().map(Email::as_str));
+        let count = self
+            .store
+            .forget(&user, moved_to.as_ref())
+            .await
+            .map_err(Error::from)?;
+        tracing::info!(
+            notifications = count,
+            "{}",
+            if moved_to.is_some() {
+                "user's notifications carried to the new address"
+            } else {
+                "user's notifications forgotten"
+            }
+        );
+        Ok(Response::new(ForgetUserResponse {
+            success: Some(true),
         }))
     }
 

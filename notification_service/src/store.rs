@@ -259,6 +259,81 @@ return #doomed
     )
 });
 
+/// An address's user is gone or moved (`NotificationService.ForgetUser`): returns how many
+/// notifications were removed or carried.
+///
+/// Forgetting (`ARGV[2]` empty) deletes the address's list, indexes, dedup set and cursor and
+/// its `subscriptions` field. Moving carries them to the new address: when that has none yet
+/// (the usual case) the entries keep their cursors and only `receiver_email` changes; when it
+/// received notifications already (the move was delivered late), the carried ones are added
+/// oldest first after them with the new address's next cursors. The old address's
+/// subscription goes (the move subscribes the new address through user-service's outbox).
+/// Repeating either finds nothing left at the old address and changes nothing.
+static FORGET: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+-- KEYS: 1-5 the old address's list, index, unread, ids, cursor; 6-10 the new address's (the
+--       old ones again when forgetting); 11 subscriptions
+-- ARGV: 1 old address, 2 new address ('' to forget), 3 now in milliseconds
+local function decode(raw)
+  local ok, entry = pcall(cjson.decode, raw)
+  if ok and type(entry) == 'table' then return entry end
+  return nil
+end
+local moved = 0
+if ARGV[2] ~= '' and ARGV[2] ~= ARGV[1] then
+  local entries = redis.call('LRANGE', KEYS[1], 0, -1)
+  if redis.call('EXISTS', KEYS[6]) == 0 and redis.call('EXISTS', KEYS[7]) == 0 then
+    for _, raw in ipairs(entries) do
+      local entry = decode(raw)
+      if entry then
+        entry['receiver_email'] = ARGV[2]
+        raw = cjson.encode(entry)
+      end
+      redis.call('RPUSH', KEYS[6], raw)
+    end
+    for _, pair in ipairs({{2, 7}, {3, 8}, {4, 9}}) do
+      if redis.call('EXISTS', KEYS[pair[1]]) == 1 then
+        redis.call('RENAME', KEYS[pair[1]], KEYS[pair[2]])
+      end
+    end
+    local old = tonumber(redis.call('GET', KEYS[5]) or '0') or 0
+    local new = tonumber(redis.call('GET', KEYS[10]) or '0') or 0
+    if old > new then redis.call('SET', KEYS[10], old) end
+    moved = #entries
+  else
+    for i = #entries, 1, -1 do
+      local entry = decode(entries[i])
+      if entry then
+        local cursor = redis.call('INCR', KEYS[10])
+        if cursor == 1 then
+          cursor = tonumber(ARGV[3])
+          redis.call('SET', KEYS[10], cursor)
+        end
+        entry['cursor'] = cursor
+        entry['receiver_email'] = ARGV[2]
+        redis.call('LPUSH', KEYS[6], cjson.encode(entry))
+        redis.call('ZADD', KEYS[7], cursor, cursor)
+        if entry['read'] ~= true then redis.call('ZADD', KEYS[8], cursor, cursor) end
+        if entry.sender_email and entry.notification_id then
+          redis.call('SADD', KEYS[9], entry.sender_email .. ' ' .. entry.notification_id)
+        end
+        moved = moved + 1
+      end
+    end
+  end
+elseif ARGV[2] == '' then
+  moved = redis.call('LLEN', KEYS[1])
+end
+if ARGV[2] ~= ARGV[1] then
+  redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5])
+  redis.call('HDEL', KEYS[11], ARGV[1])
+end
+return moved
+",
+    )
+});
+
 /// A `subscriptions` value.
 #[derive(Debug, Serialize, Deserialize)]
 struct Subscription {
@@ -496,6 +571,37 @@ impl Store {
         let subscription: Subscription = serde_json::from_str(&stored)
             .map_err(|err| StoreError::Corrupt(format!("subscription {stored:?}: {err}")))?;
         Ok(subscription.subscribed)
+    }
+
+    /// Forgets everything `email` has here, or carries it to `moved_to` (see [`FORGET`]);
+    /// how many notifications were removed or carried.
+    #[tracing::instrument(skip_all, fields(user_email = %email, moved_to))]
+    pub async fn forget(&self, email: &Email, moved_to: Option<&Email>) -> Result<u64, StoreError> {
+        if let Some(moved_to) = moved_to {
+            tracing::Span::current().record("moved_to", moved_to.as_str());
+        }
+        let keys = |email: &str| {
+            [
+                notifications_key(email),
+                notification_index_key(email),
+                notification_unread_key(email),
+                notification_ids_key(email),
+                notification_cursor_key(email),
+            ]
+        };
+        let mut invocation = FORGET.prepare_invoke();
+        for key in keys(email.as_str())
+            .into_iter()
+            .chain(keys(moved_to.unwrap_or(email).as_str()))
+        {
+            invocation.key(key);
+        }
+        invocation
+            .key(SUBSCRIPTIONS)
+            .arg(email.as_str())
+            .arg(moved_to.map_or("", Email::as_str))
+            .arg(chrono::Utc::now().timestamp_millis());
+        Ok(self.redis.invoke(&invocation).await?)
     }
 
     /// Every notification of the receiver, newest first, as stored.

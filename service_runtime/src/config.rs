@@ -84,6 +84,8 @@ pub struct Runtime {
     pub auth: AuthConfig,
     #[command(flatten)]
     pub limits: ServerLimits,
+    #[command(flatten)]
+    pub outbox: crate::outbox::OutboxUpkeep,
     /// Log filter (tracing's `EnvFilter` syntax, e.g. `info,message_service=debug`).
     #[arg(long = "log", env = "RUST_LOG", default_value = "info")]
     pub log_filter: String,

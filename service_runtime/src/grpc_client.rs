@@ -60,6 +60,11 @@ pub const NOTIFICATION_SERVICE: Peer = Peer {
     var: "NOTIFICATION_SERVICE_GRPC_URL",
     default_url: "http://127.0.0.1:9898",
 };
+pub const MESSAGE_SERVICE: Peer = Peer {
+    name: "message-service",
+    var: "MESSAGE_SERVICE_GRPC_URL",
+    default_url: "http://127.0.0.1:9696",
+};
 pub const FRONTEND_SERVICE: Peer = Peer {
     name: "frontend-service",
     var: "FRONTEND_SERVICE_GRPC_URL",
@@ -98,6 +103,12 @@ peer_setting!(
     NOTIFICATION_SERVICE,
     "notification-service-grpc-url",
     "Where notification-service's gRPC server is."
+);
+peer_setting!(
+    MessageServicePeer,
+    MESSAGE_SERVICE,
+    "message-service-grpc-url",
+    "Where message-service's gRPC server is."
 );
 peer_setting!(
     FrontendServicePeer,

@@ -87,7 +87,7 @@ impl Stack<ServiceProcess> {
             "NOTIFICATION_SERVICE_GRPC_URL".to_owned(),
             grpc_url(&notification),
         ));
-        let user = ServiceProcess::start("user-service", env.clone()).await;
+        let mut user = ServiceProcess::start("user-service", env.clone()).await;
         env.push(("USER_SERVICE_GRPC_URL".to_owned(), grpc_url(&user)));
         frontend.set_env("NOTIFICATION_SERVICE_GRPC_URL", &grpc_url(&notification));
         for peer in [&mut frontend, &mut notification] {
@@ -95,6 +95,9 @@ impl Stack<ServiceProcess> {
             peer.restart().await;
         }
         let message = ServiceProcess::start("message-service", env).await;
+        // user-service calls message-service too (an account's data follows it).
+        user.set_env("MESSAGE_SERVICE_GRPC_URL", &grpc_url(&message));
+        user.restart().await;
         Self {
             frontend_port: frontend.grpc_port(),
             frontend_metrics_port: frontend
@@ -213,25 +216,32 @@ async fn wire_in_process(
         "NOTIFICATION_SERVICE_GRPC_URL",
         grpc_url(first_notification.ports()),
     ));
-    let user = Bound::try_bind(ServiceName::User, &env).await?.run();
-    env.push(pair("USER_SERVICE_GRPC_URL", grpc_url(user.ports())));
-    let again = |first: Bound, http: &str| {
+    let first_user = Bound::try_bind(ServiceName::User, &env).await?;
+    env.push(pair("USER_SERVICE_GRPC_URL", grpc_url(first_user.ports())));
+    let again = |first: Bound, http: &str, env: &[(String, String)]| {
         let ports = first.ports();
         drop(first);
-        let mut env = env.clone();
+        let mut env = env.to_vec();
         env.push(pair(http, ports.http.unwrap_or(0).to_string()));
         env.push(pair("GRPC_PORT", ports.grpc.unwrap_or(0).to_string()));
         env
     };
-    let env_of_frontend = again(first_frontend, "METRICS_PORT");
+    let env_of_frontend = again(first_frontend, "METRICS_PORT", &env);
     let frontend = Bound::try_bind(ServiceName::Frontend, &env_of_frontend)
         .await?
         .run();
-    let env_of_notification = again(first_notification, "HTTP_PORT");
+    let env_of_notification = again(first_notification, "HTTP_PORT", &env);
     let notification = Bound::try_bind(ServiceName::Notification, &env_of_notification)
         .await?
         .run();
     let message = Bound::try_bind(ServiceName::Message, &env).await?.run();
+    // user-service calls message-service too (an account's data follows it), so it is bound
+    // again once message-service's port is known.
+    env.push(pair("MESSAGE_SERVICE_GRPC_URL", grpc_url(message.ports())));
+    let env_of_user = again(first_user, "HTTP_PORT", &env);
+    let user = Bound::try_bind(ServiceName::User, &env_of_user)
+        .await?
+        .run();
     Ok((frontend, notification, user, message))
 }
 
@@ -253,6 +263,10 @@ impl<S> Stack<S> {
             (
                 "USER_SERVICE_GRPC_URL".to_owned(),
                 grpc_url(self.user_ports.grpc),
+            ),
+            (
+                "MESSAGE_SERVICE_GRPC_URL".to_owned(),
+                grpc_url(self.message_ports.grpc),
             ),
         ]
     }

@@ -1,7 +1,8 @@
 //! The rules of user accounts, between the handlers (which only translate requests and
 //! replies) and the store (which only knows keys and scripts): a new or moved address is
 //! subscribed to notifications before the request answers, updates are compare-and-swap
-//! retried, passwords are checked against the policy and hashed (`login.rs` verifies them).
+//! retried, passwords are checked against the policy and hashed (`login.rs` verifies them);
+//! a deleted or moved account's data is forgotten or carried through the account outbox.
 
 use std::sync::Arc;
 
@@ -11,7 +12,7 @@ use crate::{
     domain::{NewUser, PasswordPolicy, UserRecord, UserUpdate},
     error::Error,
     password::PasswordHasher,
-    store::{Created, Replaced, Store, SubscriptionRequest},
+    store::{AccountChange, Created, Moved, Replaced, Store, SubscriptionRequest},
 };
 
 /// Compare-and-swap attempts of an update before giving up with [`Error::Conflict`].
@@ -20,12 +21,16 @@ const UPDATE_ATTEMPTS: usize = 10;
 /// The subscription outbox of user-service.
 pub type SubscriptionOutbox = Outbox<SubscriptionRequest>;
 
+/// The account outbox of user-service (deleted and moved accounts, see `lifecycle.rs`).
+pub type AccountOutbox = Outbox<AccountChange>;
+
 /// user-service's operations; cheap to clone, shared by the HTTP and gRPC handlers.
 #[derive(Clone)]
 pub struct Accounts {
     store: Store,
     passwords: Arc<PasswordHasher>,
     subscriptions: SubscriptionOutbox,
+    changes: AccountOutbox,
     policy: PasswordPolicy,
 }
 
@@ -34,12 +39,14 @@ impl Accounts {
         store: Store,
         passwords: Arc<PasswordHasher>,
         subscriptions: SubscriptionOutbox,
+        changes: AccountOutbox,
         policy: PasswordPolicy,
     ) -> Self {
         Self {
             store,
             passwords,
             subscriptions,
+            changes,
             policy,
         }
     }
@@ -96,9 +103,16 @@ impl Accounts {
                 password: new_hash.clone().unwrap_or(record.password),
             };
             match self.store.replace(email, &raw, &updated).await? {
-                Replaced::Updated { subscription_entry } => {
-                    if let Some(entry) = subscription_entry {
-                        self.subscribe_now(&entry, &updated.email).await;
+                Replaced::Updated { moved } => {
+                    if let Some(Moved {
+                        subscription_entry,
+                        change_entry,
+                        change,
+                    }) = moved
+                    {
+                        self.change_now(&change_entry, change).await;
+                        self.subscribe_now(&subscription_entry, &updated.email)
+                            .await;
                     }
                     return Ok(updated);
                 }
@@ -110,9 +124,13 @@ impl Accounts {
         Err(Error::Conflict)
     }
 
-    /// Deletes the user; [`Error::NotFound`] if there is none.
+    /// Deletes the user; [`Error::NotFound`] if there is none. Its notifications,
+    /// subscription, message index and conversations go with it through the account outbox
+    /// (delivered inline when the peers are reachable, later by the worker otherwise).
     pub async fn delete(&self, email: &Email) -> Result<(), Error> {
-        self.store.delete(email).await
+        let (entry, change) = self.store.delete(email).await?;
+        self.change_now(&entry, change).await;
+        Ok(())
     }
 
     /// Whether a user has this address.
@@ -123,6 +141,16 @@ impl Accounts {
     /// Every user, ordered by email.
     pub async fn list(&self) -> Result<Vec<UserRecord>, Error> {
         self.store.list().await
+    }
+
+    async fn change_now(&self, entry: &str, change: AccountChange) {
+        let email = change.email.clone();
+        if !self.changes.deliver_now(entry, change).await {
+            tracing::warn!(
+                email,
+                "account change not confirmed yet; answering now, the outbox delivers it later"
+            );
+        }
     }
 
     async fn subscribe_now(&self, entry: &str, email: &str) {

@@ -24,6 +24,13 @@ pub enum Error {
     /// 404: no user has this address.
     #[error("User not found")]
     NotFound,
+    /// 503 / `UNAVAILABLE` with `Retry-After`: the address's previous account change (a
+    /// delete or an email change) is not yet delivered to notification- and message-service;
+    /// until it is, the address is neither signed up for nor moved to, from or deleted.
+    #[error(
+        "a previous change of this address is still being delivered to the other services; try again shortly"
+    )]
+    AddressBusy,
     /// 409: the record kept changing under a read-modify-write; the client may retry.
     #[error("User was modified concurrently; please retry")]
     Conflict,
@@ -70,6 +77,7 @@ impl ApiError for Error {
             Self::Invalid(_) | Self::AlreadyExists | Self::EmailTaken => Kind::InvalidInput,
             Self::NotFound => Kind::NotFound,
             Self::Conflict => Kind::Conflict,
+            Self::AddressBusy => Kind::Unavailable,
             Self::Store { source, .. } => kind_of(source),
             Self::InvalidCredentials => Kind::Unauthenticated,
             Self::TooManyAttempts { .. } => Kind::TooManyRequests,
@@ -92,6 +100,7 @@ impl ApiError for Error {
     fn retry_after(&self) -> Option<Duration> {
         match self {
             Self::TooManyAttempts { retry_after, .. } => Some(*retry_after),
+            Self::AddressBusy => Some(Duration::from_secs(2)),
             _ => None,
         }
     }

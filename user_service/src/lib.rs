@@ -7,6 +7,7 @@ mod domain;
 mod error;
 mod grpc;
 mod http;
+mod lifecycle;
 mod login;
 mod password;
 mod store;
@@ -15,6 +16,7 @@ mod subscriptions;
 use std::sync::Arc;
 
 use proto::{
+    message_service::message_service_client::MessageServiceClient,
     notification_service::notification_service_client::NotificationServiceClient,
     user_service::{
         token_service_server::TokenServiceServer, user_service_server::UserServiceServer,
@@ -22,7 +24,7 @@ use proto::{
 };
 use service_runtime::{
     auth::{Auth, TokenKeys},
-    grpc_client::NotificationServicePeer,
+    grpc_client::{MessageServicePeer, NotificationServicePeer},
     limits,
     outbox::Outbox,
     server::{Service, ServiceBuilder},
@@ -32,7 +34,12 @@ pub use error::Error;
 
 /// Names of user-service's Redis keys (DB 0), for tools and tests that read the layout.
 pub mod keys {
-    pub use crate::store::{login_failures_key, token_generation_key, user_key};
+    pub use crate::store::{
+        account_change_key, login_failures_key, token_generation_key, user_key,
+    };
+
+    /// The stream of account changes (deletes, moves) still to be delivered.
+    pub const ACCOUNT_OUTBOX: &str = crate::store::ACCOUNT_OUTBOX.key();
 
     /// The stream of subscriptions still to be delivered.
     pub const SUBSCRIPTION_OUTBOX: &str = crate::store::SUBSCRIPTION_OUTBOX.key();
@@ -56,6 +63,9 @@ service_runtime::service_config! {
         /// notification-service, where new users are subscribed.
         #[command(flatten)]
         pub notification_service: NotificationServicePeer,
+        /// message-service, which forgets or carries a deleted or moved user's messages.
+        #[command(flatten)]
+        pub message_service: MessageServicePeer,
         #[command(flatten)]
         pub login: LoginLimits,
         #[command(flatten)]
@@ -75,20 +85,36 @@ pub async fn build(config: Config) -> anyhow::Result<Service> {
             .channel(keys.internal_credential())?,
     )
     .max_decoding_message_size(limits::GRPC_MAX_MESSAGE_BYTES);
+    let messages =
+        MessageServiceClient::new(config.message_service.channel(keys.internal_credential())?)
+            .max_decoding_message_size(limits::GRPC_MAX_MESSAGE_BYTES);
+    let store = Store {
+        redis: redis.clone(),
+        generation_ttl: runtime.auth.token_ttl + store::CLOCK_MARGIN,
+    };
+    let peers = lifecycle::Peers {
+        store: store.clone(),
+        notifications: notifications.clone(),
+        messages,
+    };
     let subscriptions = Outbox::new(
         redis.clone(),
         &store::SUBSCRIPTION_OUTBOX,
         &runtime.hostname,
         move |request| subscriptions::deliver(notifications.clone(), request),
     );
-    let store = Store {
-        redis: redis.clone(),
-    };
+    let changes = Outbox::new(
+        redis.clone(),
+        &store::ACCOUNT_OUTBOX,
+        &runtime.hostname,
+        move |change| lifecycle::deliver(peers.clone(), change),
+    );
     let passwords = Arc::new(PasswordHasher::new()?);
     let accounts = Accounts::new(
         store.clone(),
         Arc::clone(&passwords),
         subscriptions.clone(),
+        changes.clone(),
         config.password_policy.resolve(runtime.auth.is_on()),
     );
     let logins = Logins::new(store, passwords, keys.clone(), config.login);
@@ -112,6 +138,7 @@ pub async fn build(config: Config) -> anyhow::Result<Service> {
         )
         .grpc_access(&auth, grpc::ACCESS)
         .outbox("subscription outbox", subscriptions)
+        .outbox("account outbox", changes)
         .worker("login limiter upkeep", move |shutdown| {
             logins.forget_idle_addresses(shutdown)
         })

@@ -26,7 +26,10 @@
 //! Delivery is therefore at-least-once: peers recognise repeats by the stable id the payload
 //! carries.
 
+mod upkeep;
 mod worker;
+
+pub use upkeep::OutboxUpkeep;
 
 use std::{
     future::Future,

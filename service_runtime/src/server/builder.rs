@@ -10,7 +10,7 @@ use super::{GrpcServer, Service, Worker, grpc::Grpc};
 use crate::{
     auth::{AccessTable, Auth, access::Guard},
     config::{Runtime, ServerLimits},
-    outbox::Outbox,
+    outbox::{Outbox, OutboxUpkeep},
     redis_store::Redis,
     shutdown::{self, Shutdown, ShutdownTrigger},
 };
@@ -23,6 +23,7 @@ pub struct ServiceBuilder {
     guard: Option<(Guard, AccessTable)>,
     redis: Option<Redis>,
     limits: ServerLimits,
+    outbox_upkeep: OutboxUpkeep,
     ready_file: Option<PathBuf>,
     workers: Vec<(&'static str, Worker)>,
     shutdown: (ShutdownTrigger, Shutdown),
@@ -41,6 +42,7 @@ impl ServiceBuilder {
             guard: None,
             redis: None,
             limits: runtime.limits,
+            outbox_upkeep: runtime.outbox,
             ready_file: runtime.ready_file.clone(),
             workers: Vec::new(),
             shutdown: shutdown::channel(),
@@ -102,12 +104,17 @@ impl ServiceBuilder {
         self
     }
 
-    /// Runs the delivery worker of `outbox` beside the servers.
+    /// Runs the delivery worker of `outbox` beside the servers, and its upkeep (removing the
+    /// consumer names of replicas that are gone).
     pub fn outbox<P>(self, name: &'static str, outbox: Outbox<P>) -> Self
     where
         P: serde::Serialize + serde::de::DeserializeOwned + Send + 'static,
     {
-        self.worker(name, move |shutdown| outbox.run(shutdown))
+        let upkeep = self.outbox_upkeep;
+        self.worker(name, move |shutdown| async move {
+            let upkeep = outbox.clone().upkeep(upkeep, shutdown.clone());
+            futures::future::join(outbox.run(shutdown), upkeep).await;
+        })
     }
 
     /// Runs `worker` beside the servers; it must return soon after its [`Shutdown`] fires.

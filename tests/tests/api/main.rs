@@ -5,6 +5,7 @@ mod faults;
 mod hardening;
 mod hostile;
 mod inbox;
+mod lifecycle;
 mod messaging;
 mod notifications;
 mod observability;
