@@ -7,6 +7,7 @@ mod inbox;
 mod messaging;
 mod notifications;
 mod observability;
+mod privilege;
 mod runtime;
 mod security;
 mod users;
