@@ -248,7 +248,6 @@ async fn call(s: &Stack, rpc: &str, victim: &str, token: &str, how: Presented) -
                     DeleteNotificationsRequest {
                         email: email.clone(),
                         notification_ids: vec!["nothing-to-delete".to_owned()],
-                        ..DeleteNotificationsRequest::default()
                     },
                     how,
                 ))
