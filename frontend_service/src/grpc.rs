@@ -1,5 +1,5 @@
 //! The `frontend_service.FrontendService` gRPC API. Who may call what is [`ACCESS`]: when
-//! protection is on, `ReceiveNotification` is for notification-service only (internal
+//! protection is on, `ReceiveNotification` is for notification-service only (its internal
 //! credential) and `WatchNotifications` for the receiver only (their token); a watch ends when
 //! its token expires.
 
@@ -13,7 +13,7 @@ use proto::{
     notification_service::notification_service_client::NotificationServiceClient,
 };
 use service_runtime::{
-    auth::{Access, AccessTable, Caller},
+    auth::{Access, AccessTable, Caller, ServiceName},
     email::{self, Email},
     grpc_client::GrpcChannel,
     limits, owner, request_id,
@@ -32,7 +32,7 @@ const WATCHER_BUFFER: usize = 64;
 pub const ACCESS: AccessTable = AccessTable(&[
     (
         "/frontend_service.FrontendService/ReceiveNotification",
-        Access::Internal,
+        Access::Services(&[ServiceName::Notification]),
     ),
     (
         "/frontend_service.FrontendService/WatchNotifications",

@@ -17,7 +17,7 @@ use proto::{
     notification_service::notification_service_client::NotificationServiceClient,
 };
 use service_runtime::{
-    auth::{Auth, TokenKeys},
+    auth::{Auth, ServiceName, TokenKeys},
     grpc_client::{NotificationServicePeer, UserServicePeer},
     limits,
     server::{Service, ServiceBuilder},
@@ -49,7 +49,7 @@ pub async fn build(config: Config) -> anyhow::Result<Service> {
     let (builder, redis) = ServiceBuilder::with_redis("frontend-service", runtime, REDIS_DB)?;
     metrics::describe();
     let live = live::LiveFeed::new(redis);
-    let keys = TokenKeys::new(&runtime.auth);
+    let keys = TokenKeys::of_service(&runtime.auth, ServiceName::Frontend);
     let store = NotificationServiceClient::new(
         config
             .notification_service

@@ -8,7 +8,7 @@ use proto::{
     user_service::{CheckUserExistsRequest, user_service_client::UserServiceClient},
 };
 use service_runtime::{
-    auth::{Access, AccessTable},
+    auth::{Access, AccessTable, ServiceName},
     email::Email,
     grpc_client::GrpcChannel,
     limits, owner, retry,
@@ -37,7 +37,7 @@ pub const ACCESS: AccessTable = AccessTable(&[
     ),
     (
         "/message_service.MessageService/ForgetUser",
-        Access::Internal,
+        Access::Services(&[ServiceName::User]),
     ),
 ]);
 

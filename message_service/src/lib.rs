@@ -18,7 +18,7 @@ use proto::{
     user_service::user_service_client::UserServiceClient,
 };
 use service_runtime::{
-    auth::{Auth, TokenKeys},
+    auth::{Auth, ServiceName, TokenKeys},
     config::positive,
     grpc_client::{NotificationServicePeer, UserServicePeer},
     limits,
@@ -64,7 +64,7 @@ service_runtime::service_config! {
 pub async fn build(config: Config) -> anyhow::Result<Service> {
     let runtime = &config.runtime;
     let (service, redis) = ServiceBuilder::with_redis("message-service", runtime, REDIS_DB)?;
-    let keys = TokenKeys::new(&runtime.auth);
+    let keys = TokenKeys::of_service(&runtime.auth, ServiceName::Message);
     let credential = keys.internal_credential();
     let users = UserServiceClient::new(config.user_service.channel(credential)?)
         .max_decoding_message_size(limits::GRPC_MAX_MESSAGE_BYTES);

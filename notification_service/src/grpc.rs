@@ -1,6 +1,8 @@
 //! The `notification_service.NotificationService` gRPC API. Who may call what is [`ACCESS`]:
-//! creating notifications and subscriptions is for the services; the inbox RPCs are for
-//! its owner (and `ListNotifications` also for frontend-service, which replays watches).
+//! creating notifications is for message-service, subscribing for user-service; the inbox RPCs
+//! are for its owner (and `ListNotifications` also for frontend-service, which replays
+//! watches). `CheckUserSubscribed` and `UnsubscribeUser`, which no service calls, answer no
+//! one when protection is on.
 
 use proto::notification_service::{
     CheckUserSubscribedRequest, CheckUserSubscribedResponse, CreateNotificationRequest,
@@ -12,7 +14,7 @@ use proto::notification_service::{
     notification_service_server::NotificationService,
 };
 use service_runtime::{
-    auth::{Access, AccessTable},
+    auth::{Access, AccessTable, ServiceName},
     email::Email,
     limits, owner, request_id,
 };
@@ -33,27 +35,30 @@ const DEFAULT_PAGE: usize = 100;
 pub const ACCESS: AccessTable = AccessTable(&[
     (
         "/notification_service.NotificationService/CreateNotification",
-        Access::Internal,
+        Access::Services(&[ServiceName::Message]),
     ),
     (
         "/notification_service.NotificationService/CheckUserSubscribed",
-        Access::Internal,
+        Access::Services(&[]),
     ),
     (
         "/notification_service.NotificationService/SubscribeUser",
-        Access::Internal,
+        Access::Services(&[ServiceName::User]),
     ),
     (
         "/notification_service.NotificationService/UnsubscribeUser",
-        Access::Internal,
+        Access::Services(&[]),
     ),
     (
         "/notification_service.NotificationService/ForgetUser",
-        Access::Internal,
+        Access::Services(&[ServiceName::User]),
     ),
     (
         "/notification_service.NotificationService/ListNotifications",
-        Access::InternalOrOwner(owner!(ListNotificationsRequest, |request| request.email)),
+        Access::ServicesOrOwner(
+            &[ServiceName::Frontend],
+            owner!(ListNotificationsRequest, |request| request.email),
+        ),
     ),
     (
         "/notification_service.NotificationService/MarkNotificationsRead",

@@ -19,7 +19,7 @@ use proto::{
     notification_service::notification_service_server::NotificationServiceServer,
 };
 use service_runtime::{
-    auth::{Auth, TokenKeys},
+    auth::{Auth, ServiceName, TokenKeys},
     grpc_client::{FrontendServicePeer, UserServicePeer},
     limits,
     outbox::Outbox,
@@ -66,7 +66,7 @@ service_runtime::service_config! {
 pub async fn build(config: Config) -> anyhow::Result<Service> {
     let runtime = &config.runtime;
     let (service, redis) = ServiceBuilder::with_redis("notification-service", runtime, REDIS_DB)?;
-    let keys = TokenKeys::new(&runtime.auth);
+    let keys = TokenKeys::of_service(&runtime.auth, ServiceName::Notification);
     let frontend = FrontendServiceClient::new(
         config
             .frontend_service

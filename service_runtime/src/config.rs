@@ -109,11 +109,12 @@ pub enum LogFormat {
     Json,
 }
 
-/// Where Redis is.
-#[derive(Debug, Clone, clap::Args)]
+/// Where Redis is, and who to log in as.
+#[derive(Clone, clap::Args)]
 pub struct RedisConfig {
-    /// Redis as `redis://host:port`; a database index in it is ignored (each service selects
-    /// its own). Default: `redis://127.0.0.1:6379`, or REDIS_HOST/REDIS_PORT when set.
+    /// Redis as `redis://host:port` or `redis://user:password@host:port`; a database index in
+    /// it is ignored (each service selects its own). Default: `redis://127.0.0.1:6379`, or
+    /// REDIS_HOST/REDIS_PORT when set.
     #[arg(long = "redis-url", env = "REDIS_URL")]
     url: Option<String>,
     /// Redis host, the original's way (used when REDIS_URL is unset).
@@ -122,6 +123,40 @@ pub struct RedisConfig {
     /// Redis port, the original's way (used when REDIS_URL is unset) [default: 6379].
     #[arg(long = "redis-port", env = "REDIS_PORT")]
     port: Option<u16>,
+    /// The Redis ACL user to log in as (docker/redis/users.acl has one per service); replaces
+    /// a user in REDIS_URL. Unset: the user in REDIS_URL, else Redis' `default`.
+    #[arg(long = "redis-username", env = "REDIS_USERNAME")]
+    username: Option<String>,
+    /// The password of that user (or Redis' `requirepass`); replaces a password in REDIS_URL.
+    #[arg(long = "redis-password", env = "REDIS_PASSWORD", hide_env_values = true, value_parser = parse_redis_password)]
+    password: Option<RedisPassword>,
+}
+
+/// A Redis password; never printed.
+#[derive(Clone)]
+struct RedisPassword(String);
+
+fn parse_redis_password(raw: &str) -> Result<RedisPassword, String> {
+    Ok(RedisPassword(raw.to_owned()))
+}
+
+impl std::fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never a password, neither the setting nor one inside the URL.
+        f.debug_struct("RedisConfig")
+            .field("url", &redact_userinfo(&self.base_url()))
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| ".."))
+            .finish()
+    }
+}
+
+/// `url` with whatever precedes an `@` in its authority shown as `..`.
+fn redact_userinfo(url: &str) -> String {
+    match (url.split_once("://"), url.rfind('@')) {
+        (Some((scheme, _)), Some(at)) => format!("{scheme}://..@{}", &url[at + 1..]),
+        _ => url.to_owned(),
+    }
 }
 
 impl RedisConfig {
@@ -131,6 +166,8 @@ impl RedisConfig {
             url: Some(url.into()),
             host: None,
             port: None,
+            username: None,
+            password: None,
         }
     }
 
@@ -147,6 +184,26 @@ impl RedisConfig {
             ),
         };
         strip_db_index(&url)
+    }
+
+    /// Where and how to connect to database `db`: [`RedisConfig::base_url`] with the user and
+    /// password of REDIS_USERNAME/REDIS_PASSWORD, where set, in place of the URL's.
+    pub fn connection_info(&self, db: u8) -> anyhow::Result<redis::ConnectionInfo> {
+        let base = self.base_url();
+        let info = redis::IntoConnectionInfo::into_connection_info(format!("{base}/{db}"))
+            .map_err(|err| {
+                anyhow::anyhow!("invalid Redis URL {:?}: {err}", redact_userinfo(&base))
+            })?;
+        // No `CLIENT SETINFO` on connect: Redis before 7.2 does not know it, and the ACL users
+        // of docker/redis/users.acl are not granted it.
+        let mut settings = info.redis_settings().clone().set_skip_set_lib_name();
+        if let Some(username) = &self.username {
+            settings = settings.set_username(username);
+        }
+        if let Some(RedisPassword(password)) = &self.password {
+            settings = settings.set_password(password);
+        }
+        Ok(info.set_redis_settings(settings))
     }
 }
 
@@ -265,7 +322,7 @@ mod tests {
 
     use clap::Parser as _;
 
-    use super::{Runtime, parse_duration, strip_db_index};
+    use super::{RedisConfig, Runtime, parse_duration, strip_db_index};
 
     #[derive(clap::Parser)]
     struct Only {
@@ -304,6 +361,33 @@ mod tests {
         for bad in ["0", "0ms", "-1s", "ten", "5w", ""] {
             assert!(parse_duration(bad).is_err(), "{bad:?} was accepted");
         }
+    }
+
+    #[test]
+    fn the_redis_user_and_password_come_from_the_url_or_the_settings_and_are_never_printed() {
+        let from_url = RedisConfig::at("redis://frontend-service:s3cret@h:6379/4");
+        let info = from_url.connection_info(2).expect("valid");
+        assert_eq!(info.redis_settings().username(), Some("frontend-service"));
+        assert_eq!(info.redis_settings().password(), Some("s3cret"));
+        assert_eq!(info.redis_settings().db(), 2);
+        assert!(!format!("{from_url:?}").contains("s3cret"), "{from_url:?}");
+
+        let only = Only::try_parse_from([
+            "service",
+            "--redis-url",
+            "redis://other:old@h:6379",
+            "--redis-username",
+            "user-service",
+            "--redis-password",
+            "n3w",
+        ])
+        .expect("parses");
+        let redis = &only.runtime.redis;
+        let info = redis.connection_info(0).expect("valid");
+        assert_eq!(info.redis_settings().username(), Some("user-service"));
+        assert_eq!(info.redis_settings().password(), Some("n3w"));
+        assert!(!format!("{redis:?}").contains("n3w"), "{redis:?}");
+        assert!(!format!("{redis:?}").contains("old"), "{redis:?}");
     }
 
     #[test]

@@ -146,48 +146,105 @@ impl Peer {
 
 /// The gRPC metadata key of the internal service credential.
 pub const INTERNAL_CREDENTIAL_HEADER: &str = "x-internal-credential";
+/// The gRPC metadata key naming the service that presents the credential.
+pub const INTERNAL_CALLER_HEADER: &str = "x-internal-caller";
 
-/// The credential a service presents on its outbound gRPC calls (none in open mode).
+/// One of the four services, as the caller of another one's internal RPCs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ServiceName {
+    User,
+    Message,
+    Notification,
+    Frontend,
+}
+
+impl ServiceName {
+    pub const ALL: [Self; 4] = [
+        Self::User,
+        Self::Message,
+        Self::Notification,
+        Self::Frontend,
+    ];
+
+    /// The name it presents in `x-internal-caller` (and in logs): `user-service`, ….
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::User => "user-service",
+            Self::Message => "message-service",
+            Self::Notification => "notification-service",
+            Self::Frontend => "frontend-service",
+        }
+    }
+
+    /// The service called `name`, if it is one of the four.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|service| service.as_str() == name)
+    }
+}
+
+impl fmt::Display for ServiceName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The credential a service presents on its outbound gRPC calls: its name and the value
+/// derived for that name (none in open mode).
 #[derive(Clone, Default)]
-pub struct InternalCredential(Option<AsciiMetadataValue>);
+pub struct InternalCredential(Option<(ServiceName, AsciiMetadataValue)>);
 
 impl fmt::Debug for InternalCredential {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(if self.0.is_some() {
-            "InternalCredential(..)"
-        } else {
-            "InternalCredential(none)"
-        })
+        match &self.0 {
+            Some((service, _)) => write!(f, "InternalCredential({service}, ..)"),
+            None => f.write_str("InternalCredential(none)"),
+        }
     }
 }
 
 impl InternalCredential {
-    pub(crate) fn new(value: Option<AsciiMetadataValue>) -> Self {
+    pub(crate) fn new(value: Option<(ServiceName, AsciiMetadataValue)>) -> Self {
         Self(value)
     }
 
-    /// Adds the credential, if there is one, to an outbound request's metadata.
+    /// The service this credential is of, if there is one.
+    pub fn service(&self) -> Option<ServiceName> {
+        self.0.as_ref().map(|(service, _)| *service)
+    }
+
+    /// Adds the credential, if there is one, to an outbound request's metadata: the caller's
+    /// name in `x-internal-caller`, the value in `x-internal-credential`.
     pub fn attach<T>(&self, request: &mut tonic::Request<T>) {
-        if let Some(value) = &self.0 {
-            request
-                .metadata_mut()
-                .insert(INTERNAL_CREDENTIAL_HEADER, value.clone());
+        if let Some((service, value)) = &self.0 {
+            let metadata = request.metadata_mut();
+            metadata.insert(
+                INTERNAL_CALLER_HEADER,
+                AsciiMetadataValue::from_static(service.as_str()),
+            );
+            metadata.insert(INTERNAL_CREDENTIAL_HEADER, value.clone());
         }
     }
 
-    /// Whether a request with `headers` carries this credential (compared in constant time).
+    /// Whether a request with `headers` carries this credential: the same caller name and
+    /// the same value (compared in constant time).
     pub(crate) fn is_carried_by(&self, headers: &HeaderMap) -> bool {
-        match (&self.0, headers.get(INTERNAL_CREDENTIAL_HEADER)) {
-            (Some(expected), Some(presented)) => {
-                bool::from(expected.as_bytes().ct_eq(presented.as_bytes()))
-            }
-            _ => false,
-        }
+        let Some((service, expected)) = &self.0 else {
+            return false;
+        };
+        let named = headers
+            .get(INTERNAL_CALLER_HEADER)
+            .is_some_and(|name| name.as_bytes() == service.as_str().as_bytes());
+        let presented = headers
+            .get(INTERNAL_CREDENTIAL_HEADER)
+            .is_some_and(|presented| bool::from(expected.as_bytes().ct_eq(presented.as_bytes())));
+        named && presented
     }
 
     #[cfg(test)]
     pub(crate) fn value(&self) -> Option<&str> {
-        self.0.as_ref().and_then(|value| value.to_str().ok())
+        self.0.as_ref().and_then(|(_, value)| value.to_str().ok())
     }
 }
 

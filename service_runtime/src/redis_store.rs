@@ -27,12 +27,12 @@ pub struct Redis {
 }
 
 impl Redis {
-    /// Connects lazily to database `db` of the Redis at `base_url`, so a service starts (and
-    /// reports itself unhealthy) while Redis is down, and recovers on its own when Redis comes
-    /// back.
-    pub fn connect(base_url: &str, db: u8) -> anyhow::Result<Self> {
-        let client = redis::Client::open(format!("{base_url}/{db}"))
-            .map_err(|err| anyhow::anyhow!("invalid Redis URL {base_url:?}: {err}"))?;
+    /// Connects lazily to database `db` of the Redis `config` names, as the user it names
+    /// (if any), so a service starts (and reports itself unhealthy) while Redis is down, and
+    /// recovers on its own when Redis comes back.
+    pub fn connect(config: &crate::config::RedisConfig, db: u8) -> anyhow::Result<Self> {
+        let client = redis::Client::open(config.connection_info(db)?)
+            .map_err(|err| anyhow::anyhow!("cannot use the Redis of {config:?}: {err}"))?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(1)))
             .set_response_timeout(Some(Duration::from_secs(2)))

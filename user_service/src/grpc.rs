@@ -2,8 +2,10 @@
 //! outcomes (status OK, flag false), as clients of the original expect; only a failure to do
 //! the job (Redis unreachable, a bug) is an error status.
 //!
-//! Who may call what is [`ACCESS`]: when protection is on, `CheckUserExists`, `ListUsers` and
-//! `TokenService.ValidateToken` answer only the services (internal credential);
+//! Who may call what is [`ACCESS`]: when protection is on, `CheckUserExists` answers only
+//! message-service and `TokenService.ValidateToken` only the services that check tokens
+//! (message-, notification- and frontend-service), each by its own internal credential;
+//! `ListUsers`, which no service calls, answers no one;
 //! `AuthenticateUser` stays open to everyone, under the same brute-force limits as
 //! `POST /login` (`RESOURCE_EXHAUSTED` past them, in both modes).
 
@@ -13,7 +15,7 @@ use proto::user_service::{
     token_service_server::TokenService, user_service_server::UserService,
 };
 use service_runtime::{
-    auth::{Access, AccessTable, Auth},
+    auth::{Access, AccessTable, Auth, ServiceName},
     email::Email,
 };
 use tonic::{Request, Response, Status};
@@ -24,11 +26,19 @@ use crate::{accounts::Accounts, login::Logins};
 pub const ACCESS: AccessTable = AccessTable(&[
     (
         "/user_service.UserService/CheckUserExists",
-        Access::Internal,
+        Access::Services(&[ServiceName::Message]),
     ),
     ("/user_service.UserService/AuthenticateUser", Access::Public),
-    ("/user_service.UserService/ListUsers", Access::Internal),
-    ("/user_service.TokenService/ValidateToken", Access::Internal),
+    // No service lists users.
+    ("/user_service.UserService/ListUsers", Access::Services(&[])),
+    (
+        "/user_service.TokenService/ValidateToken",
+        Access::Services(&[
+            ServiceName::Message,
+            ServiceName::Notification,
+            ServiceName::Frontend,
+        ]),
+    ),
 ]);
 
 /// The `UserService` handlers over the shared state.

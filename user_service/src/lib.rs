@@ -23,7 +23,7 @@ use proto::{
     },
 };
 use service_runtime::{
-    auth::{Auth, TokenKeys},
+    auth::{Auth, ServiceName, TokenKeys},
     grpc_client::{MessageServicePeer, NotificationServicePeer},
     limits,
     outbox::Outbox,
@@ -78,7 +78,7 @@ service_runtime::service_config! {
 pub async fn build(config: Config) -> anyhow::Result<Service> {
     let runtime = &config.runtime;
     let (service, redis) = ServiceBuilder::with_redis("user-service", runtime, REDIS_DB)?;
-    let keys = TokenKeys::new(&runtime.auth);
+    let keys = TokenKeys::of_service(&runtime.auth, ServiceName::User);
     let notifications = NotificationServiceClient::new(
         config
             .notification_service

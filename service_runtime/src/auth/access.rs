@@ -13,7 +13,7 @@ use prost::Message as _;
 use tonic::{Status, body::Body};
 
 use super::{Auth, AuthError, Caller};
-use crate::limits;
+use crate::{grpc_client::ServiceName, limits};
 
 /// Reads the address a request names from its encoded protobuf message.
 pub type OwnerOf = fn(&[u8]) -> Result<Option<String>, prost::DecodeError>;
@@ -23,12 +23,13 @@ pub type OwnerOf = fn(&[u8]) -> Result<Option<String>, prost::DecodeError>;
 pub enum Access {
     /// Anyone: the RPC checks what it needs itself (`AuthenticateUser` checks a password).
     Public,
-    /// The services only: the request carries the internal credential.
-    Internal,
+    /// These services only: the request carries the internal credential of one of them
+    /// (an empty list: no one, when protection is on).
+    Services(&'static [ServiceName]),
     /// The user the request names, with a valid token of that user.
     Owner(OwnerOf),
-    /// The services, or the user the request names.
-    InternalOrOwner(OwnerOf),
+    /// These services, or the user the request names.
+    ServicesOrOwner(&'static [ServiceName], OwnerOf),
 }
 
 /// The [`OwnerOf`] of a request type: `owner!(GetMessagesRequest, |r| r.user_email)`.
@@ -132,16 +133,25 @@ impl Guard {
                 "{path} has no access rule on this server"
             )));
         };
-        let internal = self
-            .auth
-            .keys()
-            .internal_credential()
-            .is_carried_by(request.headers());
-        let owner_of = match access {
+        let (services, owner_of): (&[ServiceName], _) = match access {
             Access::Public => return Ok(request),
-            Access::Internal | Access::InternalOrOwner(_) if internal => return Ok(request),
-            Access::Internal => return Err(AuthError::NotInternal.into()),
-            Access::Owner(owner_of) | Access::InternalOrOwner(owner_of) => owner_of,
+            Access::Services(services) => (services, None),
+            Access::Owner(owner_of) => (&[], Some(owner_of)),
+            Access::ServicesOrOwner(services, owner_of) => (services, Some(owner_of)),
+        };
+        // A service's credential opens only the RPCs whose list names that service.
+        match self.auth.keys().internal_caller(request.headers()) {
+            Some(service) if services.contains(&service) => return Ok(request),
+            Some(service) => {
+                return Err(AuthError::ServiceNotAllowed {
+                    service: service.as_str(),
+                }
+                .into());
+            }
+            None => {}
+        }
+        let Some(owner_of) = owner_of else {
+            return Err(AuthError::NotInternal.into());
         };
         let authorization = match request.headers().get(header::AUTHORIZATION) {
             None => None,
@@ -255,14 +265,15 @@ mod tests {
         let complete = AccessTable(&[
             (
                 "/user_service.UserService/CheckUserExists",
-                Access::Internal,
+                Access::Services(&[]),
             ),
             ("/user_service.UserService/AuthenticateUser", Access::Public),
-            ("/user_service.UserService/ListUsers", Access::Internal),
+            ("/user_service.UserService/ListUsers", Access::Services(&[])),
         ]);
         complete.covers(&[USER_SERVICE]).expect("complete");
 
-        let missing = AccessTable(&[("/user_service.UserService/ListUsers", Access::Internal)]);
+        let missing =
+            AccessTable(&[("/user_service.UserService/ListUsers", Access::Services(&[]))]);
         let err = missing
             .covers(&[USER_SERVICE])
             .expect_err("two RPCs missing");

@@ -31,11 +31,18 @@ pub enum AuthError {
     /// 403 / `PERMISSION_DENIED`: a valid token of another user.
     #[error("forbidden: this token belongs to another user; it may act only for {0}")]
     OtherUser(String),
-    /// 401 / `UNAUTHENTICATED`: a service-to-service RPC without the internal credential.
+    /// 401 / `UNAUTHENTICATED`: a service-to-service RPC without a service's internal
+    /// credential.
     #[error(
-        "this RPC is for the services only: the internal service credential (x-internal-credential) is missing or wrong"
+        "this RPC is for the services only: the internal service credential (x-internal-caller and x-internal-credential) is missing or wrong"
     )]
     NotInternal,
+    /// 403 / `PERMISSION_DENIED`: a valid internal credential of a service that does not call
+    /// this RPC.
+    #[error(
+        "this RPC is not open to {service}: its internal credential opens only the RPCs it calls"
+    )]
+    ServiceNotAllowed { service: &'static str },
     /// 503 / `UNAVAILABLE`: user-service (or its Redis) could not say whether the token is
     /// still valid.
     #[error(
@@ -52,7 +59,7 @@ impl ApiError for AuthError {
             | Self::Expired
             | Self::Revoked
             | Self::NotInternal => Kind::Unauthenticated,
-            Self::OtherUser(_) => Kind::Forbidden,
+            Self::OtherUser(_) | Self::ServiceNotAllowed { .. } => Kind::Forbidden,
             Self::Unavailable(_) => Kind::Unavailable,
         }
     }

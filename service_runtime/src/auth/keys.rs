@@ -1,5 +1,6 @@
 //! The keys of protection: what `AUTH_SECRET` turns on, the signing and checking of login
-//! tokens, account versions, and the internal credential derived from the same secret.
+//! tokens, account versions, and the per-service internal credentials derived from the same
+//! secret.
 
 use std::{fmt, sync::Arc, time::Duration};
 
@@ -10,7 +11,11 @@ use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
 use super::{AuthError, MIN_SECRET_BYTES, SECRET_VAR};
-use crate::{email::Email, grpc_client::InternalCredential, time::unix_now};
+use crate::{
+    email::Email,
+    grpc_client::{INTERNAL_CALLER_HEADER, InternalCredential, ServiceName},
+    time::unix_now,
+};
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -114,8 +119,8 @@ pub struct IssuedToken {
     pub expires_at: String,
 }
 
-/// Signs and checks tokens, derives account versions and the internal credential; cheap to
-/// clone.
+/// Signs and checks tokens, derives account versions and the services' internal credentials;
+/// cheap to clone.
 #[derive(Clone)]
 pub struct TokenKeys(Arc<Keys>);
 
@@ -127,13 +132,39 @@ struct Keys {
     decoding: DecodingKey,
     validation: Validation,
     ttl: Duration,
+    /// What this service presents on its outbound calls (none in open mode, or for keys of
+    /// no service).
     credential: InternalCredential,
+    /// The credential of each of the four services, to recognise callers (empty in open mode).
+    callers: Vec<InternalCredential>,
+}
+
+/// The internal credential of `service` under `secret`: HMAC-SHA256(secret,
+/// `"internal-service:" + name`), hex (docs/security.md).
+fn credential_of(secret: &[u8], service: ServiceName) -> InternalCredential {
+    let message = format!("internal-service:{}", service.as_str());
+    let value = hex(&hmac(secret, &[message.as_bytes()]))
+        .parse()
+        .expect("hex is valid ASCII metadata");
+    InternalCredential::new(Some((service, value)))
 }
 
 impl TokenKeys {
+    /// The keys of `service`: [`TokenKeys::new`] plus the credential `service` presents on its
+    /// outbound calls (when protection is on).
+    pub fn of_service(config: &AuthConfig, service: ServiceName) -> Self {
+        Self::with_identity(config, Some(service))
+    }
+
     /// Keys derived from the configured secret, or from a random one in open mode (tokens are
     /// then good only on this process, which is all open mode needs: nothing checks them).
+    /// They check tokens and recognise the services' credentials but present none: a
+    /// service uses [`TokenKeys::of_service`].
     pub fn new(config: &AuthConfig) -> Self {
+        Self::with_identity(config, None)
+    }
+
+    fn with_identity(config: &AuthConfig, identity: Option<ServiceName>) -> Self {
         let secret: Vec<u8> = match &config.secret {
             Some(Secret(secret)) => secret.to_vec(),
             None => (0..2)
@@ -143,11 +174,21 @@ impl TokenKeys {
         // One secret, three unrelated keys.
         let signing_key = hmac(&secret, &[b"token-signing"]);
         let version_key = hmac(&secret, &[b"token-version"]);
-        let credential = config.secret.as_ref().map(|_| {
-            hex(&hmac(&secret, &[b"internal-service"]))
-                .parse()
-                .expect("hex is valid ASCII metadata")
-        });
+        let callers: Vec<InternalCredential> = match config.secret {
+            Some(_) => ServiceName::ALL
+                .into_iter()
+                .map(|service| credential_of(&secret, service))
+                .collect(),
+            None => Vec::new(),
+        };
+        let credential = identity
+            .and_then(|own| {
+                callers
+                    .iter()
+                    .find(|credential| credential.service() == Some(own))
+                    .cloned()
+            })
+            .unwrap_or_default();
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = 0;
         validation.set_required_spec_claims(&["exp", "sub"]);
@@ -158,7 +199,8 @@ impl TokenKeys {
             decoding: DecodingKey::from_secret(&signing_key),
             validation,
             ttl: config.token_ttl,
-            credential: InternalCredential::new(credential),
+            credential,
+            callers,
         }))
     }
 
@@ -167,9 +209,22 @@ impl TokenKeys {
         self.0.on
     }
 
-    /// The credential for outbound calls to the other services.
+    /// The credential for outbound calls to the other services: this service's own.
     pub fn internal_credential(&self) -> &InternalCredential {
         &self.0.credential
+    }
+
+    /// The service whose valid credential a request with `headers` carries: the one named in
+    /// `x-internal-caller`, if the credential presented is that service's (constant-time
+    /// comparison). `None` in open mode, without a credential, or with a wrong one.
+    pub fn internal_caller(&self, headers: &axum::http::HeaderMap) -> Option<ServiceName> {
+        let named = ServiceName::parse(headers.get(INTERNAL_CALLER_HEADER)?.to_str().ok()?)?;
+        self.0
+            .callers
+            .iter()
+            .find(|credential| credential.service() == Some(named))
+            .filter(|credential| credential.is_carried_by(headers))
+            .map(|_| named)
     }
 
     /// The account version of a user whose stored password hash is `password_hash` and whose
@@ -237,9 +292,15 @@ mod tests {
         Email::parse(raw).expect("valid")
     }
 
-    fn carries(keys: &TokenKeys, request: &tonic::Request<()>) -> bool {
-        keys.internal_credential()
-            .is_carried_by(&request.metadata().clone().into_headers())
+    fn of(secret: &[u8], service: ServiceName) -> TokenKeys {
+        TokenKeys::of_service(
+            &AuthConfig::protected(secret, DEFAULT_TOKEN_TTL).expect("long enough"),
+            service,
+        )
+    }
+
+    fn caller_of(keys: &TokenKeys, request: &tonic::Request<()>) -> Option<ServiceName> {
+        keys.internal_caller(&request.metadata().clone().into_headers())
     }
 
     #[test]
@@ -293,24 +354,72 @@ mod tests {
     }
 
     #[test]
-    fn the_internal_credential_exists_only_when_protected() {
-        let open = TokenKeys::new(&AuthConfig::open(DEFAULT_TOKEN_TTL));
+    fn the_internal_credential_exists_only_when_protected_and_for_a_service() {
+        let open =
+            TokenKeys::of_service(&AuthConfig::open(DEFAULT_TOKEN_TTL), ServiceName::Message);
         assert!(open.internal_credential().value().is_none());
-        let on = keys(&[1; 32]);
+        assert!(keys(&[1; 32]).internal_credential().value().is_none());
+        let on = of(&[1; 32], ServiceName::Message);
         let mut request = tonic::Request::new(());
-        assert!(!carries(&on, &request));
+        assert_eq!(caller_of(&on, &request), None);
         on.internal_credential().attach(&mut request);
-        assert!(carries(&on, &request));
-        assert!(!carries(&keys(&[2; 32]), &request));
+        assert_eq!(caller_of(&on, &request), Some(ServiceName::Message));
+        // Any service's keys recognise the caller; another secret's do not.
+        assert_eq!(
+            caller_of(&keys(&[1; 32]), &request),
+            Some(ServiceName::Message)
+        );
+        assert_eq!(caller_of(&keys(&[2; 32]), &request), None);
     }
 
     #[test]
-    fn the_internal_credential_is_the_documented_hmac_of_the_secret() {
-        // printf internal-service | openssl dgst -sha256 -hmac '<secret>'
-        let secret = b"an-auth-secret-of-at-least-32-bytes!!";
-        assert_eq!(
-            keys(secret).internal_credential().value(),
-            Some("0be1a809f4bffa80228d22e184e6e2c70016ddbe0ca0b949cdacf192cc9f00aa")
+    fn a_credential_is_bound_to_the_name_it_was_derived_for() {
+        let checker = keys(&[1; 32]);
+        let mut request = tonic::Request::new(());
+        of(&[1; 32], ServiceName::Frontend)
+            .internal_credential()
+            .attach(&mut request);
+        assert_eq!(caller_of(&checker, &request), Some(ServiceName::Frontend));
+        // frontend-service's value under another service's name is no one's.
+        request.metadata_mut().insert(
+            INTERNAL_CALLER_HEADER,
+            "message-service".parse().expect("ASCII"),
         );
+        assert_eq!(caller_of(&checker, &request), None);
+        request.metadata_mut().insert(
+            INTERNAL_CALLER_HEADER,
+            "someone-else".parse().expect("ASCII"),
+        );
+        assert_eq!(caller_of(&checker, &request), None);
+    }
+
+    #[test]
+    fn each_internal_credential_is_the_documented_hmac_of_the_secret_and_the_name() {
+        // printf 'internal-service:<name>' | openssl dgst -sha256 -hmac '<secret>'
+        let secret = b"an-auth-secret-of-at-least-32-bytes!!";
+        for (service, expected) in [
+            (
+                ServiceName::User,
+                "6c0af6dcc5666af02ca67db8d4098d67a111f75de457485a1cdefc340d89fccf",
+            ),
+            (
+                ServiceName::Message,
+                "a34a750d6015b765034c6f3450bc075747cf881eb444bf3b3a6dfe86d416ba19",
+            ),
+            (
+                ServiceName::Notification,
+                "e62a6525307cc896ba29a3c918cbde542d7d58b4b31c8721752dbdc60d0ecae5",
+            ),
+            (
+                ServiceName::Frontend,
+                "57cabe74c0e982883755b6d2313d2d0e929d09cae08a5aa3a930346493f55c71",
+            ),
+        ] {
+            assert_eq!(
+                of(secret, service).internal_credential().value(),
+                Some(expected),
+                "{service}"
+            );
+        }
     }
 }

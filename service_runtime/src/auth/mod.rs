@@ -20,10 +20,13 @@
 //!   may act for the user a request names: a missing, malformed, forged or expired token is
 //!   401; another user's valid token is 403.
 //! - **gRPC** is guarded by one declared table per service ([`access`]): each RPC is public,
-//!   for the services only (the internal credential — HMAC-SHA256(secret,
-//!   `"internal-service"`), hex, in the `x-internal-credential` metadata, which every channel
-//!   from `grpc_client` attaches), for the user a request field names, or either. A server
-//!   whose table misses one of its RPCs does not start, so a new RPC cannot forget its check.
+//!   for the services it lists only, for the user a request field names, or either. Each
+//!   service has its own internal credential — HMAC-SHA256(secret, `"internal-service:" +
+//!   name`), hex, in the `x-internal-credential` metadata beside its name in
+//!   `x-internal-caller`, which every channel from `grpc_client` attaches — and it opens only
+//!   the RPCs whose list names that service (a valid credential of another service is
+//!   `PERMISSION_DENIED`). A server whose table misses one of its RPCs does not start, so a
+//!   new RPC cannot forget its check.
 
 pub mod access;
 mod caller;
@@ -38,6 +41,8 @@ pub use access::{Access, AccessTable};
 pub use caller::{AuthError, Caller};
 pub use gate::{Auth, CurrentTokens};
 pub use keys::{AuthConfig, Claims, IssuedToken, TokenKeys};
+
+pub use crate::grpc_client::ServiceName;
 
 /// The variable that switches protection on.
 pub const SECRET_VAR: &str = "AUTH_SECRET";

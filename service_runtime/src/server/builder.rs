@@ -57,7 +57,7 @@ impl ServiceBuilder {
         runtime: &Runtime,
         db: u8,
     ) -> anyhow::Result<(Self, Redis)> {
-        let redis = Redis::connect(&runtime.redis.base_url(), db)?;
+        let redis = Redis::connect(&runtime.redis, db)?;
         let mut builder = Self::new(name, runtime);
         builder.redis = Some(redis.clone());
         Ok((builder, redis))

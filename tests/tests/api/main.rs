@@ -9,6 +9,7 @@ mod lifecycle;
 mod messaging;
 mod notifications;
 mod observability;
+mod privilege;
 mod runtime;
 mod security;
 mod users;

@@ -9,7 +9,7 @@ use integration_tests::{
     InProcessStack, ServiceProcess, Stack,
     helpers::{
         AUTH_SECRET, bearer_header, eventually, keys_of, message, protected_env, reply,
-        unique_email, with_bearer, with_internal_credential,
+        unique_email, with_bearer,
     },
 };
 use proto::{
@@ -378,22 +378,23 @@ enum Presented {
     Bare,
     WithAUsersToken,
     WithTheCredentialOfAnotherSecret,
-    WithTheInternalCredential,
 }
 
 fn present<T>(message: T, how: Presented, token: &str) -> tonic::Request<T> {
     match how {
         Presented::Bare => tonic::Request::new(message),
         Presented::WithAUsersToken => with_bearer(message, Some(token)),
-        Presented::WithTheCredentialOfAnotherSecret => {
-            with_internal_credential(message, OTHER_SECRET)
-        }
-        Presented::WithTheInternalCredential => with_internal_credential(message, AUTH_SECRET),
+        // The credential each service calls with (crate::privilege tests who may call what).
+        Presented::WithTheCredentialOfAnotherSecret => crate::privilege::with_credential_of(
+            message,
+            OTHER_SECRET,
+            service_runtime::auth::ServiceName::Message,
+        ),
     }
 }
 
 #[tokio::test]
-async fn service_to_service_rpcs_refuse_outsiders_when_protected_and_accept_the_credential() {
+async fn service_to_service_rpcs_refuse_outsiders_when_protected() {
     let fx = Fixture::start().await;
     let s = &fx.stack;
     let victim = fx.own.clone();
@@ -403,9 +404,7 @@ async fn service_to_service_rpcs_refuse_outsiders_when_protected_and_accept_the_
         Presented::Bare,
         Presented::WithAUsersToken,
         Presented::WithTheCredentialOfAnotherSecret,
-        Presented::WithTheInternalCredential,
     ] {
-        let allowed = how == Presented::WithTheInternalCredential;
         let outcomes = [
             (
                 "CheckUserExists",
@@ -530,25 +529,17 @@ async fn service_to_service_rpcs_refuse_outsiders_when_protected_and_accept_the_
             ),
         ];
         for (rpc, (status, message)) in outcomes {
-            if allowed {
-                assert_eq!(status, 200, "{rpc} {how:?}: {message}");
-            } else {
-                assert_eq!(status, 401, "{rpc} {how:?}: {message}");
-                assert!(message.contains("internal"), "{rpc} {how:?}: {message}");
-            }
+            assert_eq!(status, 401, "{rpc} {how:?}: {message}");
+            assert!(message.contains("internal"), "{rpc} {how:?}: {message}");
         }
-        if !allowed {
-            // Nothing planted, nothing unsubscribed.
-            assert!(s.stored_notifications(&victim).await.is_empty(), "{how:?}");
-            assert_eq!(
-                s.stored_subscription(&victim).await.expect("subscribed")["subscribed"],
-                true,
-                "{how:?}"
-            );
-        }
+        // Nothing planted, nothing unsubscribed.
+        assert!(s.stored_notifications(&victim).await.is_empty(), "{how:?}");
+        assert_eq!(
+            s.stored_subscription(&victim).await.expect("subscribed")["subscribed"],
+            true,
+            "{how:?}"
+        );
     }
-    // Only the credentialed CreateNotification stored one.
-    assert_eq!(s.stored_notifications(&victim).await.len(), 1);
 }
 
 #[tokio::test]
