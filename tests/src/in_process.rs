@@ -170,15 +170,14 @@ impl Bound {
             config_of(service, vars).with_context(|| format!("configure {}", service.as_str()))?;
         let built = runtime()
             .spawn(async move {
-                let built = match config {
+                match config {
                     ServiceConfig::User(config) => user_service::build(config).await,
                     ServiceConfig::Message(config) => message_service::build(config).await,
                     ServiceConfig::Notification(config) => {
                         notification_service::build(config).await
                     }
                     ServiceConfig::Frontend(config) => frontend_service::build(config).await,
-                };
-                built
+                }
             })
             .await
             .expect("the build task ran")
