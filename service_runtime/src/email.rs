@@ -260,8 +260,16 @@ mod tests {
             Ok("a@caf\u{e9}.fr".to_owned())
         );
         // ASCII and NFC addresses are unchanged: their keys stay what they were.
-        for nfc in ["ada@example.com", "Ü@bü.de", "иван@почта.рф", "田中@例え.jp"] {
-            assert_eq!(Email::parse(nfc).map(Email::into_string), Ok(nfc.to_owned()));
+        for nfc in [
+            "ada@example.com",
+            "Ü@bü.de",
+            "иван@почта.рф",
+            "田中@例え.jp",
+        ] {
+            assert_eq!(
+                Email::parse(nfc).map(Email::into_string),
+                Ok(nfc.to_owned())
+            );
         }
     }
 
@@ -281,9 +289,9 @@ mod tests {
         for ok in [
             "ada@example.com",
             "first.last+tag-1@sub.example.com",
-            "иван@почта.рф",             // one script
-            "ivan@почта.example.com",    // one script per domain label
-            "田中ひろし@example.jp",     // Han and Hiragana are one writing system
+            "иван@почта.рф",          // one script
+            "ivan@почта.example.com", // one script per domain label
+            "田中ひろし@example.jp",  // Han and Hiragana are one writing system
             "Ü@bü.de",
             "ad\u{e9}@x.io",
         ] {

@@ -38,7 +38,12 @@ pub mod keys {
     pub const SUBSCRIPTION_OUTBOX: &str = crate::store::SUBSCRIPTION_OUTBOX.key();
 }
 
-use crate::{accounts::Accounts, login::Logins, password::PasswordHasher, store::Store};
+use crate::{
+    accounts::Accounts,
+    login::{AddressLimit, Logins},
+    password::PasswordHasher,
+    store::Store,
+};
 pub use crate::{
     domain::{PasswordPolicy, PasswordPolicySetting},
     login::LoginLimits,
@@ -90,6 +95,10 @@ pub async fn build(config: Config) -> anyhow::Result<Service> {
         Arc::clone(&passwords),
         subscriptions.clone(),
         config.password_policy.resolve(runtime.auth.is_on()),
+        AddressLimit::new(
+            config.login.new_passwords_per_address,
+            "too many sign-ups and password changes from this address",
+        ),
     );
     let logins = Logins::new(store, passwords, keys.clone(), config.login);
     // user-service checks tokens against its own store; the other services ask it.
@@ -98,6 +107,7 @@ pub async fn build(config: Config) -> anyhow::Result<Service> {
         accounts: accounts.clone(),
         logins: logins.clone(),
     };
+    let new_passwords = accounts.address_limit();
     let (routes, openapi) = http::router(api, &auth);
     service
         .http(config.http_port, routes, openapi)
@@ -112,8 +122,12 @@ pub async fn build(config: Config) -> anyhow::Result<Service> {
         )
         .grpc_access(&auth, grpc::ACCESS)
         .outbox("subscription outbox", subscriptions)
-        .worker("login limiter upkeep", move |shutdown| {
-            logins.forget_idle_addresses(shutdown)
+        .worker("login limiter upkeep", {
+            let limit = logins.address_limit();
+            move |shutdown| limit.forget_idle_addresses(shutdown)
+        })
+        .worker("new-password limiter upkeep", move |shutdown| {
+            new_passwords.forget_idle_addresses(shutdown)
         })
         .bind()
         .await

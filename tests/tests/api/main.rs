@@ -1,5 +1,6 @@
 //! The integration suite: one test binary, one module per area.
 
+mod authedge;
 mod faults;
 mod hardening;
 mod hostile;

@@ -203,7 +203,7 @@ async fn delete_users_email_answers_401_401_401_401_403_and_only_the_own_token_d
     let fx = Fixture::start().await;
     let s = &fx.stack;
     let call = |token: Option<String>| {
-        let body = json!({ "email": fx.own });
+        let body = json!({ "email": fx.own, "current_password": PASSWORD });
         http_outcome(bearer_header(
             s.http().delete(s.user_url("/users/email")).json(&body),
             token.as_deref(),
@@ -225,7 +225,9 @@ async fn delete_users_by_path_answers_401_401_401_401_403_and_only_the_own_token
     let path = format!("/users/{}", fx.own.replace('@', "%40"));
     let call = |token: Option<String>| {
         http_outcome(bearer_header(
-            s.http().delete(s.user_url(&path)),
+            s.http()
+                .delete(s.user_url(&path))
+                .json(&json!({ "current_password": PASSWORD })),
             token.as_deref(),
         ))
     };
@@ -962,7 +964,7 @@ async fn a_token_stops_working_everywhere_when_its_user_changes_password() {
             .http()
             .put(stack.user_url("/users/email"))
             .bearer_auth(&token)
-            .json(&json!({ "email": email, "data": { "password": "N3w-passw0rd!" } })),
+            .json(&json!({ "email": email, "current_password": PASSWORD, "data": { "password": "N3w-passw0rd!" } })),
     )
     .await;
     assert_eq!(status, 200, "{message}");
@@ -985,7 +987,7 @@ async fn a_token_stops_working_when_its_user_is_deleted_even_if_the_address_is_s
             .http()
             .delete(stack.user_url("/users/email"))
             .bearer_auth(&token)
-            .json(&json!({ "email": email })),
+            .json(&json!({ "email": email, "current_password": PASSWORD })),
     )
     .await;
     assert_eq!(status, 204);
@@ -1014,7 +1016,7 @@ async fn a_token_stops_working_when_its_user_changes_email_even_after_moving_bac
                 .http()
                 .put(stack.user_url("/users/email"))
                 .bearer_auth(token)
-                .json(&json!({ "email": from, "data": { "email": to } })),
+                .json(&json!({ "email": from, "current_password": PASSWORD, "data": { "email": to } })),
         )
     };
 
@@ -1099,7 +1101,7 @@ async fn with_protection_on_a_weak_password_is_refused_naming_the_rule_it_breaks
             .http()
             .put(stack.user_url("/users/email"))
             .bearer_auth(&token)
-            .json(&json!({ "email": email, "data": { "password": "weak" } })),
+            .json(&json!({ "email": email, "current_password": PASSWORD, "data": { "password": "weak" } })),
     )
     .await;
     assert_eq!(status, 400, "{message}");
