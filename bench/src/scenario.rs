@@ -154,15 +154,17 @@ pub async fn run(
         steal_s,
         steal_pct: 100.0 * steal_s / (cpus * measured_s),
         processes,
-        writers: (writers > 0 || args.scenario == Scenario::LoginUnderSignups).then(|| WriterLoad {
-            workers: writers,
-            offered_per_s: (args.scenario == Scenario::LoginUnderSignups)
-                .then_some(args.signups_per_second),
-            requests: writer_tally.requests(),
-            rps: writer_tally.requests() as f64 / measured_s,
-            p99_ms: writer_tally.quantile_ms(0.99),
-            business_errors: writer_tally.business,
-            transport_errors: writer_tally.transport,
+        writers: (writers > 0 || args.scenario == Scenario::LoginUnderSignups).then(|| {
+            WriterLoad {
+                workers: writers,
+                offered_per_s: (args.scenario == Scenario::LoginUnderSignups)
+                    .then_some(args.signups_per_second),
+                requests: writer_tally.requests(),
+                rps: writer_tally.requests() as f64 / measured_s,
+                p99_ms: writer_tally.quantile_ms(0.99),
+                business_errors: writer_tally.business,
+                transport_errors: writer_tally.transport,
+            }
         }),
     })
 }
@@ -357,8 +359,11 @@ impl Worker {
             Scenario::Login | Scenario::LoginUnderSignups => {
                 let email = self.random_user();
                 let body = serde_json::json!({ "email": email, "password": PASSWORD });
-                http_status(self.http.post(&self.url).json(&body).send().await, StatusCode::OK)
-                    .await
+                http_status(
+                    self.http.post(&self.url).json(&body).send().await,
+                    StatusCode::OK,
+                )
+                .await
             }
             Scenario::CreateUser => {
                 self.seq += 1;
