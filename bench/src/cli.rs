@@ -86,6 +86,10 @@ pub struct RunArgs {
     /// `mixed` only: workers creating users at full speed next to the measured ones.
     #[arg(long, default_value_t = 4)]
     pub writers: usize,
+    /// `login-under-signups` only: sign-ups attempted a second next to the measured logins,
+    /// each sent on time whether the earlier ones were answered or not (open loop).
+    #[arg(long, default_value_t = 200.0)]
+    pub signups_per_second: f64,
 }
 
 /// What one worker does in a loop.
@@ -114,6 +118,10 @@ pub enum Scenario {
     /// create-user at full speed in `--writers` workers; check-user-exists measured in the
     /// `--concurrency` others.
     Mixed,
+    /// user-service HTTP POST /login of seeded users (argon2 verify).
+    Login,
+    /// login measured while `--signups-per-second` POST /users are attempted (open loop).
+    LoginUnderSignups,
 }
 
 impl Scenario {
@@ -129,6 +137,8 @@ impl Scenario {
             Self::SendToWatch => "send-to-watch",
             Self::CreateUser => "create-user",
             Self::Mixed => "mixed",
+            Self::Login => "login",
+            Self::LoginUnderSignups => "login-under-signups",
         }
     }
 }

@@ -179,10 +179,14 @@ fn write_row(out: &mut impl Write, row: &RunResult, runs: usize) -> std::io::Res
         verdict(row)
     )?;
     if let Some(w) = &row.writers {
+        let load = match w.offered_per_s {
+            Some(offered) => format!("offered={offered:.0}/s"),
+            None => format!("writers={}", w.workers),
+        };
         writeln!(
             out,
-            "  + create-user writers={} requests={} rps={:.1} p99ms={:.1} bizerr={} txerr={}",
-            w.workers, w.requests, w.rps, w.p99_ms, w.business_errors, w.transport_errors
+            "  + create-user {load} requests={} rps={:.1} p99ms={:.1} bizerr={} txerr={}",
+            w.requests, w.rps, w.p99_ms, w.business_errors, w.transport_errors
         )?;
     }
     Ok(())

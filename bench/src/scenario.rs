@@ -50,8 +50,19 @@ pub async fn run(
 
     let (kind, writers) = match args.scenario {
         Scenario::Mixed => (Scenario::CheckUserExists, args.writers),
+        Scenario::LoginUnderSignups => (Scenario::Login, 0),
         other => (other, 0),
     };
+    let signups = (args.scenario == Scenario::LoginUnderSignups).then(|| {
+        tokio::spawn(open_loop_signups(
+            clients.http.clone(),
+            format!("{}/users", clients.user_http),
+            tag.clone(),
+            args.signups_per_second,
+            measure_from,
+            end,
+        ))
+    });
     let mut measured = JoinSet::new();
     for index in 0..args.concurrency.max(1) {
         let worker = Worker::new(kind, index, clients, endpoints.users, &tag);
@@ -85,7 +96,10 @@ pub async fn run(
     let measured_s = (end - measure_from).as_secs_f64();
 
     let tally = join(measured).await?;
-    let writer_tally = join(background).await?;
+    let mut writer_tally = join(background).await?;
+    if let Some(signups) = signups {
+        writer_tally.merge(&signups.await.context("the sign-up load")?);
+    }
     let rss_peaks = sampler.await.context("RSS sampler")?;
 
     let processes: Vec<ProcessUsage> = watched
@@ -140,13 +154,17 @@ pub async fn run(
         steal_s,
         steal_pct: 100.0 * steal_s / (cpus * measured_s),
         processes,
-        writers: (writers > 0).then(|| WriterLoad {
-            workers: writers,
-            requests: writer_tally.requests(),
-            rps: writer_tally.requests() as f64 / measured_s,
-            p99_ms: writer_tally.quantile_ms(0.99),
-            business_errors: writer_tally.business,
-            transport_errors: writer_tally.transport,
+        writers: (writers > 0 || args.scenario == Scenario::LoginUnderSignups).then(|| {
+            WriterLoad {
+                workers: writers,
+                offered_per_s: (args.scenario == Scenario::LoginUnderSignups)
+                    .then_some(args.signups_per_second),
+                requests: writer_tally.requests(),
+                rps: writer_tally.requests() as f64 / measured_s,
+                p99_ms: writer_tally.quantile_ms(0.99),
+                business_errors: writer_tally.business,
+                transport_errors: writer_tally.transport,
+            }
         }),
     })
 }
@@ -222,6 +240,7 @@ impl Worker {
                 clients.notification_http
             ),
             Scenario::CreateUser => format!("{}/users", clients.user_http),
+            Scenario::Login | Scenario::LoginUnderSignups => format!("{}/login", clients.user_http),
             _ => String::new(),
         };
         let users = users.max(2);
@@ -337,6 +356,15 @@ impl Worker {
                 http_list(reply, |r| r.notifications.len() == PAGE_LIMIT).await
             }
             Scenario::SendToWatch => self.send_to_watch().await,
+            Scenario::Login | Scenario::LoginUnderSignups => {
+                let email = self.random_user();
+                let body = serde_json::json!({ "email": email, "password": PASSWORD });
+                http_status(
+                    self.http.post(&self.url).json(&body).send().await,
+                    StatusCode::OK,
+                )
+                .await
+            }
             Scenario::CreateUser => {
                 self.seq += 1;
                 let email = format!(
@@ -431,6 +459,68 @@ impl Worker {
                 .into_inner(),
         )
     }
+}
+
+/// [`Outcome::Ok`] for a reply of `expected` status (its body drained, so the connection
+/// goes back to the pool), [`Outcome::Business`] for another status.
+async fn http_status(
+    reply: Result<reqwest::Response, reqwest::Error>,
+    expected: StatusCode,
+) -> Outcome {
+    match reply {
+        Ok(response) => {
+            let status = response.status();
+            match response.bytes().await {
+                Ok(_) if status == expected => Outcome::Ok,
+                Ok(_) => Outcome::Business,
+                Err(_) => Outcome::Transport,
+            }
+        }
+        Err(_) => Outcome::Transport,
+    }
+}
+
+/// `per_second` sign-ups with new emails, each sent on its own schedule whatever became of the
+/// earlier ones (open loop), until `end`; tallied like a worker's (201 ok, any other status a
+/// business error), counted when the reply lands inside the measured window.
+async fn open_loop_signups(
+    http: reqwest::Client,
+    url: String,
+    tag: String,
+    per_second: f64,
+    measure_from: Instant,
+    end: Instant,
+) -> Tally {
+    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / per_second.max(0.1)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut sent = JoinSet::new();
+    for seq in 0_u64.. {
+        tick.tick().await;
+        let started = Instant::now();
+        if started >= end {
+            break;
+        }
+        let request = http.post(&url).json(&serde_json::json!({
+            "email": format!("bench-signup-{tag}-{seq}@bench.example.com"),
+            "password": PASSWORD,
+            "name": "Bench",
+        }));
+        sent.spawn(async move {
+            let outcome = http_status(request.send().await, StatusCode::CREATED).await;
+            (outcome, started, Instant::now())
+        });
+    }
+    let mut tally = Tally::new();
+    while let Some(done) = sent.join_next().await {
+        let Ok((outcome, started, done)) = done else {
+            continue;
+        };
+        if done >= measure_from && done <= end {
+            let micros = u64::try_from((done - started).as_micros()).unwrap_or(u64::MAX);
+            tally.record(outcome, micros);
+        }
+    }
+    tally
 }
 
 fn grpc<T>(reply: Result<tonic::Response<T>, tonic::Status>, ok: impl Fn(&T) -> bool) -> Outcome {

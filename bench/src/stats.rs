@@ -113,15 +113,19 @@ pub struct RunResult {
     pub steal_s: f64,
     pub steal_pct: f64,
     pub processes: Vec<ProcessUsage>,
-    /// `mixed` only: the create-user workers next to the measured ones.
+    /// `mixed` and `login-under-signups`: the create-user load next to the measured requests.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub writers: Option<WriterLoad>,
 }
 
-/// The background load of `mixed`.
+/// The background load of `mixed` and `login-under-signups`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct WriterLoad {
+    /// Closed-loop workers (`mixed`); 0 for an open-loop load.
     pub workers: usize,
+    /// Sign-ups attempted a second by an open-loop load (`login-under-signups`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offered_per_s: Option<f64>,
     pub requests: u64,
     pub rps: f64,
     pub p99_ms: f64,

@@ -1,9 +1,16 @@
 //! The `frontend_service.FrontendService` gRPC API. Who may call what is [`ACCESS`]: when
 //! protection is on, `ReceiveNotification` is for notification-service only (its internal
-//! credential) and `WatchNotifications` for the receiver only (their token); a watch ends when
-//! its token expires.
+//! credential) and `WatchNotifications` for the receiver only (their token).
+//!
+//! An open watch keeps checking its token: every [`TOKEN_CACHE_TTL`] it asks the gate again
+//! (signature, expiry, and user-service's `ValidateToken`, whose "yes" is trusted for that
+//! long), so a token revoked by a password or email change or the account's deletion ends
+//! every watch opened with it within 2 × [`TOKEN_CACHE_TTL`]. A revoked token ends the stream
+//! with `UNAUTHENTICATED` (the message says to log in again); when user-service cannot answer
+//! the check, the stream ends with `UNAVAILABLE` (watch again with the last cursor); an expired
+//! token ends the stream without an error status, as it always did.
 
-use std::pin::Pin;
+use std::{pin::Pin, time::Duration};
 
 use proto::{
     frontend_service::{
@@ -13,20 +20,24 @@ use proto::{
     notification_service::notification_service_client::NotificationServiceClient,
 };
 use service_runtime::{
-    auth::{Access, AccessTable, Caller, ServiceName},
+    auth::{Access, AccessTable, Auth, AuthError, Caller, ServiceName, TOKEN_CACHE_TTL},
     email::{self, Email},
     grpc_client::GrpcChannel,
     limits, owner, request_id,
     shutdown::Shutdown,
 };
+use tokio::sync::mpsc;
 use tokio_stream::{Stream, wrappers::ReceiverStream};
-use tonic::{Request, Response, Status};
+use tonic::{Request, Response, Status, metadata::MetadataMap};
 use tracing::Instrument;
 
 use crate::{live::LiveFeed, watch::Watch};
 
 /// Notifications buffered per watcher between the feed and the client's stream.
 const WATCHER_BUFFER: usize = 64;
+/// How long the status that ends a watch waits for room behind the notifications a slow
+/// watcher has not read yet, before the stream just ends.
+const FINAL_STATUS_WAIT: Duration = Duration::from_secs(10);
 
 /// Who may call which RPC of frontend-service's gRPC server.
 pub const ACCESS: AccessTable = AccessTable(&[
@@ -44,6 +55,37 @@ pub struct FrontendGrpc {
     pub live: LiveFeed,
     pub store: NotificationServiceClient<GrpcChannel>,
     pub shutdown: Shutdown,
+    /// The gate that checked the watch's token, asked again while it lasts.
+    pub auth: Auth,
+}
+
+/// The `authorization` value a request came with, if any (ASCII; the guard refused others).
+fn authorization(metadata: &MetadataMap) -> Option<String> {
+    metadata
+        .get("authorization")
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned)
+}
+
+/// Asks the gate about the watch's token every [`TOKEN_CACHE_TTL`] until it is refused; the
+/// status to end the watch with, or `None` when it merely expired (the watch ends quietly).
+async fn until_refused(auth: Auth, authorization: String) -> Option<Status> {
+    loop {
+        tokio::time::sleep(TOKEN_CACHE_TTL).await;
+        match auth.caller(Some(&authorization)).await {
+            Ok(_) => {}
+            Err(AuthError::Expired) => return None,
+            Err(err) => {
+                tracing::info!(error = %err, "watch ended: its token no longer admits it");
+                return Some(Status::from(err));
+            }
+        }
+    }
+}
+
+/// Ends a watch with `status`, after what the watcher has not read yet.
+async fn send_final(out: &mpsc::Sender<Result<Notification, Status>>, status: Status) {
+    let _ = tokio::time::timeout(FINAL_STATUS_WAIT, out.send(Err(status))).await;
 }
 
 /// Longest timestamp accepted (RFC 3339 with nanoseconds and an offset is 35 bytes).
@@ -122,6 +164,12 @@ impl FrontendService for FrontendGrpc {
             .get::<Caller>()
             .cloned()
             .unwrap_or(Caller::Anyone);
+        // A watch opened with a user's token is re-checked while it lasts; in open mode there
+        // is nothing to check.
+        let recheck = match (&caller, authorization(request.metadata())) {
+            (Caller::User { .. }, Some(authorization)) => Some((self.auth.clone(), authorization)),
+            _ => None,
+        };
         let WatchNotificationsRequest { email, after } = request.into_inner();
         let email = email
             .filter(|email| !email.trim().is_empty())
@@ -132,26 +180,37 @@ impl FrontendService for FrontendGrpc {
         // Subscribed before the store is read, so nothing falls between replay and live.
         let live = self.live.subscribe(&receiver);
         tracing::info!(receiver_email = receiver, after, "watcher attached");
-        let (out, stream) = tokio::sync::mpsc::channel(WATCHER_BUFFER);
+        let (out, stream) = mpsc::channel(WATCHER_BUFFER);
         let watch = Watch {
             store: self.store.clone(),
             receiver,
-            out,
+            out: out.clone(),
         };
         let watcher = crate::metrics::Watcher::attached();
         let run = watch.run(after, live, self.shutdown.clone());
-        // A watch lasts until shutdown, or until its token expires (a watcher renews by
-        // logging in again and watching anew with its last cursor).
+        // A watch lasts until shutdown, until its token expires (a watcher renews by logging
+        // in again and watching anew with its last cursor), or until a re-check refuses it.
         let expires_in = caller.expires_in();
         let run = async move {
-            match expires_in {
-                Some(left) => {
-                    tokio::select! {
-                        () = run => {}
-                        () = tokio::time::sleep(left) => {}
-                    }
+            let expiry = async {
+                match expires_in {
+                    Some(left) => tokio::time::sleep(left).await,
+                    None => std::future::pending().await,
                 }
-                None => run.await,
+            };
+            let refused = async {
+                match recheck {
+                    Some((auth, authorization)) => until_refused(auth, authorization).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let ended = tokio::select! {
+                () = run => None,
+                () = expiry => None,
+                status = refused => status,
+            };
+            if let Some(status) = ended {
+                send_final(&out, status).await;
             }
             drop(watcher);
         };

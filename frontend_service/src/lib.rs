@@ -61,6 +61,7 @@ pub async fn build(config: Config) -> anyhow::Result<Service> {
         live: live.clone(),
         store,
         shutdown: builder.shutdown_signal(),
+        auth: auth.clone(),
     };
     builder
         .grpc(

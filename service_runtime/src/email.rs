@@ -8,8 +8,25 @@
 //! control, invisible or bidirectional-override characters (two addresses that look the same
 //! must be the same). The domain is lower-cased (it is case-insensitive); the local part is
 //! kept as given.
+//!
+//! **One address, one form.** Every address is put in Unicode normalization form C (NFC)
+//! before anything else looks at it, so `ade\u{301}@x.io` (`e` + combining acute) and
+//! `ad\u{e9}@x.io` (precomposed `é`) are the same [`Email`], the same Redis key and compare
+//! equal everywhere. An address already in NFC — every ASCII address, and what keyboards and
+//! browsers produce — is unchanged by this, so the keys stored before keep working.
+//!
+//! **No look-alikes for new addresses.** [`Email::parse_new`], used where an address is
+//! claimed (sign-up, email change), also refuses a *mixed-script confusable*: a local part, or
+//! a domain label, whose characters do not share one script (UTS #39 §5.1 "single script",
+//! with Common and Inherited characters such as digits, `.`, `+`, `-` going with any script)
+//! and that contains a character Unicode lists as confusable with one of another script
+//! (UTS #39 `confusablesSummary`: Cyrillic `а` in `pаypal`, Greek `ο` in `gοogle`). Addresses
+//! stored before are still looked up with [`Email::parse`], which does not refuse them.
 
 use std::fmt;
+
+use unicode_normalization::UnicodeNormalization;
+use unicode_security::{MixedScript, is_potential_mixed_script_confusable_char};
 
 /// Longest address accepted (RFC 5321's path limit), in bytes.
 pub const MAX_LEN: usize = 254;
@@ -35,19 +52,41 @@ pub struct InvalidEmail {
 }
 
 impl Email {
-    /// Checks `raw` and wraps it, with its domain lower-cased.
+    /// Checks `raw` and wraps it in NFC, with its domain lower-cased.
     pub fn parse(raw: impl Into<String>) -> Result<Self, InvalidEmail> {
         let raw = raw.into();
-        match check(&raw) {
-            Ok(at) => {
-                let (local, domain) = raw.split_at(at);
-                Ok(Self(format!("{local}{}", domain.to_lowercase())))
-            }
-            Err(reason) => Err(InvalidEmail {
-                shown: raw.chars().take(ECHO_LEN).collect(),
-                reason,
-            }),
-        }
+        let refuse = |reason| InvalidEmail {
+            shown: raw.chars().take(ECHO_LEN).collect(),
+            reason,
+        };
+        let normalized: String = raw.nfc().collect();
+        let at = check(&normalized).map_err(refuse)?;
+        let (local, domain) = normalized.split_at(at);
+        // Lower-casing can leave a string that is not NFC (rarely); normalize once more.
+        let email: String = format!("{local}{}", domain.to_lowercase()).nfc().collect();
+        check(&email).map_err(refuse)?;
+        Ok(Self(email))
+    }
+
+    /// [`Email::parse`] for an address someone claims (a new account, a new address): also
+    /// refuses a local part or domain label that mixes scripts with a confusable character.
+    pub fn parse_new(raw: impl Into<String>) -> Result<Self, InvalidEmail> {
+        let email = Self::parse(raw)?;
+        let (local, domain) = email.0.split_once('@').unwrap_or_default();
+        let confusable = |part: &str| {
+            !part.is_single_script() && part.chars().any(is_potential_mixed_script_confusable_char)
+        };
+        let reason = if confusable(local) {
+            "its local part mixes scripts with look-alike characters"
+        } else if domain.split('.').any(confusable) {
+            "its domain mixes scripts with look-alike characters"
+        } else {
+            return Ok(email);
+        };
+        Err(InvalidEmail {
+            shown: email.0.chars().take(ECHO_LEN).collect(),
+            reason,
+        })
     }
 
     pub fn as_str(&self) -> &str {
@@ -206,6 +245,57 @@ mod tests {
             "a\u{0007}@b.io",
         ] {
             assert!(Email::parse(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn canonically_equivalent_addresses_are_one_address() {
+        let decomposed = Email::parse("ade\u{301}@x.io").expect("valid");
+        let composed = Email::parse("ad\u{e9}@x.io").expect("valid");
+        assert_eq!(decomposed, composed);
+        assert_eq!(decomposed.as_str(), "ad\u{e9}@x.io");
+        // The domain too, and after lower-casing.
+        assert_eq!(
+            Email::parse("a@CAFE\u{301}.fr").map(Email::into_string),
+            Ok("a@caf\u{e9}.fr".to_owned())
+        );
+        // ASCII and NFC addresses are unchanged: their keys stay what they were.
+        for nfc in [
+            "ada@example.com",
+            "Ü@bü.de",
+            "иван@почта.рф",
+            "田中@例え.jp",
+        ] {
+            assert_eq!(
+                Email::parse(nfc).map(Email::into_string),
+                Ok(nfc.to_owned())
+            );
+        }
+    }
+
+    #[test]
+    fn a_new_address_that_mixes_scripts_with_look_alikes_is_refused() {
+        for bad in [
+            "p\u{430}ypal@x.io",       // Cyrillic а among Latin letters
+            "g\u{3bf}\u{3bf}gle@x.io", // Greek ο
+            "ada@p\u{430}ypal.com",    // in a domain label
+            "ada@mail.\u{430}pple.com",
+        ] {
+            let err = Email::parse_new(bad).expect_err(bad).to_string();
+            assert!(err.contains("mixes scripts"), "{err}");
+            // Still an address that can be looked up, should one have been stored before.
+            assert!(Email::parse(bad).is_ok(), "{bad}");
+        }
+        for ok in [
+            "ada@example.com",
+            "first.last+tag-1@sub.example.com",
+            "иван@почта.рф",          // one script
+            "ivan@почта.example.com", // one script per domain label
+            "田中ひろし@example.jp",  // Han and Hiragana are one writing system
+            "Ü@bü.de",
+            "ad\u{e9}@x.io",
+        ] {
+            assert!(Email::parse_new(ok).is_ok(), "{ok:?} was refused");
         }
     }
 

@@ -2,15 +2,18 @@
 //! replies) and the store (which only knows keys and scripts): a new or moved address is
 //! subscribed to notifications before the request answers, updates are compare-and-swap
 //! retried, passwords are checked against the policy and hashed (`login.rs` verifies them);
-//! a deleted or moved account's data is forgotten or carried through the account outbox.
+//! a deleted or moved account's data is forgotten or carried through the account outbox. A
+//! new password (sign-up, password change) is taken only within its client address's
+//! allowance (`NEW_PASSWORDS_PER_ADDRESS`).
 
-use std::sync::Arc;
+use std::{net::IpAddr, sync::Arc};
 
 use service_runtime::{email::Email, outbox::Outbox};
 
 use crate::{
     domain::{NewUser, PasswordPolicy, UserRecord, UserUpdate},
     error::Error,
+    login::AddressLimit,
     password::PasswordHasher,
     store::{AccountChange, Created, Moved, Replaced, Store, SubscriptionRequest},
 };
@@ -32,6 +35,7 @@ pub struct Accounts {
     subscriptions: SubscriptionOutbox,
     changes: AccountOutbox,
     policy: PasswordPolicy,
+    new_passwords: AddressLimit,
 }
 
 impl Accounts {
@@ -41,6 +45,7 @@ impl Accounts {
         subscriptions: SubscriptionOutbox,
         changes: AccountOutbox,
         policy: PasswordPolicy,
+        new_passwords: AddressLimit,
     ) -> Self {
         Self {
             store,
@@ -48,7 +53,13 @@ impl Accounts {
             subscriptions,
             changes,
             policy,
+            new_passwords,
         }
+    }
+
+    /// The per-address limit of new passwords, for its upkeep worker.
+    pub fn address_limit(&self) -> AddressLimit {
+        self.new_passwords.clone()
     }
 
     /// Stores a new user and subscribes it; [`Error::AlreadyExists`] if the address is taken.
@@ -56,8 +67,9 @@ impl Accounts {
     /// The subscription is written with the user (a durable outbox entry) and delivered
     /// inline, so when notification-service is reachable the answer means "subscribed"; when
     /// it is not, the answer comes anyway and the outbox worker subscribes the user later.
-    pub async fn create(&self, user: NewUser) -> Result<UserRecord, Error> {
+    pub async fn create(&self, user: NewUser, from: Option<IpAddr>) -> Result<UserRecord, Error> {
         self.policy.check("password", &user.password)?;
+        self.new_passwords.admit(from)?;
         // Hashing is the expensive part; a cheap look first spares it for obvious duplicates.
         // The SET NX in the store is what decides a race.
         if self.store.exists(&user.email).await? {
@@ -81,13 +93,19 @@ impl Accounts {
     /// Applies `update`: read, change, compare-and-swap; read again when someone else wrote
     /// in between, so no concurrent update is lost. The password is hashed once, outside the
     /// loop. A moved user is subscribed at the new address as [`Accounts::create`] does.
-    pub async fn update(&self, email: &Email, update: UserUpdate) -> Result<UserRecord, Error> {
+    pub async fn update(
+        &self,
+        email: &Email,
+        update: UserUpdate,
+        from: Option<IpAddr>,
+    ) -> Result<UserRecord, Error> {
         let Some(mut current) = self.store.get(email).await? else {
             return Err(Error::NotFound);
         };
         let new_hash = match &update.password {
             Some(password) => {
                 self.policy.check("data.password", password)?;
+                self.new_passwords.admit(from)?;
                 Some(self.passwords.hash(password).await?)
             }
             None => None,

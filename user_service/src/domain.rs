@@ -57,18 +57,82 @@ pub struct UpdateRequestBody {
     /// The user's current address.
     #[schema(value_type = Email)]
     pub email: String,
+    /// The account's password: required, when protection is on, to change the password or
+    /// the email; checked whenever it is given.
+    #[serde(default, deserialize_with = "present_string")]
+    #[schema(nullable = false)]
+    pub current_password: Option<String>,
     #[serde(deserialize_with = "service_runtime::http::object")]
     pub data: UserUpdateBody,
+}
+
+/// `PUT /users/{email}`: the changes (as in `data` of `PUT /users/email`) and, beside them,
+/// the account's current password.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(min_properties = 1, example = json!({"password": "Difference-Engine-2", "current_password": "An4lytical-Engine"}))]
+pub struct PathUpdateBody {
+    /// A new, well-formed address no other user has: the user moves to it.
+    #[serde(default, deserialize_with = "present_string")]
+    #[schema(value_type = Email)]
+    pub email: Option<String>,
+    /// A new password (stored hashed).
+    #[serde(default, deserialize_with = "present_string")]
+    #[schema(nullable = false, min_length = 1)]
+    pub password: Option<String>,
+    #[serde(default, deserialize_with = "present_string")]
+    #[schema(nullable = false, min_length = 1)]
+    pub name: Option<String>,
+    /// The account's password: required, when protection is on, to change the password or
+    /// the email; checked whenever it is given.
+    #[serde(default, deserialize_with = "present_string")]
+    #[schema(nullable = false)]
+    pub current_password: Option<String>,
+}
+
+impl PathUpdateBody {
+    /// The changes, and the current password given with them.
+    pub fn split(self) -> (UserUpdateBody, Option<String>) {
+        let Self {
+            email,
+            password,
+            name,
+            current_password,
+        } = self;
+        (
+            UserUpdateBody {
+                email,
+                password,
+                name,
+            },
+            current_password,
+        )
+    }
 }
 
 /// `DELETE /users/email`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-#[schema(example = json!({"email": "grace@example.com"}))]
+#[schema(example = json!({"email": "grace@example.com", "current_password": "C0bol-forever!"}))]
 pub struct EmailBody {
     /// The user's address.
     #[schema(value_type = Email)]
     pub email: String,
+    /// The account's password: required when protection is on; checked whenever it is given.
+    #[serde(default, deserialize_with = "present_string")]
+    #[schema(nullable = false)]
+    pub current_password: Option<String>,
+}
+
+/// The optional body of `DELETE /users/{email}`.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"current_password": "C0bol-forever!"}))]
+pub struct CurrentPasswordBody {
+    /// The account's password: required when protection is on; checked whenever it is given.
+    #[serde(default, deserialize_with = "present_string")]
+    #[schema(nullable = false)]
+    pub current_password: Option<String>,
 }
 
 /// A clear-text password; never logged, never stored, never serialized.
@@ -104,7 +168,7 @@ impl TryFrom<NewUserBody> for NewUser {
 
     fn try_from(body: NewUserBody) -> Result<Self, Self::Error> {
         Ok(Self {
-            email: parse_email("email", body.email)?,
+            email: parse_new_email("email", body.email)?,
             name: non_empty("name", body.name)?,
             password: Password(non_empty("password", body.password)?),
         })
@@ -119,6 +183,14 @@ pub struct UserUpdate {
     pub password: Option<Password>,
 }
 
+impl UserUpdate {
+    /// Whether it changes what signs the user in (password or email): with protection on,
+    /// only with the current password.
+    pub fn is_sensitive(&self) -> bool {
+        self.email.is_some() || self.password.is_some()
+    }
+}
+
 impl TryFrom<UserUpdateBody> for UserUpdate {
     type Error = Error;
 
@@ -131,7 +203,7 @@ impl TryFrom<UserUpdateBody> for UserUpdate {
         Ok(Self {
             email: body
                 .email
-                .map(|e| parse_email("data.email", e))
+                .map(|e| parse_new_email("data.email", e))
                 .transpose()?,
             name: body.name.map(|n| non_empty("data.name", n)).transpose()?,
             password: body
@@ -146,6 +218,12 @@ impl TryFrom<UserUpdateBody> for UserUpdate {
 pub fn parse_email(field: &str, raw: String) -> Result<Email, Error> {
     let raw = non_empty(field, raw)?;
     Email::parse(raw).map_err(|err| Error::Invalid(format!("{field}: {err}")))
+}
+
+/// An address a user claims (sign-up, a new email): also no mixed-script look-alikes.
+fn parse_new_email(field: &str, raw: String) -> Result<Email, Error> {
+    let raw = non_empty(field, raw)?;
+    Email::parse_new(raw).map_err(|err| Error::Invalid(format!("{field}: {err}")))
 }
 
 /// A non-empty value of at most [`limits::MAX_FIELD_BYTES`].

@@ -45,6 +45,15 @@ pub enum Error {
     /// same reply for both).
     #[error("Invalid credentials")]
     InvalidCredentials,
+    /// 401: with protection on, a change of password or email or a deletion without
+    /// `current_password`.
+    #[error(
+        "current_password is required to change the password or email or to delete the account"
+    )]
+    CurrentPasswordRequired,
+    /// 401: `current_password` is not the account's password.
+    #[error("current_password is not the account's password")]
+    WrongCurrentPassword,
     /// 429 / `RESOURCE_EXHAUSTED` with `Retry-After`: a brute-force limit was reached.
     #[error("{reason}; try again in {} s", whole_seconds(*retry_after))]
     TooManyAttempts {
@@ -79,7 +88,9 @@ impl ApiError for Error {
             Self::Conflict => Kind::Conflict,
             Self::AddressBusy => Kind::Unavailable,
             Self::Store { source, .. } => kind_of(source),
-            Self::InvalidCredentials => Kind::Unauthenticated,
+            Self::InvalidCredentials
+            | Self::CurrentPasswordRequired
+            | Self::WrongCurrentPassword => Kind::Unauthenticated,
             Self::TooManyAttempts { .. } => Kind::TooManyRequests,
             Self::Auth(err) => err.kind(),
             Self::Internal(_) => Kind::Internal,

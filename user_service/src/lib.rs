@@ -45,7 +45,12 @@ pub mod keys {
     pub const SUBSCRIPTION_OUTBOX: &str = crate::store::SUBSCRIPTION_OUTBOX.key();
 }
 
-use crate::{accounts::Accounts, login::Logins, password::PasswordHasher, store::Store};
+use crate::{
+    accounts::Accounts,
+    login::{AddressLimit, Logins},
+    password::PasswordHasher,
+    store::Store,
+};
 pub use crate::{
     domain::{PasswordPolicy, PasswordPolicySetting},
     login::LoginLimits,
@@ -116,6 +121,10 @@ pub async fn build(config: Config) -> anyhow::Result<Service> {
         subscriptions.clone(),
         changes.clone(),
         config.password_policy.resolve(runtime.auth.is_on()),
+        AddressLimit::new(
+            config.login.new_passwords_per_address,
+            "too many sign-ups and password changes from this address",
+        ),
     );
     let logins = Logins::new(store, passwords, keys.clone(), config.login);
     // user-service checks tokens against its own store; the other services ask it.
@@ -124,6 +133,7 @@ pub async fn build(config: Config) -> anyhow::Result<Service> {
         accounts: accounts.clone(),
         logins: logins.clone(),
     };
+    let new_passwords = accounts.address_limit();
     let (routes, openapi) = http::router(api, &auth);
     service
         .http(config.http_port, routes, openapi)
@@ -139,8 +149,12 @@ pub async fn build(config: Config) -> anyhow::Result<Service> {
         .grpc_access(&auth, grpc::ACCESS)
         .outbox("subscription outbox", subscriptions)
         .outbox("account outbox", changes)
-        .worker("login limiter upkeep", move |shutdown| {
-            logins.forget_idle_addresses(shutdown)
+        .worker("login limiter upkeep", {
+            let limit = logins.address_limit();
+            move |shutdown| limit.forget_idle_addresses(shutdown)
+        })
+        .worker("new-password limiter upkeep", move |shutdown| {
+            new_passwords.forget_idle_addresses(shutdown)
         })
         .bind()
         .await

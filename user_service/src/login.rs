@@ -10,6 +10,9 @@
 //! - **per client address** (`LOGIN_ATTEMPTS_PER_ADDRESS` a minute, as a burst that refills
 //!   evenly; 0 turns it off): a `governor` rate limiter in this process, checked before any
 //!   password work. An IPv6 client is limited per /64, the block one subscriber usually has.
+//!
+//! Sign-ups and password changes (each hashes a new password) have a per-address limit of
+//! their own, `NEW_PASSWORDS_PER_ADDRESS` a minute, of the same kind ([`AddressLimit`]).
 
 use std::{net::IpAddr, num::NonZeroU32, sync::Arc, time::Duration};
 
@@ -33,6 +36,8 @@ pub const DEFAULT_MAX_FAILURES: u32 = 5;
 pub const DEFAULT_FAILURE_WINDOW: Duration = Duration::from_secs(15 * 60);
 /// Default `LOGIN_ATTEMPTS_PER_ADDRESS` (a minute).
 pub const DEFAULT_ATTEMPTS_PER_ADDRESS: u32 = 30;
+/// Default `NEW_PASSWORDS_PER_ADDRESS` (a minute).
+pub const DEFAULT_NEW_PASSWORDS_PER_ADDRESS: u32 = 10;
 /// How often addresses that have refilled their allowance are forgotten.
 const FORGET_IDLE_ADDRESSES_EVERY: Duration = Duration::from_secs(60);
 
@@ -48,6 +53,9 @@ pub struct LoginLimits {
     /// Login attempts a minute from one client address; 0 = off.
     #[arg(long = "login-attempts-per-address", env = "LOGIN_ATTEMPTS_PER_ADDRESS", default_value = "30", value_parser = per_address)]
     pub attempts_per_address: PerAddress,
+    /// Sign-ups and password changes a minute from one client address; 0 = off.
+    #[arg(long = "new-passwords-per-address", env = "NEW_PASSWORDS_PER_ADDRESS", default_value = "10", value_parser = per_address)]
+    pub new_passwords_per_address: PerAddress,
 }
 
 /// Attempts a minute from one address; `None`: no such limit. (An alias, so that clap takes
@@ -65,6 +73,63 @@ impl Default for LoginLimits {
             max_failures: DEFAULT_MAX_FAILURES,
             failure_window: DEFAULT_FAILURE_WINDOW,
             attempts_per_address: NonZeroU32::new(DEFAULT_ATTEMPTS_PER_ADDRESS),
+            new_passwords_per_address: NonZeroU32::new(DEFAULT_NEW_PASSWORDS_PER_ADDRESS),
+        }
+    }
+}
+
+/// A number of attempts a minute per client address (a burst that refills evenly), in this
+/// process; cheap to clone. An IPv6 client is limited per /64.
+#[derive(Clone)]
+pub struct AddressLimit {
+    limiter: Option<Arc<DefaultKeyedRateLimiter<IpAddr>>>,
+    /// What is refused, for the reply: "too many {what} from this address".
+    refusal: &'static str,
+}
+
+impl AddressLimit {
+    /// `per_minute` attempts a minute (`None`: no limit); refused with `refusal`.
+    pub fn new(per_minute: PerAddress, refusal: &'static str) -> Self {
+        Self {
+            limiter: per_minute
+                .map(|per_minute| Arc::new(RateLimiter::keyed(Quota::per_minute(per_minute)))),
+            refusal,
+        }
+    }
+
+    /// Takes one attempt from the client address's allowance; a request without a known
+    /// address is not limited here.
+    pub fn admit(&self, from: Option<IpAddr>) -> Result<(), Error> {
+        let (Some(limiter), Some(addr)) = (&self.limiter, from) else {
+            return Ok(());
+        };
+        let addr = client_key(addr);
+        limiter.check_key(&addr).map_err(|not_until| {
+            let retry_after = not_until.wait_time_from(DefaultClock::default().now());
+            tracing::warn!(%addr, ?retry_after, refusal = self.refusal, "refused: too many attempts from this address");
+            Error::TooManyAttempts {
+                reason: self.refusal,
+                retry_after,
+            }
+        })
+    }
+
+    /// Forgets, now and then, the addresses whose allowance is full again, so the limiter's
+    /// memory follows the active clients; returns at shutdown.
+    pub async fn forget_idle_addresses(self, shutdown: Shutdown) {
+        let Some(limiter) = self.limiter else {
+            return;
+        };
+        let stop = shutdown.wait();
+        tokio::pin!(stop);
+        loop {
+            tokio::select! {
+                () = &mut stop => return,
+                () = tokio::time::sleep(FORGET_IDLE_ADDRESSES_EVERY) => {
+                    limiter.retain_recent();
+                    limiter.shrink_to_fit();
+                }
+            }
         }
     }
 }
@@ -76,7 +141,7 @@ pub struct Logins {
     passwords: Arc<PasswordHasher>,
     keys: TokenKeys,
     limits: LoginLimits,
-    per_address: Option<Arc<DefaultKeyedRateLimiter<IpAddr>>>,
+    per_address: AddressLimit,
 }
 
 impl Logins {
@@ -86,9 +151,10 @@ impl Logins {
         keys: TokenKeys,
         limits: LoginLimits,
     ) -> Self {
-        let per_address = limits
-            .attempts_per_address
-            .map(|per_minute| Arc::new(RateLimiter::keyed(Quota::per_minute(per_minute))));
+        let per_address = AddressLimit::new(
+            limits.attempts_per_address,
+            "too many login attempts from this address",
+        );
         Self {
             store,
             passwords,
@@ -113,7 +179,9 @@ impl Logins {
         Ok(self.keys.issue(email, version)?)
     }
 
-    /// `AuthenticateUser`: whether `password` is the user's, under the same limits as login.
+    /// `AuthenticateUser`, and the `current_password` of a sensitive change: whether
+    /// `password` is the user's, under the same limits as login (a wrong one counts as a
+    /// failed login).
     pub async fn authenticate(
         &self,
         email: &Email,
@@ -132,7 +200,7 @@ impl Logins {
         password: &str,
         from: Option<IpAddr>,
     ) -> Result<Option<String>, Error> {
-        self.admit_address(from)?;
+        self.per_address.admit(from)?;
         if let Some(locked_for) = self
             .store
             .begin_login_attempt(email, self.limits.max_failures, self.limits.failure_window)
@@ -160,22 +228,6 @@ impl Logins {
         }
     }
 
-    /// Takes one attempt from the client address's allowance.
-    fn admit_address(&self, from: Option<IpAddr>) -> Result<(), Error> {
-        let (Some(limiter), Some(addr)) = (&self.per_address, from) else {
-            return Ok(());
-        };
-        let addr = client_key(addr);
-        limiter.check_key(&addr).map_err(|not_until| {
-            let retry_after = not_until.wait_time_from(DefaultClock::default().now());
-            tracing::warn!(%addr, ?retry_after, "login refused: too many attempts from this address");
-            Error::TooManyAttempts {
-                reason: "too many login attempts from this address",
-                retry_after,
-            }
-        })
-    }
-
     /// Whether a token's claims (signature and expiry already checked) still match the
     /// account: the user exists at that address with the password hash and generation the
     /// token was issued for.
@@ -194,23 +246,14 @@ impl Logins {
             }))
     }
 
-    /// Forgets, now and then, the addresses whose allowance is full again, so the limiter's
-    /// memory follows the active clients; returns at shutdown.
-    pub async fn forget_idle_addresses(self, shutdown: Shutdown) {
-        let Some(limiter) = self.per_address else {
-            return;
-        };
-        let stop = shutdown.wait();
-        tokio::pin!(stop);
-        loop {
-            tokio::select! {
-                () = &mut stop => return,
-                () = tokio::time::sleep(FORGET_IDLE_ADDRESSES_EVERY) => {
-                    limiter.retain_recent();
-                    limiter.shrink_to_fit();
-                }
-            }
-        }
+    /// Whether protection is on (`AUTH_SECRET` set).
+    pub fn protected(&self) -> bool {
+        self.keys.is_on()
+    }
+
+    /// The per-address limit of login attempts, for its upkeep worker.
+    pub fn address_limit(&self) -> AddressLimit {
+        self.per_address.clone()
     }
 }
 

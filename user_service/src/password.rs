@@ -4,12 +4,25 @@
 //! m = 7168 KiB, t = 5, p = 1 is one of OWASP's equivalent minimum settings; of those it uses
 //! the least memory, which matters with a 25 MB RSS target per process. Each hash runs on the
 //! blocking pool and a semaphore bounds how many run at once: one CPU is always left to the
-//! async workers, so sign-ups never stall lookups. Each permit owns one preallocated argon2
+//! async workers, so sign-ups never stall lookups.
+//!
+//! Verifications (`POST /login`, `AuthenticateUser`, a `current_password`) go first: new
+//! passwords (sign-ups, password changes) pass one more gate, which lets at most
+//! `permits - 1` of them (at least one) hold or wait for a permit at a time, so a verification
+//! waits behind at most one hash however many sign-ups arrive (tokio's semaphore is FIFO).
+//! Past [`MAX_WAITING_HASHES`] new passwords waiting at that gate, a further one is refused at
+//! once (429, `Retry-After: 1`) rather than queued. Each permit owns one preallocated argon2
 //! working area that is reused: allocating and freeing 7 MiB per hash made glibc keep
 //! freed areas in its per-thread arenas (measured: 255 MB peak RSS after a few dozen hashes,
 //! against 9 MB for the other services).
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::{
+    sync::{
+        Arc, Mutex, PoisonError,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
 
 use anyhow::Context;
 use argon2::{Algorithm, Argon2, Block, Params, PasswordHash, PasswordVerifier, Version};
@@ -23,6 +36,10 @@ const ITERATIONS: u32 = 5;
 const PARALLELISM: u32 = 1;
 /// Most hashes at once, whatever the CPU count: each holds 7 MiB for good.
 const MAX_CONCURRENT_HASHES: usize = 2;
+/// Most new passwords waiting for their turn; a further one is refused at once.
+pub const MAX_WAITING_HASHES: usize = 32;
+/// What a refused new password is told to wait.
+const BUSY_RETRY_AFTER: Duration = Duration::from_secs(1);
 
 /// The hash of a random password nobody knows, with the current parameters. Verifying an
 /// unknown user's password against it costs what a real verification costs, so the answer's
@@ -55,8 +72,22 @@ fn same_costs(stored: &Params, ours: &Params) -> bool {
 pub struct PasswordHasher {
     argon2: Argon2<'static>,
     permits: Arc<Semaphore>,
+    /// Taken by a new password before it asks for a permit: fewer than the permits (but one),
+    /// so verifications are never queued behind more than one hash.
+    new_passwords: Semaphore,
+    /// New passwords waiting at `new_passwords`.
+    waiting: AtomicUsize,
     /// Working areas not in use; never more than there are permits.
     memory: Arc<Mutex<Vec<Vec<Block>>>>,
+}
+
+/// Counts a new password as waiting while it is alive.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl PasswordHasher {
@@ -69,13 +100,30 @@ impl PasswordHasher {
         Ok(Self {
             argon2: Argon2::new(Algorithm::Argon2id, Version::V0x13, params),
             permits: Arc::new(Semaphore::new(permits)),
+            new_passwords: Semaphore::new(permits.saturating_sub(1).max(1)),
+            waiting: AtomicUsize::new(0),
             memory: Arc::default(),
         })
     }
 
     /// The PHC string (`$argon2id$v=19$m=7168,t=5,p=1$<salt>$<hash>`) of `password` with a
-    /// fresh random salt.
+    /// fresh random salt; after the verifications waiting, or refused
+    /// ([`Error::TooManyAttempts`]) when [`MAX_WAITING_HASHES`] are waiting already.
     pub async fn hash(&self, password: &Password) -> Result<String, Error> {
+        let waiting = Waiting(&self.waiting);
+        if self.waiting.fetch_add(1, Ordering::SeqCst) >= MAX_WAITING_HASHES {
+            tracing::warn!("new password refused: too many waiting to be hashed");
+            return Err(Error::TooManyAttempts {
+                reason: "too many sign-ups and password changes in progress",
+                retry_after: BUSY_RETRY_AFTER,
+            });
+        }
+        let _turn = self
+            .new_passwords
+            .acquire()
+            .await
+            .context("the new-password semaphore is closed")?;
+        drop(waiting);
         let argon2 = self.argon2.clone();
         let password = password.expose().to_owned();
         self.run(move |memory| {
@@ -161,6 +209,8 @@ impl PasswordHasher {
 
 #[cfg(test)]
 mod tests {
+    use futures::FutureExt as _;
+
     use super::*;
 
     #[tokio::test]
@@ -214,6 +264,34 @@ mod tests {
                 .await
                 .expect("verified")
         );
+    }
+
+    #[tokio::test]
+    async fn new_passwords_past_the_waiting_limit_are_refused_at_once() {
+        let hasher = PasswordHasher::new().expect("valid parameters");
+        // Every turn taken: whatever arrives now has to wait.
+        let turns = u32::try_from(hasher.new_passwords.available_permits()).expect("few");
+        let _all_turns = hasher
+            .new_passwords
+            .acquire_many(turns)
+            .await
+            .expect("open");
+        let password = Password::for_test("s3cret");
+        let mut waiting: Vec<_> = (0..MAX_WAITING_HASHES)
+            .map(|_| Box::pin(hasher.hash(&password)))
+            .collect();
+        for future in &mut waiting {
+            assert!(future.as_mut().now_or_never().is_none(), "it waits");
+        }
+        assert_eq!(hasher.waiting.load(Ordering::SeqCst), MAX_WAITING_HASHES);
+
+        let refused = hasher.hash(&password).await;
+        assert!(
+            matches!(refused, Err(Error::TooManyAttempts { .. })),
+            "{refused:?}"
+        );
+        drop(waiting);
+        assert_eq!(hasher.waiting.load(Ordering::SeqCst), 0);
     }
 
     #[test]

@@ -134,7 +134,8 @@ async fn a_sent_message_is_stored_notified_listed_and_pushed_live_to_the_fronten
 
 #[tokio::test]
 async fn a_message_sent_right_after_both_users_are_created_notifies_the_receiver() {
-    let stack = Stack::in_process().await;
+    // Forty sign-ups from one address: past its default allowance of new passwords.
+    let stack = Stack::in_process_with_env(&[("NEW_PASSWORDS_PER_ADDRESS", "0")]).await;
     let mut client = stack.message_client().await;
     let mut receivers = Vec::new();
     for _ in 0..20 {

@@ -243,10 +243,13 @@ impl Endpoint {
                 http(s.http().put(s.user_url(&path)).json(&body)).await
             }
             Self::DeleteUsersEmail => {
-                let body = json!({ "email": subject });
+                let body = json!({ "email": subject, "current_password": PASSWORD });
                 http(s.http().delete(s.user_url("/users/email")).json(&body)).await
             }
-            Self::DeleteUsersByPath => http(s.http().delete(s.user_url(&path))).await,
+            Self::DeleteUsersByPath => {
+                let body = json!({ "current_password": PASSWORD });
+                http(s.http().delete(s.user_url(&path)).json(&body)).await
+            }
             Self::ListConversations => {
                 let request = s.http().get(s.message_url("/list_conversations"));
                 http(request.query(&[("email", subject)])).await
@@ -964,7 +967,7 @@ async fn a_token_stops_working_everywhere_when_its_user_changes_password() {
             .http()
             .put(stack.user_url("/users/email"))
             .bearer_auth(&token)
-            .json(&json!({ "email": email, "data": { "password": "N3w-passw0rd!" } })),
+            .json(&json!({ "email": email, "current_password": PASSWORD, "data": { "password": "N3w-passw0rd!" } })),
     )
     .await;
     assert_eq!(status, 200, "{message}");
@@ -987,7 +990,7 @@ async fn a_token_stops_working_when_its_user_is_deleted_even_if_the_address_is_s
             .http()
             .delete(stack.user_url("/users/email"))
             .bearer_auth(&token)
-            .json(&json!({ "email": email })),
+            .json(&json!({ "email": email, "current_password": PASSWORD })),
     )
     .await;
     assert_eq!(status, 204);
@@ -1016,7 +1019,7 @@ async fn a_token_stops_working_when_its_user_changes_email_even_after_moving_bac
                 .http()
                 .put(stack.user_url("/users/email"))
                 .bearer_auth(token)
-                .json(&json!({ "email": from, "data": { "email": to } })),
+                .json(&json!({ "email": from, "current_password": PASSWORD, "data": { "email": to } })),
         )
     };
 
@@ -1101,7 +1104,7 @@ async fn with_protection_on_a_weak_password_is_refused_naming_the_rule_it_breaks
             .http()
             .put(stack.user_url("/users/email"))
             .bearer_auth(&token)
-            .json(&json!({ "email": email, "data": { "password": "weak" } })),
+            .json(&json!({ "email": email, "current_password": PASSWORD, "data": { "password": "weak" } })),
     )
     .await;
     assert_eq!(status, 400, "{message}");

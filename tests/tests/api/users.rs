@@ -174,7 +174,8 @@ async fn creating_a_duplicate_user_returns_400_and_leaves_the_original_untouched
 
 #[tokio::test]
 async fn of_twenty_concurrent_creates_of_one_email_exactly_one_wins() {
-    let stack = Stack::in_process().await;
+    // Twenty sign-ups from one address: past its default allowance of new passwords.
+    let stack = Stack::in_process_with_env(&[("NEW_PASSWORDS_PER_ADDRESS", "0")]).await;
     let email = unique_email("race");
 
     let replies = join_all((0..20).map(|i| {
@@ -227,7 +228,8 @@ async fn a_created_user_ends_up_subscribed_to_notifications() {
 
 #[tokio::test]
 async fn a_created_user_is_already_subscribed_when_the_201_arrives() {
-    let stack = Stack::in_process().await;
+    // Twenty sign-ups from one address: past its default allowance of new passwords.
+    let stack = Stack::in_process_with_env(&[("NEW_PASSWORDS_PER_ADDRESS", "0")]).await;
     for _ in 0..20 {
         let email = unique_email("sub-now");
 
