@@ -9,7 +9,7 @@ use proto::{
 };
 use service_runtime::{
     auth::{Access, AccessTable, ServiceName},
-    email::Email,
+    email::{AccountChange, Email},
     grpc_client::GrpcChannel,
     limits, owner, retry,
 };
@@ -199,41 +199,13 @@ impl MessageService for MessageGrpc {
         &self,
         request: Request<ForgetUserRequest>,
     ) -> Result<Response<ForgetUserResponse>, Status> {
-        let request = request.into_inner();
-        let refused = || {
-            Ok(Response::new(ForgetUserResponse {
-                success: Some(false),
-            }))
-        };
-        let Some(user) = request.email.and_then(|raw| Email::parse(raw).ok()) else {
-            return refused();
-        };
-        let moved_to = match request.moved_to.filter(|raw| !raw.is_empty()) {
-            Some(raw) => match Email::parse(raw) {
-                Ok(moved_to) => Some(moved_to),
-                Err(_) => return refused(),
-            },
-            None => None,
-        };
-        let span = tracing::Span::current();
-        span.record("user_email", user.as_str());
-        span.record("moved_to", moved_to.as_ref().map(Email::as_str));
-        let counterparts = self
-            .store
-            .forget(&user, moved_to.as_ref())
-            .await
-            .map_err(Error::from)?;
-        tracing::info!(
-            counterparts,
-            "{}",
-            if moved_to.is_some() {
-                "user's messages carried to the new address"
-            } else {
-                "user's messages forgotten"
-            }
-        );
+        let ForgetUserRequest { email, moved_to } = request.into_inner();
+        let success = AccountChange::forget(email, moved_to, "messages", |change| async move {
+            self.store.forget(&change).await.map_err(Error::from)
+        })
+        .await?;
         Ok(Response::new(ForgetUserResponse {
-            success: Some(true),
+            success: Some(success),
         }))
     }
 }

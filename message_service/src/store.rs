@@ -17,7 +17,7 @@ use std::sync::LazyLock;
 use redis::Script;
 use serde::{Deserialize, Deserializer, Serialize};
 use service_runtime::{
-    email::Email,
+    email::{AccountChange, Email},
     error::StoreError,
     outbox::{OutboxStream, PAYLOAD_FIELD},
     redis_store::Redis,
@@ -324,8 +324,9 @@ impl Store {
 
     /// Forgets `email`'s conversations and message index, or carries them to `moved_to`
     /// (see [`FORGET`]); how many counterparts it had.
-    #[tracing::instrument(skip_all, fields(user_email = %email))]
-    pub async fn forget(&self, email: &Email, moved_to: Option<&Email>) -> Result<u64, StoreError> {
+    #[tracing::instrument(skip_all, fields(user_email = %change.user))]
+    pub async fn forget(&self, change: &AccountChange) -> Result<u64, StoreError> {
+        let (email, moved_to) = (&change.user, change.moved_to.as_ref());
         let target = moved_to.unwrap_or(email).as_str();
         let mut invocation = FORGET.prepare_invoke();
         invocation

@@ -27,7 +27,7 @@ use std::sync::LazyLock;
 use redis::Script;
 use serde::{Deserialize, Serialize};
 use service_runtime::{
-    email::Email,
+    email::{AccountChange, Email},
     error::StoreError,
     outbox::{OutboxStream, PAYLOAD_FIELD},
     redis_store::Redis,
@@ -575,8 +575,9 @@ impl Store {
 
     /// Forgets everything `email` has here, or carries it to `moved_to` (see [`FORGET`]);
     /// how many notifications were removed or carried.
-    #[tracing::instrument(skip_all, fields(user_email = %email, moved_to))]
-    pub async fn forget(&self, email: &Email, moved_to: Option<&Email>) -> Result<u64, StoreError> {
+    #[tracing::instrument(skip_all, fields(user_email = %change.user, moved_to))]
+    pub async fn forget(&self, change: &AccountChange) -> Result<u64, StoreError> {
+        let (email, moved_to) = (&change.user, change.moved_to.as_ref());
         if let Some(moved_to) = moved_to {
             tracing::Span::current().record("moved_to", moved_to.as_str());
         }

@@ -183,6 +183,55 @@ impl fmt::Display for Email {
     }
 }
 
+/// An account change as a `ForgetUser` request names it: the account's address and, for an
+/// email change, the new one (`None`: the account was deleted).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountChange {
+    pub user: Email,
+    pub moved_to: Option<Email>,
+}
+
+impl AccountChange {
+    /// The change from a request's two fields; `None` when an address is missing (the user's)
+    /// or malformed (either).
+    pub fn parse(user: Option<String>, moved_to: Option<String>) -> Option<Self> {
+        let user = Email::parse(user?).ok()?;
+        let moved_to = match moved_to.filter(|raw| !raw.is_empty()) {
+            Some(raw) => Some(Email::parse(raw).ok()?),
+            None => None,
+        };
+        let span = tracing::Span::current();
+        span.record("user_email", user.as_str());
+        span.record("moved_to", moved_to.as_ref().map(Email::as_str));
+        Some(Self { user, moved_to })
+    }
+
+    /// `ForgetUser`'s answer: `forget` (which returns how many things it moved or removed)
+    /// run for a well-formed change and logged with `what` it changed (e.g. "messages");
+    /// `false` for a malformed one (a malformed address is nobody's: nothing to forget).
+    pub async fn forget<F, Fut, E>(
+        user: Option<String>,
+        moved_to: Option<String>,
+        what: &str,
+        forget: F,
+    ) -> Result<bool, E>
+    where
+        F: FnOnce(Self) -> Fut,
+        Fut: std::future::Future<Output = Result<u64, E>>,
+    {
+        let Some(change) = Self::parse(user, moved_to) else {
+            return Ok(false);
+        };
+        let done = match change.moved_to {
+            Some(_) => "carried to the new address",
+            None => "forgotten",
+        };
+        let count = forget(change).await?;
+        tracing::info!(count, "user's {what} {done}");
+        Ok(true)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::Email;

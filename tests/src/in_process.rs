@@ -28,25 +28,8 @@ use crate::BoundPorts;
 /// How long a service may take to report SERVING.
 const START_UP: Duration = Duration::from_secs(15);
 
-/// One of the four services.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ServiceName {
-    User,
-    Message,
-    Notification,
-    Frontend,
-}
-
-impl ServiceName {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::User => "user-service",
-            Self::Message => "message-service",
-            Self::Notification => "notification-service",
-            Self::Frontend => "frontend-service",
-        }
-    }
-}
+/// One of the four services (the same names the services present to each other).
+pub use service_runtime::grpc_client::ServiceName;
 
 /// A service's configuration, as its binary would read it from the environment.
 #[derive(Debug, Clone)]

@@ -30,6 +30,7 @@
 
 pub mod access;
 mod caller;
+mod config;
 mod extract;
 mod gate;
 mod keys;
@@ -39,8 +40,9 @@ use std::time::Duration;
 
 pub use access::{Access, AccessTable};
 pub use caller::{AuthError, Caller};
+pub use config::AuthConfig;
 pub use gate::{Auth, CurrentTokens};
-pub use keys::{AuthConfig, Claims, IssuedToken, TokenKeys};
+pub use keys::{Claims, IssuedToken, TokenKeys};
 
 pub use crate::grpc_client::ServiceName;
 

@@ -26,10 +26,9 @@
 //! Delivery is therefore at-least-once: peers recognise repeats by the stable id the payload
 //! carries.
 
+mod stream;
 mod upkeep;
 mod worker;
-
-pub use upkeep::OutboxUpkeep;
 
 use std::{
     future::Future,

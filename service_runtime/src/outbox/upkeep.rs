@@ -14,32 +14,10 @@ use redis::Script;
 use serde::{Serialize, de::DeserializeOwned};
 
 use super::Outbox;
-use crate::shutdown::Shutdown;
+use crate::{config::OutboxUpkeep, shutdown::Shutdown};
 
 /// How often the group's consumers are looked at.
 const UPKEEP_INTERVAL: Duration = Duration::from_secs(30);
-
-/// The upkeep settings shared by every outbox.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::Args)]
-pub struct OutboxUpkeep {
-    /// An outbox consumer (one per replica and stream) without pending entries that has not
-    /// read for this long belongs to a replica that is gone and is removed from its group.
-    #[arg(
-        long = "outbox-idle-consumer-expiry",
-        env = "OUTBOX_IDLE_CONSUMER_EXPIRY",
-        default_value = "1h",
-        value_parser = crate::config::parse_duration
-    )]
-    pub idle_consumer_expiry: Duration,
-}
-
-impl Default for OutboxUpkeep {
-    fn default() -> Self {
-        Self {
-            idle_consumer_expiry: Duration::from_secs(3600),
-        }
-    }
-}
 
 impl<P> Outbox<P>
 where

@@ -9,8 +9,8 @@ use tonic::{server::NamedService, service::Routes};
 use super::{GrpcServer, Service, Worker, grpc::Grpc};
 use crate::{
     auth::{AccessTable, Auth, access::Guard},
-    config::{Runtime, ServerLimits},
-    outbox::{Outbox, OutboxUpkeep},
+    config::{OutboxUpkeep, Runtime, ServerLimits},
+    outbox::Outbox,
     redis_store::Redis,
     shutdown::{self, Shutdown, ShutdownTrigger},
 };

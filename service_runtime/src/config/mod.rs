@@ -1,0 +1,216 @@
+//! Configuration, read once at the edge: each service declares one struct (clap, every setting
+//! a flag and an environment variable, `--help` lists them with their defaults) and flattens
+//! in [`Runtime`], the settings every service shares. Nothing below `main` reads the
+//! environment.
+
+use std::{ffi::OsStr, path::PathBuf};
+
+mod limits;
+mod parse;
+
+use self::parse::strip_db_index;
+pub use self::{
+    limits::{GrpcLimits, HttpLimits, OutboxUpkeep, ServerLimits},
+    parse::{parse_duration, positive},
+};
+use crate::auth::AuthConfig;
+
+/// A service's declared configuration.
+pub trait ServiceConfig: clap::Parser {
+    /// The settings every service shares.
+    fn runtime(&self) -> &Runtime;
+}
+
+/// The configuration of `C` from the command line and the environment, or the process exits
+/// with clap's message. A variable set to nothing counts as unset, as it always has here
+/// (compose passes `AUTH_SECRET=` for open mode).
+pub fn from_env<C: clap::Parser>() -> C {
+    let blank = |name: &OsStr| {
+        std::env::var_os(name).is_some_and(|value| value.to_string_lossy().trim().is_empty())
+    };
+    let command = C::command().mut_args(|arg| match arg.get_env() {
+        Some(name) if blank(name) => arg.env(None::<&'static str>),
+        _ => arg,
+    });
+    C::from_arg_matches(&command.get_matches()).unwrap_or_else(|err| err.exit())
+}
+
+/// Declares a service's configuration: a clap struct with its HTTP and gRPC ports (the
+/// contract's defaults), the service's own settings, and [`Runtime`] flattened in, plus its
+/// [`ServiceConfig`] impl.
+///
+/// ```ignore
+/// service_runtime::service_config! {
+///     /// Everything message-service reads.
+///     #[command(name = "message-service", version, about = "…")]
+///     pub struct Config {
+///         http: ("HTTP_PORT", "http-port", 8181),
+///         grpc: 9696,
+///         #[command(flatten)]
+///         pub user_service: UserServicePeer,
+///     }
+/// }
+/// ```
+#[macro_export]
+macro_rules! service_config {
+    (
+        $(#[$meta:meta])*
+        pub struct $name:ident {
+            http: ($http_var:literal, $http_flag:literal, $http_default:literal),
+            grpc: $grpc_default:literal,
+            $( $(#[$field_meta:meta])* pub $field:ident : $type:ty, )*
+        }
+    ) => {
+        #[derive(Debug, Clone, clap::Parser)]
+        $(#[$meta])*
+        pub struct $name {
+            /// HTTP port; 0 picks a free one.
+            #[arg(long = $http_flag, env = $http_var, default_value_t = $http_default)]
+            pub http_port: u16,
+            /// gRPC port; 0 picks a free one.
+            #[arg(long = "grpc-port", env = "GRPC_PORT", default_value_t = $grpc_default)]
+            pub grpc_port: u16,
+            $( $(#[$field_meta])* pub $field: $type, )*
+            #[command(flatten)]
+            pub runtime: $crate::config::Runtime,
+        }
+
+        impl $crate::config::ServiceConfig for $name {
+            fn runtime(&self) -> &$crate::config::Runtime {
+                &self.runtime
+            }
+        }
+    };
+}
+
+/// What every service reads besides its own settings.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Runtime {
+    #[command(flatten)]
+    pub redis: RedisConfig,
+    #[command(flatten)]
+    pub auth: AuthConfig,
+    #[command(flatten)]
+    pub limits: ServerLimits,
+    #[command(flatten)]
+    pub outbox: OutboxUpkeep,
+    /// Log filter (tracing's `EnvFilter` syntax, e.g. `info,message_service=debug`).
+    #[arg(long = "log", env = "RUST_LOG", default_value = "info")]
+    pub log_filter: String,
+    /// `json`: one JSON object per log line, for log collectors; `text`: human-readable lines.
+    #[arg(long = "log-format", env = "LOG_FORMAT", default_value = "text")]
+    pub log_format: LogFormat,
+    /// Once the listeners are bound, write `{"http": <port>, "grpc": <port>}` here (for a
+    /// supervisor that started the service on port 0).
+    #[arg(long = "ready-file", env = "READY_FILE")]
+    pub ready_file: Option<PathBuf>,
+    /// This host's name: outbox consumer names start with it, so each replica re-reads only its
+    /// own in-flight entries.
+    #[arg(long = "hostname", env = "HOSTNAME", default_value = "localhost")]
+    pub hostname: String,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Where Redis is, and who to log in as.
+#[derive(Clone, clap::Args)]
+pub struct RedisConfig {
+    /// Redis as `redis://host:port` or `redis://user:password@host:port`; a database index in
+    /// it is ignored (each service selects its own). Default: `redis://127.0.0.1:6379`, or
+    /// REDIS_HOST/REDIS_PORT when set.
+    #[arg(long = "redis-url", env = "REDIS_URL")]
+    url: Option<String>,
+    /// Redis host, the original's way (used when REDIS_URL is unset).
+    #[arg(long = "redis-host", env = "REDIS_HOST")]
+    host: Option<String>,
+    /// Redis port, the original's way (used when REDIS_URL is unset) [default: 6379].
+    #[arg(long = "redis-port", env = "REDIS_PORT")]
+    port: Option<u16>,
+    /// The Redis ACL user to log in as (docker/redis/users.acl has one per service); replaces
+    /// a user in REDIS_URL. Unset: the user in REDIS_URL, else Redis' `default`.
+    #[arg(long = "redis-username", env = "REDIS_USERNAME")]
+    username: Option<String>,
+    /// The password of that user (or Redis' `requirepass`); replaces a password in REDIS_URL.
+    #[arg(long = "redis-password", env = "REDIS_PASSWORD", hide_env_values = true, value_parser = parse_redis_password)]
+    password: Option<RedisPassword>,
+}
+
+/// A Redis password; never printed.
+#[derive(Clone)]
+struct RedisPassword(String);
+
+fn parse_redis_password(raw: &str) -> Result<RedisPassword, String> {
+    Ok(RedisPassword(raw.to_owned()))
+}
+
+impl std::fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never a password, neither the setting nor one inside the URL.
+        f.debug_struct("RedisConfig")
+            .field("url", &redact_userinfo(&self.base_url()))
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| ".."))
+            .finish()
+    }
+}
+
+/// `url` with whatever precedes an `@` in its authority shown as `..`.
+fn redact_userinfo(url: &str) -> String {
+    match (url.split_once("://"), url.rfind('@')) {
+        (Some((scheme, _)), Some(at)) => format!("{scheme}://..@{}", &url[at + 1..]),
+        _ => url.to_owned(),
+    }
+}
+
+impl RedisConfig {
+    /// Redis at `url` (tests and tools).
+    pub fn at(url: impl Into<String>) -> Self {
+        Self {
+            url: Some(url.into()),
+            host: None,
+            port: None,
+            username: None,
+            password: None,
+        }
+    }
+
+    /// `redis://host:port` without a database index: REDIS_URL, else REDIS_HOST/REDIS_PORT,
+    /// else the default.
+    pub fn base_url(&self) -> String {
+        let url = match (&self.url, &self.host, self.port) {
+            (Some(url), _, _) => url.clone(),
+            (None, None, None) => "redis://127.0.0.1:6379".to_owned(),
+            (None, host, port) => format!(
+                "redis://{}:{}",
+                host.as_deref().unwrap_or("127.0.0.1"),
+                port.unwrap_or(6379)
+            ),
+        };
+        strip_db_index(&url)
+    }
+
+    /// Where and how to connect to database `db`: [`RedisConfig::base_url`] with the user and
+    /// password of REDIS_USERNAME/REDIS_PASSWORD, where set, in place of the URL's.
+    pub fn connection_info(&self, db: u8) -> anyhow::Result<redis::ConnectionInfo> {
+        let base = self.base_url();
+        let info = redis::IntoConnectionInfo::into_connection_info(format!("{base}/{db}"))
+            .map_err(|err| {
+                anyhow::anyhow!("invalid Redis URL {:?}: {err}", redact_userinfo(&base))
+            })?;
+        // No `CLIENT SETINFO` on connect: Redis before 7.2 does not know it, and the ACL users
+        // of docker/redis/users.acl are not granted it.
+        let mut settings = info.redis_settings().clone().set_skip_set_lib_name();
+        if let Some(username) = &self.username {
+            settings = settings.set_username(username);
+        }
+        if let Some(RedisPassword(password)) = &self.password {
+            settings = settings.set_password(password);
+        }
+        Ok(info.set_redis_settings(settings))
+    }
+}
