@@ -119,9 +119,10 @@ static FORGET: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
 -- KEYS: 1 old address's conversations, 2 its index, 3 new address's conversations, 4 its
---       index (1 and 2 again when forgetting)
+--       index (1 and 2 again when forgetting), 5 the notification outbox
 -- ARGV: 1 old address, 2 new address ('' to forget), 3 message key prefix,
---       4 and 5 a user's conversations key before and after the address, 6 pair hash prefix
+--       4 and 5 a user's conversations key before and after the address, 6 pair hash prefix,
+--       7 the outbox's payload field
 local old, new = ARGV[1], ARGV[2]
 local function conversations(email) return ARGV[4] .. email .. ARGV[5] end
 local function pair(a, b)
@@ -136,6 +137,19 @@ if new == '' then
     redis.call('DEL', (pair(old, c)))
   end
   redis.call('DEL', KEYS[1], KEYS[2])
+  -- Notifications still waiting for the deleted receiver are dropped: delivered later, they
+  -- would be stored for whoever signs the address up next.
+  for _, entry in ipairs(redis.call('XRANGE', KEYS[5], '-', '+')) do
+    local fields = entry[2]
+    for i = 1, #fields, 2 do
+      if fields[i] == ARGV[7] then
+        local ok, payload = pcall(cjson.decode, fields[i + 1])
+        if ok and type(payload) == 'table' and payload.receiver_email == old then
+          redis.call('XDEL', KEYS[5], entry[1])
+        end
+      end
+    end
+  end
   return #counterparts
 end
 for _, c in ipairs(counterparts) do
@@ -334,12 +348,14 @@ impl Store {
             .key(user_messages_key(email.as_str()))
             .key(conversations_key(target))
             .key(user_messages_key(target))
+            .key(NOTIFICATION_OUTBOX.key())
             .arg(email.as_str())
             .arg(moved_to.map_or("", Email::as_str))
             .arg(MESSAGE_KEY_PREFIX)
             .arg(CONVERSATIONS_BEFORE)
             .arg(CONVERSATIONS_AFTER)
-            .arg(CONVERSATION_PREFIX);
+            .arg(CONVERSATION_PREFIX)
+            .arg(service_runtime::outbox::PAYLOAD_FIELD);
         Ok(self.redis.invoke(&invocation).await?)
     }
 

@@ -262,19 +262,21 @@ return #doomed
 /// An address's user is gone or moved (`NotificationService.ForgetUser`): returns how many
 /// notifications were removed or carried.
 ///
-/// Forgetting (`ARGV[2]` empty) deletes the address's list, indexes, dedup set and cursor and
-/// its `subscriptions` field. Moving carries them to the new address: when that has none yet
+/// Forgetting (`ARGV[2]` empty) deletes the address's list, indexes, dedup set and cursor.
+/// Moving carries them to the new address: when that has none yet
 /// (the usual case) the entries keep their cursors and only `receiver_email` changes; when it
 /// received notifications already (the move was delivered late), the carried ones are added
 /// oldest first after them with the new address's next cursors. The old address's
-/// subscription goes (the move subscribes the new address through user-service's outbox).
+/// subscription is recorded as off (the move subscribes the new address through
+/// user-service's outbox; a sign-up at the old address subscribes it again).
 /// Repeating either finds nothing left at the old address and changes nothing.
 static FORGET: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
 -- KEYS: 1-5 the old address's list, index, unread, ids, cursor; 6-10 the new address's (the
 --       old ones again when forgetting); 11 subscriptions
--- ARGV: 1 old address, 2 new address ('' to forget), 3 now in milliseconds
+-- ARGV: 1 old address, 2 new address ('' to forget), 3 now in milliseconds, 4 the old
+--       address's subscription as unsubscribed (JSON)
 local function decode(raw)
   local ok, entry = pcall(cjson.decode, raw)
   if ok and type(entry) == 'table' then return entry end
@@ -327,7 +329,10 @@ elseif ARGV[2] == '' then
 end
 if ARGV[2] ~= ARGV[1] then
   redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5])
-  redis.call('HDEL', KEYS[11], ARGV[1])
+  -- Recorded as unsubscribed rather than removed (no record means subscribed): a notification
+  -- for the address that arrives late is refused, not kept for its next owner, whose sign-up
+  -- subscribes it again.
+  redis.call('HSET', KEYS[11], ARGV[1], ARGV[4])
 end
 return moved
 ",
@@ -339,6 +344,15 @@ return moved
 struct Subscription {
     user_email: String,
     subscribed: bool,
+}
+
+/// The `subscriptions` value of an address nobody holds any more.
+fn unsubscribed(email: &Email) -> Result<String, StoreError> {
+    let subscription = Subscription {
+        user_email: email.as_str().to_owned(),
+        subscribed: false,
+    };
+    serde_json::to_string(&subscription).map_err(|err| StoreError::Corrupt(err.to_string()))
 }
 
 /// What became of a notification handed to [`Store::create`].
@@ -601,7 +615,8 @@ impl Store {
             .key(SUBSCRIPTIONS)
             .arg(email.as_str())
             .arg(moved_to.map_or("", Email::as_str))
-            .arg(chrono::Utc::now().timestamp_millis());
+            .arg(chrono::Utc::now().timestamp_millis())
+            .arg(unsubscribed(email)?);
         Ok(self.redis.invoke(&invocation).await?)
     }
 

@@ -114,6 +114,11 @@ async fn a_delete_made_while_notification_service_is_down_is_delivered_when_it_i
     let mut stack = stack_with(&[]).await;
     let (gone, other) = two_correspondents(&stack).await;
     stack.notification.kill();
+    // Waits in message-service's outbox: delivered after the delete, it must not be kept for
+    // the address's next owner, whichever of the two outboxes gets through first.
+    stack
+        .send_ok(&other, &gone, "late, for the old owner")
+        .await;
 
     let (status, body) = stack.delete_user_by_body(&json!({ "email": gone })).await;
     assert_eq!(status, 204, "{body}");
@@ -141,6 +146,49 @@ async fn a_delete_made_while_notification_service_is_down_is_delivered_when_it_i
         .await
         .expect("XLEN");
     assert_eq!(outbox, 0, "the delivered change left the outbox");
+}
+
+#[tokio::test]
+async fn a_notification_for_a_deleted_user_delivered_after_the_forget_is_not_kept_for_the_next_owner()
+ {
+    let mut stack = stack_with(&[]).await;
+    let (gone, other) = two_correspondents(&stack).await;
+    // The notification waits in message-service's outbox, and message-service stops before it
+    // can deliver it: the account change reaches notification-service first, the late
+    // notification only after it.
+    stack.notification.kill();
+    stack
+        .send_ok(&other, &gone, "late, for the old owner")
+        .await;
+    stack.message.kill();
+    let (status, body) = stack.delete_user_by_body(&json!({ "email": gone })).await;
+    assert_eq!(status, 204, "{body}");
+    stack.notification.restart().await;
+    eventually("notification-service to forget the address", || async {
+        stack
+            .stored_notifications(&gone)
+            .await
+            .is_empty()
+            .then_some(())
+    })
+    .await;
+
+    stack.message.restart().await;
+    sign_up_again(&stack, &gone).await;
+    // Both outboxes are drained by now: the late notification was refused, not stored.
+    eventually("message-service's outbox to drain", || async {
+        let pending: usize = stack
+            .redis
+            .db(1)
+            .await
+            .xlen(message_service::keys::NOTIFICATION_OUTBOX)
+            .await
+            .expect("XLEN");
+        (pending == 0).then_some(())
+    })
+    .await;
+    assert_starts_empty(&stack, &gone).await;
+    assert!(stack.stored_notifications(&gone).await.is_empty());
 }
 
 #[tokio::test]
