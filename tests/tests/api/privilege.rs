@@ -387,20 +387,28 @@ struct AclRedis {
 
 impl AclRedis {
     async fn start() -> Self {
-        let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
         let port = {
             let listener = TcpListener::bind("127.0.0.1:0").expect("a free port");
             listener.local_addr().expect("bound").port()
         };
         let dir = std::env::temp_dir().join(format!("it-acl-redis-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("create the Redis directory");
+        let child = Self::spawn(port, &dir);
+        let server = Self { port, dir, child };
+        server.wait_until_it_answers().await;
+        server
+    }
+
+    /// docker/redis/start-redis on `port`, its append-only file in `dir` (as compose runs it).
+    fn spawn(port: u16, dir: &Path) -> Child {
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
         let mut command = Command::new(repo.join("docker/redis/start-redis"));
         command
             .env("REDIS_ACL_FILE", dir.join("users.acl"))
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
+            .args(["--save", "", "--appendonly", "yes"])
             .arg("--dir")
-            .arg(&dir)
+            .arg(dir)
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         for user in ServiceName::ALL
@@ -411,16 +419,29 @@ impl AclRedis {
             let var = format!("REDIS_PASSWORD_{}", user.to_uppercase().replace('-', "_"));
             command.env(var, password_of(user));
         }
-        let child = command.spawn().expect("run docker/redis/start-redis");
-        let server = Self { port, dir, child };
+        command.spawn().expect("run docker/redis/start-redis")
+    }
+
+    /// Kills redis-server and starts it again on its port and directory: it reloads the
+    /// append-only file.
+    async fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.child = Self::spawn(self.port, &self.dir);
+        self.wait_until_it_answers().await;
+    }
+
+    /// Until PING answers, logged in as frontend-service, as the health checks do (a
+    /// connection that does not log in can run nothing).
+    async fn wait_until_it_answers(&self) {
         eventually("the ACL Redis to answer PING", || async {
-            let mut connection = server.anonymous(0).await.ok()?;
+            let client = redis::Client::open(self.url_of("frontend-service")).ok()?;
+            let mut connection = client.get_multiplexed_async_connection().await.ok()?;
             let pong: redis::RedisResult<String> =
                 redis::cmd("PING").query_async(&mut connection).await;
             pong.ok()
         })
         .await;
-        server
     }
 
     /// `redis://user:password@127.0.0.1:<port>` for `user`.
@@ -536,12 +557,13 @@ async fn each_redis_user_reaches_only_its_own_keys_and_commands() {
         assert_eq!(answer, expected, "{user} on DB {db}: {parts:?}");
     }
 
-    // Without logging in: PING (the health check) and nothing else.
+    // Without logging in: nothing at all, not even PING.
     let mut anonymous = redis.anonymous(0).await.expect("connect");
-    assert_eq!(refusal(&mut anonymous, &cmd(&["PING"])).await, None);
+    let noauth = Some("NOAUTH".to_owned());
+    assert_eq!(refusal(&mut anonymous, &cmd(&["PING"])).await, noauth);
     assert_eq!(
         refusal(&mut anonymous, &cmd(&["GET", "users:a@b.io"])).await,
-        nope
+        noauth
     );
     // A wrong password is no login at all.
     let wrong = redis::Client::open(format!(
@@ -552,6 +574,52 @@ async fn each_redis_user_reaches_only_its_own_keys_and_commands() {
     .get_multiplexed_async_connection()
     .await;
     assert!(wrong.is_err(), "logged in with a wrong password");
+}
+
+/// Redis 7.0 replays the append-only file's transactions (a script's effects with more than one
+/// write are one, and so is a MULTI of several commands) as the `default` user: a restart must
+/// keep what each service wrote in them.
+#[tokio::test]
+async fn writes_made_in_transactions_under_the_acl_users_survive_a_redis_restart() {
+    let mut redis = AclRedis::start().await;
+    let mut users = redis.as_user("user-service", 0).await;
+    let _: () = redis::pipe()
+        .atomic()
+        .set("users:aof@b.io", "kept")
+        .ignore()
+        .set("login_failures:aof@b.io", "1")
+        .ignore()
+        .query_async(&mut users)
+        .await
+        .expect("MULTI/EXEC as user-service");
+    let mut messages = redis.as_user("message-service", 1).await;
+    let _: () = redis::pipe()
+        .atomic()
+        .cmd("INCR")
+        .arg("message_id_counter")
+        .ignore()
+        .set("message:1", "kept")
+        .ignore()
+        .query_async(&mut messages)
+        .await
+        .expect("MULTI/EXEC as message-service");
+
+    redis.restart().await;
+
+    let mut users = redis.as_user("user-service", 0).await;
+    let kept: Option<String> = redis::cmd("GET")
+        .arg("users:aof@b.io")
+        .query_async(&mut users)
+        .await
+        .expect("GET");
+    assert_eq!(kept.as_deref(), Some("kept"));
+    let mut messages = redis.as_user("message-service", 1).await;
+    let counter: Option<u64> = redis::cmd("GET")
+        .arg("message_id_counter")
+        .query_async(&mut messages)
+        .await
+        .expect("GET");
+    assert_eq!(counter, Some(1));
 }
 
 #[tokio::test]
