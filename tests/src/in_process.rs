@@ -19,9 +19,6 @@ use std::{
 use anyhow::Context;
 use service_runtime::{config::LogFormat, server::Service};
 use tokio::sync::oneshot;
-use tonic_health::pb::{
-    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
-};
 
 use crate::BoundPorts;
 
@@ -250,17 +247,7 @@ pub async fn wait_until_serving(service: &InProcess) {
             "in-process {} stopped during start-up",
             service.name.as_str()
         );
-        if let Ok(channel) = tonic::transport::Endpoint::from_shared(url.clone())
-            .expect("valid URL")
-            .connect()
-            .await
-            && let Ok(reply) = HealthClient::new(channel)
-                .check(HealthCheckRequest {
-                    service: String::new(),
-                })
-                .await
-            && reply.into_inner().status == ServingStatus::Serving as i32
-        {
+        if crate::process::is_serving(&url).await {
             return;
         }
         assert!(

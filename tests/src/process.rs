@@ -210,17 +210,7 @@ impl ServiceProcess {
         let url = format!("http://127.0.0.1:{}", self.grpc_port());
         loop {
             self.assert_running();
-            if let Ok(channel) = tonic::transport::Endpoint::from_shared(url.clone())
-                .expect("valid URL")
-                .connect()
-                .await
-                && let Ok(reply) = HealthClient::new(channel)
-                    .check(HealthCheckRequest {
-                        service: String::new(),
-                    })
-                    .await
-                && reply.into_inner().status == ServingStatus::Serving as i32
-            {
+            if is_serving(&url).await {
                 return;
             }
             assert!(
@@ -302,4 +292,22 @@ fn binary_path(name: &str) -> PathBuf {
         path.display()
     );
     path
+}
+
+/// Whether the gRPC server at `url` answers its health check (the server as a whole, `""`)
+/// with SERVING; the one readiness probe of the harness, for processes and in-process services.
+pub(crate) async fn is_serving(url: &str) -> bool {
+    let Ok(endpoint) = tonic::transport::Endpoint::from_shared(url.to_owned()) else {
+        return false;
+    };
+    let Ok(channel) = endpoint.connect().await else {
+        return false;
+    };
+    let request = HealthCheckRequest {
+        service: String::new(),
+    };
+    HealthClient::new(channel)
+        .check(request)
+        .await
+        .is_ok_and(|reply| reply.into_inner().status == ServingStatus::Serving as i32)
 }
