@@ -3,6 +3,7 @@
 mod authedge;
 mod edges;
 mod faults;
+mod grpcweb;
 mod hardening;
 mod hostile;
 mod inbox;
