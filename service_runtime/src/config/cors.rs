@@ -5,13 +5,15 @@ use std::sync::Arc;
 
 use axum::http::HeaderValue;
 
+const VAR: &str = "CORS_ALLOWED_ORIGINS";
+
 /// The origins whose pages may call this service from a browser.
 #[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
 pub struct CorsConfig {
     /// Browser origins (`scheme://host[:port]`, comma-separated) whose pages may call this
     /// service's HTTP API and gRPC-Web; `*` alone: any origin. Empty: none, and no reply
     /// carries a CORS header (the web inbox is served same-origin and needs none).
-    #[arg(long = "cors-allowed-origins", env = "CORS_ALLOWED_ORIGINS", default_value = "", value_parser = parse_origins)]
+    #[arg(long = "cors-allowed-origins", env = VAR, default_value = "", value_parser = parse_origins)]
     pub allowed_origins: AllowedOrigins,
 }
 
@@ -55,7 +57,9 @@ fn parse_origins(raw: &str) -> Result<AllowedOrigins, String> {
         return if entries.len() == 1 {
             Ok(AllowedOrigins::Any)
         } else {
-            Err("`*` (any origin) stands alone; it cannot be combined with a list".to_owned())
+            Err(format!(
+                "{VAR}: `*` (any origin) stands alone; it cannot be combined with a list"
+            ))
         };
     }
     let origins = entries
@@ -70,7 +74,7 @@ fn parse_origins(raw: &str) -> Result<AllowedOrigins, String> {
 fn parse_origin(entry: &str) -> Result<HeaderValue, String> {
     let refused = |why: &str| {
         Err(format!(
-            "{entry:?} is not an origin ({why}); expected scheme://host[:port], \
+            "{VAR}: {entry:?} is not an origin ({why}); expected scheme://host[:port], \
              e.g. https://inbox.example.com"
         ))
     };

@@ -1,6 +1,7 @@
 //! The integration suite: one test binary, one module per area.
 
 mod authedge;
+mod cors;
 mod edges;
 mod faults;
 mod grpcweb;
