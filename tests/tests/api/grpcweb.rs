@@ -267,3 +267,60 @@ async fn plain_http_1_1_that_is_not_grpc_web_is_refused_and_grpc_over_http_2_is_
     // The generated client (HTTP/2) still gets its answer.
     assert!(!stack.user_exists(Some("nobody-h2@example.com")).await);
 }
+
+#[tokio::test]
+async fn a_grpc_web_call_not_answered_within_the_request_timeout_is_deadline_exceeded() {
+    let mut stack = Stack::in_process_with_env(&[("GRPC_REQUEST_TIMEOUT", "1s")]).await;
+    // With Redis down, user-service keeps retrying for 3 s before it answers UNAVAILABLE.
+    stack.redis.stop().await;
+
+    let finished = stack
+        .grpc_web(
+            stack.user_ports.grpc,
+            CHECK_USER_EXISTS,
+            &CheckUserExistsRequest {
+                email: Some("late-web@example.com".to_owned()),
+            },
+        )
+        .await
+        .finish::<CheckUserExistsResponse>()
+        .await;
+
+    assert_eq!(finished.code, Code::DeadlineExceeded, "{finished:?}");
+}
+
+#[tokio::test]
+async fn grpc_web_calls_are_counted_under_their_rpc_and_final_status() {
+    let stack = Stack::start().await;
+    let path = CHECK_USER_EXISTS;
+    let known = stack
+        .grpc_web_raw(
+            stack.user_ports.grpc,
+            path,
+            WebEncoding::Text,
+            exists_request("counted-web@example.com"),
+            &[],
+        )
+        .await;
+    assert_eq!(
+        known.finish::<CheckUserExistsResponse>().await.code,
+        Code::Ok
+    );
+    let garbage = stack
+        .grpc_web_raw(
+            stack.user_ports.grpc,
+            path,
+            WebEncoding::Binary,
+            frame(&[0x0f, 0xff, 0xff]),
+            &[],
+        )
+        .await;
+    let refused = garbage.finish::<CheckUserExistsResponse>().await;
+    assert_eq!(refused.code, Code::InvalidArgument);
+
+    let metrics = stack.metrics(stack.user_url("/metrics")).await;
+    for code in ["OK", "INVALID_ARGUMENT"] {
+        let labels = [("method", path), ("code", code)];
+        assert_eq!(metrics.value("grpc_requests_total", &labels), 1.0, "{code}");
+    }
+}
