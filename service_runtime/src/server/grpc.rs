@@ -153,17 +153,27 @@ where
     }
 }
 
+/// How tonic and tonic-web begin the `INTERNAL` status they answer, before any handler runs,
+/// to request bytes that are not one whole message of the RPC: not its protobuf, a frame cut
+/// short, gRPC-Web text that is not base64.
+const UNDECODABLE: [&str; 3] = [
+    "failed to decode Protobuf message",
+    "Unexpected EOF decoding stream",
+    "tonic-web: ",
+];
+
 /// tonic answers a request body that is not the RPC's protobuf message with `INTERNAL`
-/// ("failed to decode Protobuf message", from the codec, before any handler runs); the
-/// contract keeps `INTERNAL` for our own bugs, and bytes the caller got wrong are its invalid
-/// argument. The status is in the reply's head (a trailers-only reply), so only the code is
-/// rewritten; the message, which says what could not be decoded, stays.
+/// (from the codec, before any handler runs; likewise a frame cut short, and tonic-web a
+/// grpc-web body it cannot decode); the contract keeps `INTERNAL` for our own bugs, and bytes
+/// the caller got wrong are its invalid argument. The status is in the reply's head (a
+/// trailers-only reply), so only the code is rewritten; the message, which says what could not
+/// be decoded, stays.
 fn undecodable_request_is_invalid_argument(mut reply: Response<Body>) -> Response<Body> {
     let undecodable = Status::from_header_map(reply.headers()).is_some_and(|status| {
         status.code() == Code::Internal
-            && status
-                .message()
-                .starts_with("failed to decode Protobuf message")
+            && UNDECODABLE
+                .iter()
+                .any(|start| status.message().starts_with(start))
     });
     if undecodable {
         reply.headers_mut().insert(

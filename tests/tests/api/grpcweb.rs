@@ -169,18 +169,25 @@ async fn a_grpc_web_watch_lives_on_while_idle_http_1_1_connections_are_closed_fo
 }
 
 #[tokio::test]
-async fn a_grpc_web_body_that_is_not_protobuf_gets_invalid_argument() {
+async fn a_grpc_web_body_that_is_not_one_whole_message_gets_invalid_argument() {
     let stack = Stack::in_process().await;
     // Field 1 with wire type 7, which does not exist.
-    let garbage = frame(&[0x0f, 0xff, 0xff]);
+    let not_protobuf = frame(&[0x0f, 0xff, 0xff]);
+    let mut cut_short = exists_request("a@example.com");
+    cut_short.pop();
+    let calls = [
+        (WebEncoding::Binary, not_protobuf.clone(), "decode"),
+        (WebEncoding::Text, not_protobuf, "decode"),
+        (WebEncoding::Binary, cut_short, "EOF"),
+    ];
 
-    for encoding in [WebEncoding::Binary, WebEncoding::Text] {
+    for (encoding, body, said) in calls {
         let reply = stack
             .grpc_web_raw(
                 stack.user_ports.grpc,
                 CHECK_USER_EXISTS,
                 encoding,
-                garbage.clone(),
+                body,
                 &[],
             )
             .await;
@@ -188,9 +195,31 @@ async fn a_grpc_web_body_that_is_not_protobuf_gets_invalid_argument() {
         let finished = reply.finish::<CheckUserExistsResponse>().await;
 
         assert_eq!(finished.code, Code::InvalidArgument, "{finished:?}");
-        assert!(finished.message.contains("decode"), "{finished:?}");
+        assert!(finished.message.contains(said), "{finished:?}");
         assert!(finished.messages.is_empty());
     }
+    // Text that is not base64 (here: a line break after it, as `base64` prints).
+    let reply = stack
+        .http()
+        .post(format!(
+            "http://127.0.0.1:{}{CHECK_USER_EXISTS}",
+            stack.user_ports.grpc
+        ))
+        .header("content-type", "application/grpc-web-text")
+        .body("AAAAABMKEWFsaWNlQGV4YW1wbGUuY29t\n")
+        .send()
+        .await
+        .expect("POST");
+    let header = |name: &str| reply.headers()[name].to_str().expect("ASCII").to_owned();
+    assert_eq!(
+        header("grpc-status"),
+        (Code::InvalidArgument as i32).to_string()
+    );
+    assert!(
+        header("grpc-message").contains("base64"),
+        "{:?}",
+        reply.headers()
+    );
 }
 
 #[tokio::test]
