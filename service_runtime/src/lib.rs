@@ -8,6 +8,7 @@
 pub mod auth;
 pub mod config;
 mod connection;
+pub mod cors;
 pub mod email;
 pub mod error;
 pub mod grpc_client;

@@ -5,11 +5,13 @@
 
 use std::{ffi::OsStr, path::PathBuf};
 
+mod cors;
 mod limits;
 mod parse;
 
 use self::parse::strip_db_index;
 pub use self::{
+    cors::{AllowedOrigins, CorsConfig},
     limits::{GrpcLimits, HttpLimits, OutboxUpkeep, ServerLimits},
     parse::{parse_duration, positive},
 };
@@ -94,6 +96,8 @@ pub struct Runtime {
     pub limits: ServerLimits,
     #[command(flatten)]
     pub outbox: OutboxUpkeep,
+    #[command(flatten)]
+    pub cors: CorsConfig,
     /// Log filter (tracing's `EnvFilter` syntax, e.g. `info,message_service=debug`).
     #[arg(long = "log", env = "RUST_LOG", default_value = "info")]
     pub log_filter: String,

@@ -12,7 +12,8 @@
 //! - A gRPC connection that sends nothing for longer than the keep-alive interval plus the
 //!   ping timeout is closed: a live HTTP/2 client answers the server's pings, so silence that
 //!   long means a dead peer or one that never started talking HTTP/2 (hyper's pings only
-//!   start once the HTTP/2 preface has arrived).
+//!   start once the HTTP/2 preface has arrived). An HTTP/1 connection (gRPC-Web) is not held
+//!   to that while a reply is under way on it: its client has no pings to answer.
 
 /// `AsyncWrite` for a wrapper that only watches reads: every write goes straight to its
 /// `stream`.
@@ -63,7 +64,10 @@ use tokio::{
     sync::{OwnedSemaphorePermit, Semaphore},
 };
 
-pub use self::{grpc::grpc_incoming, http::serve_http};
+pub use self::{
+    grpc::{GrpcConnectionLayer, grpc_incoming},
+    http::serve_http,
+};
 
 /// Descriptors kept free of connections, for Redis, outbound gRPC channels and the like.
 const RESERVED_DESCRIPTORS: u64 = 128;

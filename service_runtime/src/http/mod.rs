@@ -36,7 +36,7 @@ mod lists;
 pub use self::lists::{
     ConversationPageParams, EmailOnly, EmailParam, EmailQuery, MAX_PAGE, NotificationPageParams,
 };
-use crate::{config::HttpLimits, openapi::ErrorReply, redis_store::Redis};
+use crate::{config::HttpLimits, cors::CorsPolicy, openapi::ErrorReply, redis_store::Redis};
 
 /// Largest request body accepted; the contract's bodies are a few hundred bytes.
 const BODY_LIMIT_BYTES: usize = 64 * 1024;
@@ -114,14 +114,15 @@ fn json_rejection_response(rejection: &JsonRejection) -> Response {
 
 /// Wraps a service's routes with what every HTTP server has: `GET /health`, `GET /metrics`,
 /// `GET /openapi.json` (describing `api`, the routes' document, and these), a JSON 404, the
-/// body limit (413), the request timeout (408), the URI limit (414) and the contract's shape
-/// for every error reply.
+/// body limit (413), the request timeout (408), the URI limit (414), the contract's shape
+/// for every error reply, and CORS (`cors`: a preflight is answered before any of the rest).
 pub fn with_common_routes(
     service: &'static str,
     routes: Router,
     api: OpenApi,
     redis: Option<Redis>,
     limits: HttpLimits,
+    cors: CorsPolicy,
 ) -> Router {
     let (common, common_api) = OpenApiRouter::new()
         .routes(routes!(health))
@@ -142,6 +143,7 @@ pub fn with_common_routes(
             refuse_long_uri,
         ))
         .layer(middleware::map_response(contract_error_shape))
+        .layer(cors)
         .layer(middleware::from_fn(crate::telemetry::http_request))
 }
 

@@ -9,7 +9,7 @@ use tonic::{server::NamedService, service::Routes};
 use super::{GrpcServer, Service, Worker, grpc::Grpc};
 use crate::{
     auth::{AccessTable, Auth, access::Guard},
-    config::{OutboxUpkeep, Runtime, ServerLimits},
+    config::{AllowedOrigins, OutboxUpkeep, Runtime, ServerLimits},
     outbox::Outbox,
     redis_store::Redis,
     shutdown::{self, Shutdown, ShutdownTrigger},
@@ -23,6 +23,7 @@ pub struct ServiceBuilder {
     guard: Option<(Guard, AccessTable)>,
     redis: Option<Redis>,
     limits: ServerLimits,
+    cors: AllowedOrigins,
     outbox_upkeep: OutboxUpkeep,
     ready_file: Option<PathBuf>,
     workers: Vec<(&'static str, Worker)>,
@@ -42,6 +43,7 @@ impl ServiceBuilder {
             guard: None,
             redis: None,
             limits: runtime.limits,
+            cors: runtime.cors.allowed_origins.clone(),
             outbox_upkeep: runtime.outbox,
             ready_file: runtime.ready_file.clone(),
             workers: Vec::new(),
@@ -154,6 +156,7 @@ impl ServiceBuilder {
             grpc,
             redis: self.redis,
             limits: self.limits,
+            cors: self.cors,
             ready_file: self.ready_file,
             workers: self.workers,
             shutdown: self.shutdown,

@@ -1,5 +1,6 @@
 //! The gRPC side of a service: its generated servers behind their access guard, plus health
-//! (following Redis) and reflection, within the configured limits.
+//! (following Redis) and reflection, within the configured limits; for browsers, gRPC-Web
+//! (HTTP/1.1 or HTTP/2, binary or base64 text) and CORS on the same port.
 
 use std::{future::Future, time::Duration};
 
@@ -9,7 +10,8 @@ use tonic::{Code, Status, body::Body, service::Routes};
 use tonic_health::{ServingStatus, server::HealthReporter};
 
 use crate::{
-    auth::access::Guard, config::GrpcLimits, connection, redis_store::Redis, shutdown::Shutdown,
+    auth::access::Guard, config::GrpcLimits, connection, cors::CorsPolicy, redis_store::Redis,
+    shutdown::Shutdown,
 };
 
 /// The gRPC health name that says only "this process serves": for liveness probes.
@@ -46,6 +48,7 @@ pub(super) async fn serve_grpc(
     listener: TcpListener,
     grpc: Grpc,
     limits: GrpcLimits,
+    cors: CorsPolicy,
     shutdown: Shutdown,
 ) -> (&'static str, anyhow::Result<()>) {
     let Grpc {
@@ -95,10 +98,17 @@ pub(super) async fn serve_grpc(
             .add_service(reflection_v1alpha);
         let incoming = connection::grpc_incoming(listener, limits);
         let request_timeout = limits.request_timeout;
+        // Outermost first. A preflight is answered by `cors`, before anything else; gRPC-Web is
+        // turned into gRPC (and its reply back) before telemetry, the status mapping, the
+        // deadline and the guard, so they see one kind of call whichever the client spoke.
         let server = tonic::transport::Server::builder()
+            .accept_http1(true)
             .http2_keepalive_interval(Some(limits.keepalive_interval))
             .http2_keepalive_timeout(Some(limits.keepalive_timeout))
             .max_concurrent_streams(limits.max_concurrent_streams)
+            .layer(connection::GrpcConnectionLayer)
+            .layer(cors)
+            .layer(tonic_web::GrpcWebLayer::new())
             .layer(crate::telemetry::GrpcTelemetryLayer)
             .layer(tower::util::MapResponseLayer::new(
                 undecodable_request_is_invalid_argument,
@@ -143,17 +153,27 @@ where
     }
 }
 
+/// How tonic and tonic-web begin the `INTERNAL` status they answer, before any handler runs,
+/// to request bytes that are not one whole message of the RPC: not its protobuf, a frame cut
+/// short, gRPC-Web text that is not base64.
+const UNDECODABLE: [&str; 3] = [
+    "failed to decode Protobuf message",
+    "Unexpected EOF decoding stream",
+    "tonic-web: ",
+];
+
 /// tonic answers a request body that is not the RPC's protobuf message with `INTERNAL`
-/// ("failed to decode Protobuf message", from the codec, before any handler runs); the
-/// contract keeps `INTERNAL` for our own bugs, and bytes the caller got wrong are its invalid
-/// argument. The status is in the reply's head (a trailers-only reply), so only the code is
-/// rewritten; the message, which says what could not be decoded, stays.
+/// (from the codec, before any handler runs; likewise a frame cut short, and tonic-web a
+/// grpc-web body it cannot decode); the contract keeps `INTERNAL` for our own bugs, and bytes
+/// the caller got wrong are its invalid argument. The status is in the reply's head (a
+/// trailers-only reply), so only the code is rewritten; the message, which says what could not
+/// be decoded, stays.
 fn undecodable_request_is_invalid_argument(mut reply: Response<Body>) -> Response<Body> {
     let undecodable = Status::from_header_map(reply.headers()).is_some_and(|status| {
         status.code() == Code::Internal
-            && status
-                .message()
-                .starts_with("failed to decode Protobuf message")
+            && UNDECODABLE
+                .iter()
+                .any(|start| status.message().starts_with(start))
     });
     if undecodable {
         reply.headers_mut().insert(

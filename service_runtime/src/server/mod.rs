@@ -15,8 +15,9 @@ use tonic::{body::Body, server::NamedService};
 use self::grpc::{Grpc, serve_grpc};
 pub use self::{builder::ServiceBuilder, grpc::LIVENESS};
 use crate::{
-    config::{HttpLimits, ServerLimits, ServiceConfig},
+    config::{AllowedOrigins, HttpLimits, ServerLimits, ServiceConfig},
     connection,
+    cors::{CorsPolicy, Port},
     redis_store::Redis,
     shutdown::{self, Shutdown, ShutdownTrigger},
 };
@@ -89,6 +90,8 @@ pub struct Service {
     grpc: Option<(TcpListener, Grpc)>,
     redis: Option<Redis>,
     limits: ServerLimits,
+    /// Who may call from a browser page of another origin (HTTP and gRPC-Web).
+    cors: AllowedOrigins,
     ready_file: Option<PathBuf>,
     workers: Vec<(&'static str, Worker)>,
     shutdown: (ShutdownTrigger, Shutdown),
@@ -151,12 +154,20 @@ impl Service {
                 api,
                 self.redis.clone(),
                 limits.http,
+                CorsPolicy::new(&self.cors, Port::Http),
             );
             servers.spawn(serve_http(listener, routes, limits.http, shutdown.clone()));
         }
         if let Some((listener, grpc)) = self.grpc {
             tracing::info!(service = self.name, addr = %local(&listener), "gRPC server listening");
-            servers.spawn(serve_grpc(listener, grpc, limits.grpc, shutdown.clone()));
+            let cors = CorsPolicy::new(&self.cors, Port::Grpc);
+            servers.spawn(serve_grpc(
+                listener,
+                grpc,
+                limits.grpc,
+                cors,
+                shutdown.clone(),
+            ));
         }
         let mut workers = JoinSet::new();
         for (name, worker) in self.workers {

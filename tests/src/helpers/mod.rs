@@ -24,6 +24,8 @@
 //! | frontend-service     | `WatchNotifications`     | [`Stack::watch`]                              |
 //! | user-service (login) | `POST /login`            | [`Stack::login`], [`Stack::token`]            |
 //! | every HTTP server    | `GET /metrics`           | [`Stack::metrics`], read with [`Metrics::value`] |
+//! | every gRPC server    | any RPC over gRPC-Web    | [`Stack::grpc_web`], [`Stack::grpc_web_raw`]  |
+//! | frontend-service     | `WatchNotifications` (gRPC-Web) | [`Stack::grpc_web_watch`]              |
 //!
 //! Requests with a token (`Authorization: Bearer`) or the internal credential are built with
 //! [`with_bearer`], [`bearer_header`] and [`with_internal_credential`].
@@ -31,12 +33,13 @@
 //! made before a restart) uses the generated client from [`Stack::user_client`] and friends.
 //!
 //! One module per area: `wait` ([`eventually`]), `users`, `messages`, `notifications`,
-//! `outbox`, `inbox`, `auth` and `metrics`; their public names are re-exported here.
+//! `outbox`, `inbox`, `auth`, `metrics` and `grpcweb`; their public names are re-exported here.
 //!
 //! [`Stack`]: crate::Stack
 //! [`Stack::user_client`]: crate::Stack::user_client
 
 mod auth;
+mod grpcweb;
 mod inbox;
 mod messages;
 mod metrics;
@@ -52,6 +55,7 @@ use serde_json::Value;
 pub use auth::{
     AUTH_SECRET, bearer_header, keys_of, protected_env, with_bearer, with_internal_credential,
 };
+pub use grpcweb::{Finished, WebEncoding, WebFrame, WebReply, frame};
 pub use inbox::next_notifications;
 pub use messages::{EmailIn, assert_email_is_required, message, send_over};
 pub use metrics::{Metrics, Sample};

@@ -1,8 +1,10 @@
 //! The integration suite: one test binary, one module per area.
 
 mod authedge;
+mod cors;
 mod edges;
 mod faults;
+mod grpcweb;
 mod hardening;
 mod hostile;
 mod inbox;
