@@ -4,6 +4,12 @@
 //! (created with the first watcher, dropped with the last). So a watcher on any replica sees
 //! every push, whichever replica notification-service reached. Redis is used for this and
 //! nothing else: what a watcher missed is read from notification-service's store.
+//!
+//! The channel carries two kinds of payload: a pushed notification, encoded as the protobuf
+//! `Notification` exactly as before (replicas of an older version keep understanding it), and
+//! a read-state change, a zero byte followed by the protobuf `InboxChange`. No protobuf
+//! message starts with a zero byte (field number 0 does not exist), so the two cannot be
+//! mistaken for each other, and an older replica reads a change as unreadable and resyncs.
 
 use std::{
     collections::HashMap,
@@ -13,11 +19,13 @@ use std::{
 
 use futures::StreamExt;
 use prost::Message;
-use proto::frontend_service::Notification;
+use proto::frontend_service::{InboxChange, Notification};
 use service_runtime::{redis_store::Redis, retry::Backoff, shutdown::Shutdown};
 use tokio::sync::broadcast;
 
 const CHANNEL_PREFIX: &str = "frontend:live:";
+/// The first byte of a change's payload (see the module's documentation).
+const CHANGE_MARK: u8 = 0;
 /// Live items a watcher may fall behind before it is caught up from the store instead.
 const PER_RECEIVER_BUFFER: usize = 256;
 
@@ -26,6 +34,8 @@ const PER_RECEIVER_BUFFER: usize = 256;
 pub enum Live {
     /// A notification was pushed.
     Pushed(Notification),
+    /// The receiver's read state changed.
+    Changed(InboxChange),
     /// The feed may have missed messages (the Redis subscription was re-established): read
     /// what is new from the store.
     Resync,
@@ -57,6 +67,23 @@ impl LiveFeed {
                 redis::cmd("PUBLISH")
                     .arg(format!("{CHANNEL_PREFIX}{receiver}"))
                     .arg(notification.encode_to_vec()),
+            )
+            .await
+    }
+
+    /// Tells every replica's watchers of `receiver` about a change of their read state.
+    pub async fn publish_change(
+        &self,
+        receiver: &str,
+        change: &InboxChange,
+    ) -> redis::RedisResult<()> {
+        let mut payload = vec![CHANGE_MARK];
+        payload.extend(change.encode_to_vec());
+        self.redis
+            .query(
+                redis::cmd("PUBLISH")
+                    .arg(format!("{CHANNEL_PREFIX}{receiver}"))
+                    .arg(payload),
             )
             .await
     }
@@ -108,8 +135,8 @@ impl LiveFeed {
                     .get_channel_name()
                     .strip_prefix(CHANNEL_PREFIX)
                     .unwrap_or_default();
-                match Notification::decode(message.get_payload_bytes()) {
-                    Ok(notification) => self.send(receiver, &Live::Pushed(notification)),
+                match decode(message.get_payload_bytes()) {
+                    Ok(live) => self.send(receiver, &live),
                     Err(err) => {
                         // Whatever it was, the store has it: the receiver's watchers catch up.
                         tracing::warn!(receiver, error = %err, "unreadable live message; the watchers resync");
@@ -137,6 +164,14 @@ impl LiveFeed {
         self.receivers
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// A payload of the channel (see the module's documentation).
+fn decode(payload: &[u8]) -> Result<Live, prost::DecodeError> {
+    match payload.split_first() {
+        Some((&CHANGE_MARK, change)) => InboxChange::decode(change).map(Live::Changed),
+        _ => Notification::decode(payload).map(Live::Pushed),
     }
 }
 
