@@ -150,8 +150,12 @@ impl FrontendService for FrontendGrpc {
         let change = request.into_inner();
         let receiver = change.receiver_email.as_deref().unwrap_or_default();
         let Ok(receiver) = Email::parse(receiver) else {
-            tracing::warn!("inbox change refused: receiver_email is missing or not an email address");
-            return Ok(Response::new(ReceiveNotificationResponse { success: false }));
+            tracing::warn!(
+                "inbox change refused: receiver_email is missing or not an email address"
+            );
+            return Ok(Response::new(ReceiveNotificationResponse {
+                success: false,
+            }));
         };
         self.live
             .publish_change(receiver.as_str(), &change)

@@ -76,9 +76,7 @@ pub struct SseApi {
 /// The `/live` route and its OpenAPI document.
 pub fn router(api: SseApi) -> (Router, OpenApi) {
     let auth = api.auth.clone();
-    let (router, doc) = OpenApiRouter::new()
-        .routes(routes!(live))
-        .split_for_parts();
+    let (router, doc) = OpenApiRouter::new().routes(routes!(live)).split_for_parts();
     (router.layer(auth.layer()).with_state(api), doc)
 }
 
@@ -160,7 +158,10 @@ async fn live(
     tokio::spawn(request_id::carry(run).in_current_span());
     let mut response = Body::from_stream(frames(events, api.settings.keepalive)).into_response();
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     // nginx would otherwise hold events back in its buffer.
     headers.insert("x-accel-buffering", HeaderValue::from_static("no"));

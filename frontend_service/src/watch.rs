@@ -141,7 +141,11 @@ impl Watch {
             Some(patience) => match self.out.send_timeout(Ok(event), patience).await {
                 Ok(()) => {}
                 Err(SendTimeoutError::Timeout(_)) => {
-                    tracing::info!(receiver = self.receiver, ?patience, "watcher too slow; its stream ends (it resumes from the store)");
+                    tracing::info!(
+                        receiver = self.receiver,
+                        ?patience,
+                        "watcher too slow; its stream ends (it resumes from the store)"
+                    );
                     crate::metrics::dropped_slow();
                     return Err(Stop);
                 }

@@ -169,7 +169,8 @@ impl NotificationService for NotificationGrpc {
         let subscribed = match email(request.into_inner().email) {
             Some(email) => {
                 tracing::Span::current().record("user_email", email.as_str());
-                self.inbox.store
+                self.inbox
+                    .store
                     .is_subscribed(&email)
                     .await
                     .map_err(Error::from)?
@@ -347,7 +348,8 @@ impl NotificationGrpc {
             return Ok(false);
         };
         tracing::Span::current().record("user_email", email.as_str());
-        self.inbox.store
+        self.inbox
+            .store
             .set_subscribed(&email, subscribed)
             .await
             .map_err(Error::from)?;

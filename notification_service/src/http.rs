@@ -16,13 +16,7 @@ use service_runtime::{
 use utoipa::{ToSchema, openapi::OpenApi};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use crate::{
-    changes::Inbox,
-    error::Error,
-    record::StoredNotification,
-    selection,
-    store::PageOf,
-};
+use crate::{changes::Inbox, error::Error, record::StoredNotification, selection, store::PageOf};
 
 /// notification-service's routes and their OpenAPI document.
 pub fn router(inbox: Inbox, auth: &Auth) -> (Router, OpenApi) {

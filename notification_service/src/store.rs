@@ -606,8 +606,10 @@ impl Store {
         which: &Selection,
     ) -> Result<(Changed, u64), StoreError> {
         let change = InboxChangeRecord::read(email, which);
-        let (count, unread, entry): (u64, u64, String) =
-            self.redis.invoke(&change_script(&MARK_READ, email, &change)?).await?;
+        let (count, unread, entry): (u64, u64, String) = self
+            .redis
+            .invoke(&change_script(&MARK_READ, email, &change)?)
+            .await?;
         Ok((changed(count, entry, change), unread))
     }
 
@@ -616,8 +618,10 @@ impl Store {
     #[tracing::instrument(skip_all, fields(user_email = %email))]
     pub async fn delete(&self, email: &Email, which: &Selection) -> Result<Changed, StoreError> {
         let change = InboxChangeRecord::deleted(email, which);
-        let (count, entry): (u64, String) =
-            self.redis.invoke(&change_script(&DELETE, email, &change)?).await?;
+        let (count, entry): (u64, String) = self
+            .redis
+            .invoke(&change_script(&DELETE, email, &change)?)
+            .await?;
         Ok(changed(count, entry, change))
     }
 

@@ -40,7 +40,9 @@ impl Authorization {
     /// The request's token: header, else cookie, else query parameter.
     pub fn of(headers: &HeaderMap, uri: &Uri) -> Result<Self, AuthError> {
         if let Some(value) = headers.get(header::AUTHORIZATION) {
-            let value = value.to_str().map_err(|_| AuthError::Invalid("not ASCII"))?;
+            let value = value
+                .to_str()
+                .map_err(|_| AuthError::Invalid("not ASCII"))?;
             return Ok(Self(Some(value.to_owned())));
         }
         let token = cookie(headers, TOKEN_COOKIE).or_else(|| query_param(uri, TOKEN_PARAM));
@@ -146,7 +148,10 @@ mod tests {
         assert_eq!(of(&headers(&[cookie])).as_deref(), Some("Bearer c"));
         assert_eq!(of(&HeaderMap::new()).as_deref(), Some("Bearer q"));
         let bare: Uri = "/live?email=a@b.io&access_token=".parse().expect("uri");
-        assert_eq!(Authorization::of(&HeaderMap::new(), &bare).expect("ok").0, None);
+        assert_eq!(
+            Authorization::of(&HeaderMap::new(), &bare).expect("ok").0,
+            None
+        );
     }
 
     #[test]

@@ -7,6 +7,7 @@ mod hardening;
 mod hostile;
 mod inbox;
 mod lifecycle;
+mod live;
 mod messaging;
 mod notifications;
 mod observability;

@@ -238,6 +238,7 @@ async fn call(s: &Stack, rpc: &str, victim: &str, token: &str, how: Presented) -
                 .get_unread_count(present(
                     UnreadCountRequest {
                         email: email.clone(),
+                        up_to: None,
                     },
                     how,
                 ))
