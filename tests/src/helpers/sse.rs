@@ -122,11 +122,15 @@ impl SseStream {
         events
     }
 
-    /// Reads until a comment `text` arrives (events meanwhile are returned).
+    /// Reads until a (new) comment `text` arrives; the events read meanwhile.
     pub async fn until_comment(&mut self, text: &str) -> Vec<SseEvent> {
         let mut events = Vec::new();
         let deadline = tokio::time::Instant::now() + PATIENCE;
-        while !self.comments.iter().any(|comment| comment.trim() == text) {
+        let seen = self.comments.len();
+        while !self.comments[seen..]
+            .iter()
+            .any(|comment| comment.trim() == text)
+        {
             match tokio::time::timeout_at(deadline, self.read_line()).await {
                 Ok(Some(line)) => {
                     if let Some(event) = self.take_line(&line) {

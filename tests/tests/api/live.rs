@@ -77,13 +77,25 @@ async fn sse_replays_the_store_then_streams_live_each_once_in_cursor_order() {
 }
 
 #[tokio::test]
-async fn an_idle_stream_sends_keepalive_comments() {
-    let stack = Stack::in_process_with_env(&[("LIVE_KEEPALIVE_INTERVAL", "200ms")]).await;
+async fn an_idle_stream_sends_keepalive_comments_and_outlives_the_idle_connection_timeout() {
+    let stack = Stack::in_process_with_env(&[
+        ("LIVE_KEEPALIVE_INTERVAL", "200ms"),
+        ("HTTP_IDLE_TIMEOUT", "1s"),
+    ])
+    .await;
     let bob = unique_email("sse-idle");
     let mut stream = stack.live(&bob).await;
     assert_eq!(stream.expect("unread").await.json()["unread_count"], 0);
-    let events = stream.until_comment("keepalive").await;
-    assert!(events.is_empty(), "{events:?}");
+    // Ten comments take two seconds: longer than an idle connection may last.
+    for _ in 0..10 {
+        let events = stream.until_comment("keepalive").await;
+        assert!(events.is_empty(), "{events:?}");
+    }
+    let ids = notify(&stack, &bob, 1).await;
+    assert_eq!(
+        stream.expect("notification").await.notification_id(),
+        ids[0]
+    );
 }
 
 /// Reads `stream`'s notifications into `seen` until it ends; its last event id.
