@@ -8,6 +8,7 @@ mod hostile;
 mod inbox;
 mod lifecycle;
 mod live;
+mod liveauth;
 mod messaging;
 mod notifications;
 mod observability;
