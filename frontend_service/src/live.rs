@@ -77,13 +77,11 @@ impl LiveFeed {
         receiver: &str,
         change: &InboxChange,
     ) -> redis::RedisResult<()> {
-        let mut payload = vec![CHANGE_MARK];
-        payload.extend(change.encode_to_vec());
         self.redis
             .query(
                 redis::cmd("PUBLISH")
                     .arg(format!("{CHANNEL_PREFIX}{receiver}"))
-                    .arg(payload),
+                    .arg(encode_change(change)),
             )
             .await
     }
@@ -167,6 +165,13 @@ impl LiveFeed {
     }
 }
 
+/// A change as the channel carries it (see the module's documentation).
+fn encode_change(change: &InboxChange) -> Vec<u8> {
+    let mut payload = vec![CHANGE_MARK];
+    payload.extend(change.encode_to_vec());
+    payload
+}
+
 /// A payload of the channel (see the module's documentation).
 fn decode(payload: &[u8]) -> Result<Live, prost::DecodeError> {
     match payload.split_first() {
@@ -192,5 +197,31 @@ impl Drop for Subscription {
         {
             receivers.remove(&self.receiver);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_change_and_a_notification_are_told_apart_on_the_channel() {
+        let notification = Notification {
+            receiver_email: Some("a@b.io".into()),
+            cursor: Some(7),
+            ..Notification::default()
+        };
+        let change = InboxChange {
+            receiver_email: Some("a@b.io".into()),
+            all: Some(true),
+            ..InboxChange::default()
+        };
+        let payload = encode_change(&change);
+        assert!(
+            matches!(decode(&notification.encode_to_vec()), Ok(Live::Pushed(n)) if n == notification)
+        );
+        assert!(matches!(decode(&payload), Ok(Live::Changed(c)) if c == change));
+        // What an older replica does with a change: it cannot read it as a notification.
+        assert!(Notification::decode(payload.as_slice()).is_err());
     }
 }

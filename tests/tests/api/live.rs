@@ -12,10 +12,12 @@ use integration_tests::{
         eventually, reply, unique_email,
     },
 };
+use notification_service::keys::{FRONTEND_CHANGES, notification_trimmed_key};
 use proto::notification_service::{
     CreateNotificationRequest, MarkNotificationsReadRequest, UnreadCountRequest,
     notification_service_client::NotificationServiceClient,
 };
+use redis::AsyncCommands;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -256,12 +258,15 @@ async fn two_replicas_stream_every_notification_and_every_change_to_each_of_a_us
             json!({ "notification_ids": [new[0]], "all": false, "unread_count": 0 })
         );
     }
-    // Marking what is read already changes nothing, so nothing is streamed for it.
+    // Each change was one entry of the change outbox, written by the script that made it.
+    assert_eq!(stack.entries_ever_added(2, FRONTEND_CHANGES).await, 3);
+    // Marking what is read already changes nothing, so nothing is queued or streamed for it.
     let (status, _) = stack
         .mark_read(&json!({ "email": bob, "notification_ids": [ids[1]] }))
         .await;
     assert_eq!(status, 200);
     stack.assert_nothing_more_on(&mut streams, &bob).await;
+    assert_eq!(stack.entries_ever_added(2, FRONTEND_CHANGES).await, 3);
     // A reconnecting stream's badge is the store's.
     let count = stack
         .notification_client()
@@ -279,6 +284,30 @@ async fn two_replicas_stream_every_notification_and_every_change_to_each_of_a_us
     assert_eq!(
         fresh.expect("unread").await.json()["unread_count"].as_u64(),
         count
+    );
+}
+
+#[tokio::test]
+async fn a_change_made_while_the_frontend_it_is_pushed_to_is_down_reaches_the_streams_later() {
+    let mut stack = Stack::start().await;
+    let replica = ServiceProcess::start("frontend-service", stack.replica_env()).await;
+    let replica_port = replica.ports().http.expect("an HTTP port");
+    let bob = unique_email("sse-outbox");
+    let ids = notify(&stack, &bob, 2).await;
+    let mut stream = stack.live_at(replica_port, &[("email", &bob)], &[]).await;
+    stream.notifications(2).await;
+    assert_eq!(stream.expect("unread").await.json()["unread_count"], 2);
+
+    // notification-service pushes to the first replica, which is down.
+    stack.frontend.kill();
+    let (status, body) = stack
+        .mark_read(&json!({ "email": bob, "notification_ids": [ids[1]] }))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    stack.frontend.restart().await;
+    assert_eq!(
+        stream.expect("read").await.json(),
+        json!({ "notification_ids": [ids[1]], "all": false, "unread_count": 1 })
     );
 }
 
@@ -459,6 +488,18 @@ async fn a_client_resuming_from_a_trimmed_cursor_is_told_before_the_replay_of_wh
     assert_eq!(
         reset.json(),
         json!({ "reason": "retention", "after": first, "oldest": oldest })
+    );
+    let trimmed: Option<u64> = stack
+        .redis
+        .db(2)
+        .await
+        .get(notification_trimmed_key(&bob))
+        .await
+        .expect("GET the retention mark");
+    assert_eq!(
+        trimmed,
+        Some(oldest - 1),
+        "the newest trimmed cursor is remembered"
     );
     let replayed = stream.notifications(3).await;
     let replayed: Vec<String> = replayed.iter().map(SseEvent::notification_id).collect();
