@@ -1,26 +1,25 @@
 //! The `frontend_service.FrontendService` gRPC API. Who may call what is [`ACCESS`]: when
 //! protection is on, `ReceiveNotification` is for notification-service only (its internal
-//! credential) and `WatchNotifications` for the receiver only (their token).
+//! credential), as is `ReceiveInboxChange`, and `WatchNotifications` for the receiver only
+//! (their token).
 //!
-//! An open watch keeps checking its token: every [`TOKEN_CACHE_TTL`] it asks the gate again
-//! (signature, expiry, and user-service's `ValidateToken`, whose "yes" is trusted for that
-//! long), so a token revoked by a password or email change or the account's deletion ends
-//! every watch opened with it within 2 × [`TOKEN_CACHE_TTL`]. A revoked token ends the stream
+//! An open watch keeps checking its token ([`Lease`]). A revoked token ends the stream
 //! with `UNAUTHENTICATED` (the message says to log in again); when user-service cannot answer
 //! the check, the stream ends with `UNAVAILABLE` (watch again with the last cursor); an expired
 //! token ends the stream without an error status, as it always did.
 
 use std::{pin::Pin, time::Duration};
 
+use futures::StreamExt;
 use proto::{
     frontend_service::{
-        Notification, ReceiveNotificationResponse, WatchNotificationsRequest,
+        InboxChange, Notification, ReceiveNotificationResponse, WatchNotificationsRequest,
         frontend_service_server::FrontendService,
     },
     notification_service::notification_service_client::NotificationServiceClient,
 };
 use service_runtime::{
-    auth::{Access, AccessTable, Auth, AuthError, Caller, ServiceName, TOKEN_CACHE_TTL},
+    auth::{Access, AccessTable, Auth, Caller, ServiceName},
     email::{self, Email},
     grpc_client::GrpcChannel,
     limits, owner, request_id,
@@ -31,7 +30,11 @@ use tokio_stream::{Stream, wrappers::ReceiverStream};
 use tonic::{Request, Response, Status, metadata::MetadataMap};
 use tracing::Instrument;
 
-use crate::{live::LiveFeed, watch::Watch};
+use crate::{
+    lease::Lease,
+    live::LiveFeed,
+    watch::{Event, Out, Watch},
+};
 
 /// Notifications buffered per watcher between the feed and the client's stream.
 const WATCHER_BUFFER: usize = 64;
@@ -43,6 +46,10 @@ const FINAL_STATUS_WAIT: Duration = Duration::from_secs(10);
 pub const ACCESS: AccessTable = AccessTable(&[
     (
         "/frontend_service.FrontendService/ReceiveNotification",
+        Access::Services(&[ServiceName::Notification]),
+    ),
+    (
+        "/frontend_service.FrontendService/ReceiveInboxChange",
         Access::Services(&[ServiceName::Notification]),
     ),
     (
@@ -67,24 +74,8 @@ fn authorization(metadata: &MetadataMap) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// Asks the gate about the watch's token every [`TOKEN_CACHE_TTL`] until it is refused; the
-/// status to end the watch with, or `None` when it merely expired (the watch ends quietly).
-async fn until_refused(auth: Auth, authorization: String) -> Option<Status> {
-    loop {
-        tokio::time::sleep(TOKEN_CACHE_TTL).await;
-        match auth.caller(Some(&authorization)).await {
-            Ok(_) => {}
-            Err(AuthError::Expired) => return None,
-            Err(err) => {
-                tracing::info!(error = %err, "watch ended: its token no longer admits it");
-                return Some(Status::from(err));
-            }
-        }
-    }
-}
-
 /// Ends a watch with `status`, after what the watcher has not read yet.
-async fn send_final(out: &mpsc::Sender<Result<Notification, Status>>, status: Status) {
+async fn send_final(out: &Out, status: Status) {
     let _ = tokio::time::timeout(FINAL_STATUS_WAIT, out.send(Err(status))).await;
 }
 
@@ -149,6 +140,31 @@ impl FrontendService for FrontendGrpc {
         Ok(Response::new(ReceiveNotificationResponse { success: true }))
     }
 
+    /// Takes a change of a receiver's read state and hands it to the receiver's live streams
+    /// on every replica (none open: nothing to do). Answers once it is published.
+    #[tracing::instrument(skip_all)]
+    async fn receive_inbox_change(
+        &self,
+        request: Request<InboxChange>,
+    ) -> Result<Response<ReceiveNotificationResponse>, Status> {
+        let change = request.into_inner();
+        let receiver = change.receiver_email.as_deref().unwrap_or_default();
+        let Ok(receiver) = Email::parse(receiver) else {
+            tracing::warn!(
+                "inbox change refused: receiver_email is missing or not an email address"
+            );
+            return Ok(Response::new(ReceiveNotificationResponse {
+                success: false,
+            }));
+        };
+        self.live
+            .publish_change(receiver.as_str(), &change)
+            .await
+            .map_err(|err| Status::unavailable(format!("live feed (Redis) unavailable: {err}")))?;
+        tracing::info!(receiver_email = %receiver, kind = ?change.kind(), "inbox change published");
+        Ok(Response::new(ReceiveNotificationResponse { success: true }))
+    }
+
     type WatchNotificationsStream = NotificationStream;
 
     /// The receiver's stored notifications after `after` (without it, the newest 100), then
@@ -164,12 +180,8 @@ impl FrontendService for FrontendGrpc {
             .get::<Caller>()
             .cloned()
             .unwrap_or(Caller::Anyone);
-        // A watch opened with a user's token is re-checked while it lasts; in open mode there
-        // is nothing to check.
-        let recheck = match (&caller, authorization(request.metadata())) {
-            (Caller::User { .. }, Some(authorization)) => Some((self.auth.clone(), authorization)),
-            _ => None,
-        };
+        // A watch opened with a user's token is re-checked while it lasts.
+        let lease = Lease::of(&caller, &self.auth, authorization(request.metadata()));
         let WatchNotificationsRequest { email, after } = request.into_inner();
         let email = email
             .filter(|email| !email.trim().is_empty())
@@ -185,36 +197,31 @@ impl FrontendService for FrontendGrpc {
             store: self.store.clone(),
             receiver,
             out: out.clone(),
+            report_state: false,
+            patience: None,
         };
         let watcher = crate::metrics::Watcher::attached();
         let run = watch.run(after, live, self.shutdown.clone());
-        // A watch lasts until shutdown, until its token expires (a watcher renews by logging
-        // in again and watching anew with its last cursor), or until a re-check refuses it.
-        let expires_in = caller.expires_in();
+        // A watch lasts until shutdown, until its token expires, or until a re-check refuses it.
         let run = async move {
-            let expiry = async {
-                match expires_in {
-                    Some(left) => tokio::time::sleep(left).await,
-                    None => std::future::pending().await,
-                }
-            };
-            let refused = async {
-                match recheck {
-                    Some((auth, authorization)) => until_refused(auth, authorization).await,
-                    None => std::future::pending().await,
-                }
-            };
-            let ended = tokio::select! {
+            let refused = tokio::select! {
                 () = run => None,
-                () = expiry => None,
-                status = refused => status,
+                refused = lease.ended() => refused,
             };
-            if let Some(status) = ended {
-                send_final(&out, status).await;
+            if let Some(err) = refused {
+                send_final(&out, Status::from(err)).await;
             }
             drop(watcher);
         };
         tokio::spawn(request_id::carry(run).in_current_span());
-        Ok(Response::new(Box::pin(ReceiverStream::new(stream))))
+        // Such a watch sends notifications only.
+        let notifications = ReceiverStream::new(stream).filter_map(|item| async move {
+            match item {
+                Ok(Event::Notification(notification)) => Some(Ok(notification)),
+                Ok(_) => None,
+                Err(status) => Some(Err(status)),
+            }
+        });
+        Ok(Response::new(Box::pin(notifications)))
     }
 }

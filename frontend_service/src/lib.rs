@@ -2,15 +2,17 @@
 //! watchers attach to. A pushed notification is fanned out to every replica's watchers of its
 //! receiver through Redis pub/sub (`live.rs`); a watcher first gets what it missed from
 //! notification-service's store, then live notifications, in order and each once (`watch.rs`).
-//! Its HTTP port (`METRICS_PORT`) serves only `/metrics`, `/health` and `/openapi.json`.
+//! Its HTTP port (`METRICS_PORT`, alias `FRONTEND_HTTP_PORT`) serves the same feed to
+//! browsers as Server-Sent Events (`GET /live`, `sse.rs`), with read-state changes pushed by
+//! notification-service (`ReceiveInboxChange`), beside `/metrics`, `/health` and
+//! `/openapi.json`.
 
 mod grpc;
+mod lease;
 mod live;
 mod metrics;
+mod sse;
 mod watch;
-
-use axum::Router;
-use utoipa::openapi::OpenApi;
 
 use proto::{
     frontend_service::frontend_service_server::FrontendServiceServer,
@@ -28,10 +30,11 @@ pub const REDIS_DB: u8 = 2;
 
 service_runtime::service_config! {
     /// Everything frontend-service reads from its flags and environment. Its HTTP port
-    /// (`METRICS_PORT`) serves `/metrics`, `/health` and `/openapi.json`.
+    /// (`METRICS_PORT`, or `FRONTEND_HTTP_PORT` when that is unset) serves `GET /live`,
+    /// `/metrics`, `/health` and `/openapi.json`.
     #[command(name = "frontend-service", version, about = "Takes pushed notifications and streams them live to watchers (WatchNotifications).")]
     pub struct Config {
-        http: ("METRICS_PORT", "metrics-port", 3031),
+        http: ("METRICS_PORT" or "FRONTEND_HTTP_PORT", "metrics-port", 3031),
         grpc: 3030,
         /// notification-service, whose store watchers replay from.
         #[command(flatten)]
@@ -39,6 +42,8 @@ service_runtime::service_config! {
         /// user-service, asked whether a token is still valid.
         #[command(flatten)]
         pub user_service: UserServicePeer,
+        #[command(flatten)]
+        pub live: sse::LiveSettings,
     }
 }
 
@@ -57,6 +62,13 @@ pub async fn build(config: Config) -> anyhow::Result<Service> {
     )
     .max_decoding_message_size(limits::GRPC_MAX_MESSAGE_BYTES);
     let auth = Auth::via_user_service(keys, &config.user_service)?;
+    let (routes, openapi) = sse::router(sse::SseApi {
+        live: live.clone(),
+        store: store.clone(),
+        auth: auth.clone(),
+        shutdown: builder.shutdown_signal(),
+        settings: config.live,
+    });
     let api = grpc::FrontendGrpc {
         live: live.clone(),
         store,
@@ -70,8 +82,8 @@ pub async fn build(config: Config) -> anyhow::Result<Service> {
                 .max_decoding_message_size(limits::GRPC_MAX_MESSAGE_BYTES),
         )
         .grpc_access(&auth, grpc::ACCESS)
-        // No API of its own: the runtime adds /metrics, /health and their document.
-        .http(config.http_port, Router::new(), OpenApi::default())
+        // The runtime adds /metrics, /health and their document.
+        .http(config.http_port, routes, openapi)
         .worker("live feed", move |shutdown| live.run(shutdown))
         .bind()
         .await

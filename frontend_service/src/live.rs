@@ -4,6 +4,12 @@
 //! (created with the first watcher, dropped with the last). So a watcher on any replica sees
 //! every push, whichever replica notification-service reached. Redis is used for this and
 //! nothing else: what a watcher missed is read from notification-service's store.
+//!
+//! The channel carries two kinds of payload: a pushed notification, encoded as the protobuf
+//! `Notification` exactly as before (replicas of an older version keep understanding it), and
+//! a read-state change, a zero byte followed by the protobuf `InboxChange`. No protobuf
+//! message starts with a zero byte (field number 0 does not exist), so the two cannot be
+//! mistaken for each other, and an older replica reads a change as unreadable and resyncs.
 
 use std::{
     collections::HashMap,
@@ -13,11 +19,13 @@ use std::{
 
 use futures::StreamExt;
 use prost::Message;
-use proto::frontend_service::Notification;
+use proto::frontend_service::{InboxChange, Notification};
 use service_runtime::{redis_store::Redis, retry::Backoff, shutdown::Shutdown};
 use tokio::sync::broadcast;
 
 const CHANNEL_PREFIX: &str = "frontend:live:";
+/// The first byte of a change's payload (see the module's documentation).
+const CHANGE_MARK: u8 = 0;
 /// Live items a watcher may fall behind before it is caught up from the store instead.
 const PER_RECEIVER_BUFFER: usize = 256;
 
@@ -26,6 +34,8 @@ const PER_RECEIVER_BUFFER: usize = 256;
 pub enum Live {
     /// A notification was pushed.
     Pushed(Notification),
+    /// The receiver's read state changed.
+    Changed(InboxChange),
     /// The feed may have missed messages (the Redis subscription was re-established): read
     /// what is new from the store.
     Resync,
@@ -57,6 +67,21 @@ impl LiveFeed {
                 redis::cmd("PUBLISH")
                     .arg(format!("{CHANNEL_PREFIX}{receiver}"))
                     .arg(notification.encode_to_vec()),
+            )
+            .await
+    }
+
+    /// Tells every replica's watchers of `receiver` about a change of their read state.
+    pub async fn publish_change(
+        &self,
+        receiver: &str,
+        change: &InboxChange,
+    ) -> redis::RedisResult<()> {
+        self.redis
+            .query(
+                redis::cmd("PUBLISH")
+                    .arg(format!("{CHANNEL_PREFIX}{receiver}"))
+                    .arg(encode_change(change)),
             )
             .await
     }
@@ -108,8 +133,8 @@ impl LiveFeed {
                     .get_channel_name()
                     .strip_prefix(CHANNEL_PREFIX)
                     .unwrap_or_default();
-                match Notification::decode(message.get_payload_bytes()) {
-                    Ok(notification) => self.send(receiver, &Live::Pushed(notification)),
+                match decode(message.get_payload_bytes()) {
+                    Ok(live) => self.send(receiver, &live),
                     Err(err) => {
                         // Whatever it was, the store has it: the receiver's watchers catch up.
                         tracing::warn!(receiver, error = %err, "unreadable live message; the watchers resync");
@@ -140,6 +165,21 @@ impl LiveFeed {
     }
 }
 
+/// A change as the channel carries it (see the module's documentation).
+fn encode_change(change: &InboxChange) -> Vec<u8> {
+    let mut payload = vec![CHANGE_MARK];
+    payload.extend(change.encode_to_vec());
+    payload
+}
+
+/// A payload of the channel (see the module's documentation).
+fn decode(payload: &[u8]) -> Result<Live, prost::DecodeError> {
+    match payload.split_first() {
+        Some((&CHANGE_MARK, change)) => InboxChange::decode(change).map(Live::Changed),
+        _ => Notification::decode(payload).map(Live::Pushed),
+    }
+}
+
 /// One watcher's live items; unregisters the receiver's channel with its last subscription.
 pub struct Subscription {
     feed: LiveFeed,
@@ -157,5 +197,31 @@ impl Drop for Subscription {
         {
             receivers.remove(&self.receiver);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_change_and_a_notification_are_told_apart_on_the_channel() {
+        let notification = Notification {
+            receiver_email: Some("a@b.io".into()),
+            cursor: Some(7),
+            ..Notification::default()
+        };
+        let change = InboxChange {
+            receiver_email: Some("a@b.io".into()),
+            all: Some(true),
+            ..InboxChange::default()
+        };
+        let payload = encode_change(&change);
+        assert!(
+            matches!(decode(&notification.encode_to_vec()), Ok(Live::Pushed(n)) if n == notification)
+        );
+        assert!(matches!(decode(&payload), Ok(Live::Changed(c)) if c == change));
+        // What an older replica does with a change: it cannot read it as a notification.
+        assert!(Notification::decode(payload.as_slice()).is_err());
     }
 }

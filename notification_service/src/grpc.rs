@@ -1,7 +1,7 @@
 //! The `notification_service.NotificationService` gRPC API. Who may call what is [`ACCESS`]:
 //! creating notifications is for message-service, subscribing for user-service; the inbox RPCs
-//! are for its owner (and `ListNotifications` also for frontend-service, which replays
-//! watches). `CheckUserSubscribed` and `UnsubscribeUser`, which no service calls, answer no
+//! are for its owner (and `ListNotifications` and `GetUnreadCount` also for frontend-service,
+//! which replays watches and reports unread counts on live streams). `CheckUserSubscribed` and `UnsubscribeUser`, which no service calls, answer no
 //! one when protection is on.
 
 use proto::notification_service::{
@@ -23,9 +23,10 @@ use tracing::Instrument;
 
 use crate::{
     Error,
+    changes::Inbox,
     push::FrontendOutbox,
     selection,
-    store::{Created, PageOf, Store},
+    store::{Created, PageOf},
 };
 
 /// Page size of `ListNotifications` without a `limit`.
@@ -66,7 +67,10 @@ pub const ACCESS: AccessTable = AccessTable(&[
     ),
     (
         "/notification_service.NotificationService/GetUnreadCount",
-        Access::Owner(owner!(UnreadCountRequest, |request| request.email)),
+        Access::ServicesOrOwner(
+            &[ServiceName::Frontend],
+            owner!(UnreadCountRequest, |request| request.email),
+        ),
     ),
     (
         "/notification_service.NotificationService/DeleteNotifications",
@@ -75,13 +79,13 @@ pub const ACCESS: AccessTable = AccessTable(&[
 ]);
 
 pub struct NotificationGrpc {
-    store: Store,
+    inbox: Inbox,
     frontend: FrontendOutbox,
 }
 
 impl NotificationGrpc {
-    pub fn new(store: Store, frontend: FrontendOutbox) -> Self {
-        Self { store, frontend }
+    pub fn new(inbox: Inbox, frontend: FrontendOutbox) -> Self {
+        Self { inbox, frontend }
     }
 }
 
@@ -130,6 +134,7 @@ impl NotificationService for NotificationGrpc {
         };
         span.record("notification_id", id.as_str());
         let created = self
+            .inbox
             .store
             .create(&receiver, &sender, id)
             .await
@@ -164,7 +169,8 @@ impl NotificationService for NotificationGrpc {
         let subscribed = match email(request.into_inner().email) {
             Some(email) => {
                 tracing::Span::current().record("user_email", email.as_str());
-                self.store
+                self.inbox
+                    .store
                     .is_subscribed(&email)
                     .await
                     .map_err(Error::from)?
@@ -210,7 +216,7 @@ impl NotificationService for NotificationGrpc {
         let ForgetUserRequest { email, moved_to } = request.into_inner();
         let success =
             AccountChange::forget(email, moved_to, "notifications", |change| async move {
-                self.store.forget(&change).await.map_err(Error::from)
+                self.inbox.store.forget(&change).await.map_err(Error::from)
             })
             .await?;
         Ok(Response::new(ForgetUserResponse {
@@ -240,8 +246,8 @@ impl NotificationService for NotificationGrpc {
         };
         let which = selection::to_mark_read(request.notification_ids)?;
         let (marked, unread_count) = self
-            .store
-            .mark_read(&email, which.ids())
+            .inbox
+            .mark_read(&email, &which)
             .await
             .map_err(Error::from)?;
         Ok(Response::new(MarkNotificationsReadResponse {
@@ -256,8 +262,14 @@ impl NotificationService for NotificationGrpc {
         &self,
         request: Request<UnreadCountRequest>,
     ) -> Result<Response<UnreadCountResponse>, Status> {
-        let unread_count = match email(request.into_inner().email) {
-            Some(email) => self.store.unread_count(&email).await.map_err(Error::from)?,
+        let UnreadCountRequest { email: raw, up_to } = request.into_inner();
+        let unread_count = match email(raw) {
+            Some(email) => self
+                .inbox
+                .store
+                .unread_count(&email, up_to)
+                .await
+                .map_err(Error::from)?,
             None => 0,
         };
         Ok(Response::new(UnreadCountResponse {
@@ -279,7 +291,7 @@ impl NotificationService for NotificationGrpc {
         };
         let which = selection::to_delete(request.notification_ids, request.all.unwrap_or(false))?;
         let deleted = self
-            .store
+            .inbox
             .delete(&email, &which)
             .await
             .map_err(Error::from)?;
@@ -311,6 +323,7 @@ impl NotificationGrpc {
             },
         };
         let page = self
+            .inbox
             .store
             .page(&email, of, limit)
             .await
@@ -323,6 +336,8 @@ impl NotificationGrpc {
                 .collect(),
             next_cursor: page.next_cursor,
             unread_count: Some(page.unread_count),
+            trimmed_through: page.trimmed_through,
+            oldest_cursor: page.oldest_cursor,
         })
     }
 
@@ -333,7 +348,8 @@ impl NotificationGrpc {
             return Ok(false);
         };
         tracing::Span::current().record("user_email", email.as_str());
-        self.store
+        self.inbox
+            .store
             .set_subscribed(&email, subscribed)
             .await
             .map_err(Error::from)?;

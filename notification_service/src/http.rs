@@ -16,22 +16,17 @@ use service_runtime::{
 use utoipa::{ToSchema, openapi::OpenApi};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use crate::{
-    error::Error,
-    record::StoredNotification,
-    selection,
-    store::{PageOf, Store},
-};
+use crate::{changes::Inbox, error::Error, record::StoredNotification, selection, store::PageOf};
 
 /// notification-service's routes and their OpenAPI document.
-pub fn router(store: Store, auth: &Auth) -> (Router, OpenApi) {
+pub fn router(inbox: Inbox, auth: &Auth) -> (Router, OpenApi) {
     let (router, api) = OpenApiRouter::new()
         .routes(routes!(list_notifications))
         .routes(routes!(mark_read))
         .routes(routes!(unread_count))
         .routes(routes!(delete_notifications))
         .split_for_parts();
-    (router.layer(auth.layer()).with_state(store), api)
+    (router.layer(auth.layer()).with_state(inbox), api)
 }
 
 /// Fields in alphabetical order, as `json!` wrote them before this reply was typed.
@@ -69,7 +64,7 @@ struct NotificationsReply {
 )]
 #[tracing::instrument(skip_all, fields(user_email = %email))]
 async fn list_notifications(
-    State(store): State<Store>,
+    State(inbox): State<Inbox>,
     caller: Caller,
     page: NotificationPageParams,
     EmailParam(email): EmailParam,
@@ -80,7 +75,7 @@ async fn list_notifications(
         if page.before.is_some() {
             return Err(Error::Invalid("before pages a list: it needs limit".into()));
         }
-        let mut notifications = store.notifications_of(&email).await?;
+        let mut notifications = inbox.store.notifications_of(&email).await?;
         if unread_only {
             notifications.retain(|notification| notification.read != Some(true));
         }
@@ -100,7 +95,7 @@ async fn list_notifications(
         before,
         unread_only,
     };
-    let page = store.page(&email, of, limit).await?;
+    let page = inbox.store.page(&email, of, limit).await?;
     Ok(Json(NotificationsReply {
         next_cursor: Some(page.next_cursor),
         notifications: page.notifications,
@@ -162,14 +157,14 @@ struct MarkedReply {
 )]
 #[tracing::instrument(skip_all)]
 async fn mark_read(
-    State(store): State<Store>,
+    State(inbox): State<Inbox>,
     caller: Caller,
     ApiJson(selection): ApiJson<MarkSelection>,
 ) -> Result<Json<MarkedReply>, Error> {
     let email = parse_email(selection.email)?;
     let which = selection::to_mark_read(selection.notification_ids)?;
     caller.authorize(&email)?;
-    let (marked, unread_count) = store.mark_read(&email, which.ids()).await?;
+    let (marked, unread_count) = inbox.mark_read(&email, &which).await?;
     Ok(Json(MarkedReply {
         marked,
         success: true,
@@ -199,12 +194,12 @@ struct UnreadReply {
 )]
 #[tracing::instrument(skip_all, fields(user_email = %email))]
 async fn unread_count(
-    State(store): State<Store>,
+    State(inbox): State<Inbox>,
     caller: Caller,
     EmailParam(email): EmailParam,
 ) -> Result<Json<UnreadReply>, Error> {
     caller.authorize(&email)?;
-    let unread_count = store.unread_count(&email).await?;
+    let unread_count = inbox.store.unread_count(&email, None).await?;
     Ok(Json(UnreadReply {
         success: true,
         unread_count,
@@ -232,14 +227,14 @@ struct DeletedReply {
 )]
 #[tracing::instrument(skip_all)]
 async fn delete_notifications(
-    State(store): State<Store>,
+    State(inbox): State<Inbox>,
     caller: Caller,
     ApiJson(selection): ApiJson<DeleteSelection>,
 ) -> Result<Json<DeletedReply>, Error> {
     let email = parse_email(selection.email)?;
     let which = selection::to_delete(selection.notification_ids, selection.all)?;
     caller.authorize(&email)?;
-    let deleted = store.delete(&email, &which).await?;
+    let deleted = inbox.delete(&email, &which).await?;
     Ok(Json(DeletedReply {
         deleted,
         success: true,

@@ -4,8 +4,11 @@
 //! `CreateNotification` checks the subscription, stores the notification and its outbox entry
 //! in one atomic step, and answers once they are stored; the push to frontend-service starts
 //! at once in the background, and the outbox worker (`push.rs`) calls
-//! `FrontendService.ReceiveNotification` until frontend-service takes it.
+//! `FrontendService.ReceiveNotification` until frontend-service takes it. Marking read and
+//! deleting are pushed the same way, through their own outbox (`changes.rs`), so every live
+//! stream of the receiver hears of them.
 
+mod changes;
 mod error;
 mod grpc;
 mod http;
@@ -33,12 +36,14 @@ pub use store::Retention;
 pub mod keys {
     pub use crate::store::{
         SUBSCRIPTIONS, TOMBSTONE_TTL, notification_cursor_key, notification_ids_key,
-        notification_index_key, notification_tombstones_key, notification_unread_key,
-        notifications_key,
+        notification_index_key, notification_tombstones_key, notification_trimmed_key,
+        notification_unread_key, notifications_key,
     };
 
     /// The stream of notifications still to be pushed to frontend-service.
     pub const FRONTEND_OUTBOX: &str = crate::store::FRONTEND_OUTBOX.key();
+    /// The stream of read-state changes still to be pushed to frontend-service.
+    pub const FRONTEND_CHANGES: &str = crate::store::FRONTEND_CHANGES.key();
 }
 
 /// The Redis database notification-service owns.
@@ -74,18 +79,26 @@ pub async fn build(config: Config) -> anyhow::Result<Service> {
     )
     .max_decoding_message_size(limits::GRPC_MAX_MESSAGE_BYTES);
     let auth = Auth::via_user_service(keys, &config.user_service)?;
-    let pushes = Outbox::new(
+    let pushes = Outbox::new(redis.clone(), &store::FRONTEND_OUTBOX, &runtime.hostname, {
+        let frontend = frontend.clone();
+        move |stored| push::deliver(frontend.clone(), stored)
+    });
+    let changes = Outbox::new(
         redis.clone(),
-        &store::FRONTEND_OUTBOX,
+        &store::FRONTEND_CHANGES,
         &runtime.hostname,
-        move |stored| push::deliver(frontend.clone(), stored),
+        move |change| changes::deliver(frontend.clone(), change),
     );
     let store = store::Store {
         redis: redis.clone(),
         retention: config.retention,
     };
-    let api = grpc::NotificationGrpc::new(store.clone(), pushes.clone());
-    let (routes, openapi) = http::router(store, &auth);
+    let inbox = changes::Inbox {
+        store,
+        changes: changes.clone(),
+    };
+    let api = grpc::NotificationGrpc::new(inbox.clone(), pushes.clone());
+    let (routes, openapi) = http::router(inbox, &auth);
     service
         .http(config.http_port, routes, openapi)
         .grpc(
@@ -95,6 +108,7 @@ pub async fn build(config: Config) -> anyhow::Result<Service> {
         )
         .grpc_access(&auth, grpc::ACCESS)
         .outbox("frontend outbox", pushes)
+        .outbox("frontend change outbox", changes)
         .bind()
         .await
 }

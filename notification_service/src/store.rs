@@ -9,7 +9,9 @@
 //! | `notification_index:{email}` | sorted set | additive: the cursors in the list (member = score = cursor) |
 //! | `notification_unread:{email}` | sorted set | additive: the cursors of unread notifications |
 //! | `notification_tombstones:{email}` | sorted set | additive: `<sender> <id>` of deleted and retention-trimmed notifications, score = when the tombstone expires (ms); the key expires with its last tombstone |
+//! | `notification_trimmed:{email}` | string | additive: the newest cursor retention trimmed from the list (absent until it trims one), so a live stream resuming from an older cursor is told what it cannot get |
 //! | `outbox:frontend` | stream | additive: notifications still to be pushed to frontend-service |
+//! | `outbox:frontend:changes` | stream | additive: read-state changes (mark read, delete) still to be pushed to frontend-service |
 //!
 //! Cursors only grow: a receiver's first cursor is the time in milliseconds and each next one
 //! adds 1, so after Redis lost its data the new ones are still larger than any a watcher has
@@ -33,12 +35,15 @@ use service_runtime::{
     redis_store::Redis,
 };
 
-use crate::{record::StoredNotification, selection::Selection};
+use crate::{changes::InboxChangeRecord, record::StoredNotification, selection::Selection};
 
 pub const SUBSCRIPTIONS: &str = "subscriptions";
 /// Notifications still to be pushed to frontend-service, delivered by [`crate::push`].
 pub const FRONTEND_OUTBOX: OutboxStream<StoredNotification> =
     OutboxStream::new("outbox:frontend", "notification-service");
+/// Read-state changes still to be pushed to frontend-service, delivered by [`crate::changes`].
+pub const FRONTEND_CHANGES: OutboxStream<InboxChangeRecord> =
+    OutboxStream::new("outbox:frontend:changes", "notification-service");
 
 pub fn notifications_key(email: &str) -> String {
     format!("notifications:{email}")
@@ -64,6 +69,10 @@ pub fn notification_tombstones_key(email: &str) -> String {
     format!("notification_tombstones:{email}")
 }
 
+pub fn notification_trimmed_key(email: &str) -> String {
+    format!("notification_trimmed:{email}")
+}
+
 /// How long a deleted or retention-trimmed notification's id is remembered, so a late
 /// redelivery of it (a sender's outbox delivering again after a lost reply, a crashed
 /// replica's entry claimed by another) is recognised and not stored again with a new cursor.
@@ -73,7 +82,7 @@ pub fn notification_tombstones_key(email: &str) -> String {
 pub const TOMBSTONE_TTL: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
 
 /// The receiver's keys, in the order every inbox script takes them.
-fn inbox_keys(email: &Email) -> [String; 5] {
+fn inbox_keys(email: &Email) -> [String; 6] {
     let email = email.as_str();
     [
         notifications_key(email),
@@ -81,6 +90,7 @@ fn inbox_keys(email: &Email) -> [String; 5] {
         notification_unread_key(email),
         notification_ids_key(email),
         notification_tombstones_key(email),
+        notification_trimmed_key(email),
     ]
 }
 
@@ -88,7 +98,7 @@ fn inbox_keys(email: &Email) -> [String; 5] {
 /// entry in the indexes and the dedup set (leaving a tombstone for its id), and whether an
 /// id has a live tombstone. `@TTL@` is [`TOMBSTONE_TTL`] in milliseconds.
 const INBOX_LUA: &str = r"
-local list, index, unread, ids, tombstones = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local list, index, unread, ids, tombstones, trimmed = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local tombstone_ttl = @TTL@
 local function now_ms()
   local t = redis.call('TIME')
@@ -140,21 +150,21 @@ fn inbox_script(body: &str) -> Script {
 static CREATE: LazyLock<Script> = LazyLock::new(|| {
     inbox_script(
         r"
--- KEYS: 1-5 inbox, 6 subscriptions, 7 cursor counter, 8 outbox
+-- KEYS: 1-6 inbox, 7 subscriptions, 8 cursor counter, 9 outbox
 -- ARGV: 1 receiver, 2 sender and id, 3 notification JSON, 4 payload field,
 --       5 retention count, 6 cutoff timestamp, 7 now in milliseconds
 if redis.call('SISMEMBER', ids, ARGV[2]) == 1 then return {'repeat'} end
 redis.call('ZREMRANGEBYSCORE', tombstones, '-inf', now_ms())
 if buried(ARGV[2]) then return {'repeat'} end
-local subscription = redis.call('HGET', KEYS[6], ARGV[1])
+local subscription = redis.call('HGET', KEYS[7], ARGV[1])
 if subscription then
   local record = decode(subscription)
   if record and record['subscribed'] == false then return {'unsubscribed'} end
 end
-local cursor = redis.call('INCR', KEYS[7])
+local cursor = redis.call('INCR', KEYS[8])
 if cursor == 1 then
   cursor = tonumber(ARGV[7])
-  redis.call('SET', KEYS[7], cursor)
+  redis.call('SET', KEYS[8], cursor)
 end
 local entry = cjson.decode(ARGV[3])
 entry['cursor'] = cursor
@@ -171,9 +181,13 @@ while true do
   local expired = old and type(old.timestamp) == 'string' and old.timestamp < ARGV[6]
   if count <= keep and not expired then break end
   redis.call('RPOP', list)
-  if old then forget(old) end
+  if old then
+    forget(old)
+    -- The list is in cursor order: each entry trimmed is newer than the last one.
+    if type(old.cursor) == 'number' then redis.call('SET', trimmed, old.cursor) end
+  end
 end
-return {redis.call('XADD', KEYS[8], '*', ARGV[4], stored), cursor}
+return {redis.call('XADD', KEYS[9], '*', ARGV[4], stored), cursor}
 ",
     )
 });
@@ -199,62 +213,73 @@ return {entries, redis.call('ZCARD', unread)}
     )
 });
 
-/// Oldest first, newer than a cursor (a live feed resuming): at most `limit + 1` entries.
+/// Oldest first, newer than a cursor (a live feed resuming): `{entries, trimmed through,
+/// oldest cursor}`, at most `limit + 1` entries; the two cursors `''` when there is none.
 static AFTER: LazyLock<Script> = LazyLock::new(|| {
     inbox_script(
         r"
 -- ARGV: 1 after (exclusive), 2 limit + 1
+local oldest = redis.call('ZRANGE', index, 0, 0)[1] or ''
+local through = redis.call('GET', trimmed) or ''
 local cursors = redis.call('ZRANGEBYSCORE', index, '(' .. ARGV[1], '+inf', 'LIMIT', 0, ARGV[2])
-if #cursors == 0 then return {} end
+if #cursors == 0 then return {{}, through, oldest} end
 local first = position(cursors[1])
 local entries = redis.call('LRANGE', list, first - #cursors + 1, first)
 local ascending = {}
 for i = #entries, 1, -1 do ascending[#ascending + 1] = entries[i] end
-return ascending
+return {ascending, through, oldest}
 ",
     )
 });
 
-/// Marks the given ids read (none: every unread one): `{marked, unread count}`.
+/// Marks the given ids read (none: every unread one): `{marked, unread count, change outbox
+/// entry}` (the entry `''` when nothing changed).
 static MARK_READ: LazyLock<Script> = LazyLock::new(|| {
     inbox_script(
         r"
--- ARGV: ids (none: all)
-local wanted = {}
-for _, id in ipairs(ARGV) do wanted[id] = true end
+-- KEYS: 1-6 inbox, 7 change outbox
+-- ARGV: 1 payload field, 2 change payload, 3.. ids (none: all)
+local wanted, named = {}, #ARGV - 2
+for i = 3, #ARGV do wanted[ARGV[i]] = true end
 local marked = 0
 for _, c in ipairs(redis.call('ZRANGE', unread, 0, -1)) do
   local at = position(c)
   local entry = decode(redis.call('LINDEX', list, at) or '')
-  if entry and (#ARGV == 0 or wanted[entry.notification_id]) then
+  if entry and (named == 0 or wanted[entry.notification_id]) then
     entry['read'] = true
     redis.call('LSET', list, at, cjson.encode(entry))
     redis.call('ZREM', unread, c)
     marked = marked + 1
   end
 end
-return {marked, redis.call('ZCARD', unread)}
+local change = ''
+if marked > 0 then change = redis.call('XADD', KEYS[7], '*', ARGV[1], ARGV[2]) end
+return {marked, redis.call('ZCARD', unread), change}
 ",
     )
 });
 
-/// Deletes the given ids (none: all of the receiver's): the number deleted.
+/// Deletes the given ids (none: all of the receiver's): `{deleted, change outbox entry}` (the
+/// entry `''` when nothing was deleted).
 static DELETE: LazyLock<Script> = LazyLock::new(|| {
     inbox_script(
         r"
--- ARGV: ids (none: all)
-local wanted = {}
-for _, id in ipairs(ARGV) do wanted[id] = true end
+-- KEYS: 1-6 inbox, 7 change outbox
+-- ARGV: 1 payload field, 2 change payload, 3.. ids (none: all)
+local wanted, named = {}, #ARGV - 2
+for i = 3, #ARGV do wanted[ARGV[i]] = true end
 local doomed = {}
 for _, raw in ipairs(redis.call('LRANGE', list, 0, -1)) do
   local entry = decode(raw)
-  if #ARGV == 0 or (entry and wanted[entry.notification_id]) then
+  if named == 0 or (entry and wanted[entry.notification_id]) then
     doomed[#doomed + 1] = raw
     if entry then forget(entry) end
   end
 end
 for _, raw in ipairs(doomed) do redis.call('LREM', list, 1, raw) end
-return #doomed
+local change = ''
+if #doomed > 0 then change = redis.call('XADD', KEYS[7], '*', ARGV[1], ARGV[2]) end
+return {#doomed, change}
 ",
     )
 });
@@ -274,7 +299,8 @@ static FORGET: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
 -- KEYS: 1-5 the old address's list, index, unread, ids, cursor; 6-10 the new address's (the
---       old ones again when forgetting); 11 subscriptions
+--       old ones again when forgetting); 11 subscriptions; 12, 13 the old and the new
+--       address's retention mark
 -- ARGV: 1 old address, 2 new address ('' to forget), 3 now in milliseconds, 4 the old
 --       address's subscription as unsubscribed (JSON)
 local function decode(raw)
@@ -294,7 +320,7 @@ if ARGV[2] ~= '' and ARGV[2] ~= ARGV[1] then
       end
       redis.call('RPUSH', KEYS[6], raw)
     end
-    for _, pair in ipairs({{2, 7}, {3, 8}, {4, 9}}) do
+    for _, pair in ipairs({{2, 7}, {3, 8}, {4, 9}, {12, 13}}) do
       if redis.call('EXISTS', KEYS[pair[1]]) == 1 then
         redis.call('RENAME', KEYS[pair[1]], KEYS[pair[2]])
       end
@@ -328,7 +354,7 @@ elseif ARGV[2] == '' then
   moved = redis.call('LLEN', KEYS[1])
 end
 if ARGV[2] ~= ARGV[1] then
-  redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5])
+  redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[12])
   -- Recorded as unsubscribed rather than removed (no record means subscribed): a notification
   -- for the address that arrives late is refused, not kept for its next owner, whose sign-up
   -- subscribes it again.
@@ -338,6 +364,36 @@ return moved
 ",
     )
 });
+
+/// The invocation of [`MARK_READ`] or [`DELETE`] for `change`.
+fn change_script<'a>(
+    script: &'a Script,
+    email: &Email,
+    change: &InboxChangeRecord,
+) -> Result<redis::ScriptInvocation<'a>, StoreError> {
+    let payload = FRONTEND_CHANGES
+        .encode(change)
+        .map_err(|err| StoreError::Corrupt(format!("cannot encode a change: {err}")))?;
+    let mut invocation = script.prepare_invoke();
+    for key in inbox_keys(email) {
+        invocation.key(key);
+    }
+    invocation
+        .key(FRONTEND_CHANGES.key())
+        .arg(PAYLOAD_FIELD)
+        .arg(payload);
+    for id in &change.notification_ids {
+        invocation.arg(id);
+    }
+    Ok(invocation)
+}
+
+fn changed(count: u64, entry: String, change: InboxChangeRecord) -> Changed {
+    Changed {
+        count,
+        queued: (!entry.is_empty()).then_some((entry, change)),
+    }
+}
 
 /// A `subscriptions` value.
 #[derive(Debug, Serialize, Deserialize)]
@@ -395,6 +451,19 @@ pub struct Page {
     /// The cursor to continue from; `None` on the last page.
     pub next_cursor: Option<u64>,
     pub unread_count: u64,
+    /// After a cursor only: how far retention trimmed, and the oldest cursor still stored.
+    pub trimmed_through: Option<u64>,
+    pub oldest_cursor: Option<u64>,
+}
+
+/// What a change of read state did, and its entry in [`FRONTEND_CHANGES`] (`None` when
+/// nothing changed, so there is nothing to tell).
+#[derive(Debug)]
+pub struct Changed {
+    /// How many notifications were marked read or deleted.
+    pub count: u64,
+    /// The outbox entry and the change it carries.
+    pub queued: Option<(String, InboxChangeRecord)>,
 }
 
 /// Which page of a receiver's notifications.
@@ -496,9 +565,17 @@ impl Store {
         for arg in args {
             invocation.arg(arg);
         }
-        let (mut raw, unread_count): (Vec<String>, u64) = match of {
-            PageOf::Before { .. } => self.redis.invoke(&invocation).await?,
-            PageOf::After(_) => (self.redis.invoke(&invocation).await?, 0),
+        let cursor = |raw: String| raw.parse::<u64>().ok();
+        let (mut raw, unread_count, trimmed_through, oldest_cursor) = match of {
+            PageOf::Before { .. } => {
+                let (raw, unread): (Vec<String>, u64) = self.redis.invoke(&invocation).await?;
+                (raw, unread, None, None)
+            }
+            PageOf::After(_) => {
+                let (raw, through, oldest): (Vec<String>, String, String) =
+                    self.redis.invoke(&invocation).await?;
+                (raw, 0, cursor(through), cursor(oldest))
+            }
         };
         let more = raw.len() > limit;
         raw.truncate(limit);
@@ -515,42 +592,48 @@ impl Store {
             notifications,
             next_cursor,
             unread_count,
+            trimmed_through,
+            oldest_cursor,
         })
     }
 
-    /// Marks `ids` of `email`'s notifications read (none: all); how many were marked, and
-    /// how many are still unread.
+    /// Marks the selected of `email`'s notifications read, recording the change for the
+    /// live streams in the same step; what changed, and how many are still unread.
     #[tracing::instrument(skip_all, fields(user_email = %email))]
-    pub async fn mark_read(&self, email: &Email, ids: &[String]) -> Result<(u64, u64), StoreError> {
-        let mut invocation = MARK_READ.prepare_invoke();
-        for key in inbox_keys(email) {
-            invocation.key(key);
-        }
-        for id in ids {
-            invocation.arg(id);
-        }
-        Ok(self.redis.invoke(&invocation).await?)
-    }
-
-    /// Deletes the selected of `email`'s notifications; how many were deleted.
-    #[tracing::instrument(skip_all, fields(user_email = %email))]
-    pub async fn delete(&self, email: &Email, which: &Selection) -> Result<u64, StoreError> {
-        let mut invocation = DELETE.prepare_invoke();
-        for key in inbox_keys(email) {
-            invocation.key(key);
-        }
-        for id in which.ids() {
-            invocation.arg(id);
-        }
-        Ok(self.redis.invoke(&invocation).await?)
-    }
-
-    /// How many of `email`'s notifications are unread.
-    pub async fn unread_count(&self, email: &Email) -> Result<u64, StoreError> {
-        Ok(self
+    pub async fn mark_read(
+        &self,
+        email: &Email,
+        which: &Selection,
+    ) -> Result<(Changed, u64), StoreError> {
+        let change = InboxChangeRecord::read(email, which);
+        let (count, unread, entry): (u64, u64, String) = self
             .redis
-            .query(redis::cmd("ZCARD").arg(notification_unread_key(email.as_str())))
-            .await?)
+            .invoke(&change_script(&MARK_READ, email, &change)?)
+            .await?;
+        Ok((changed(count, entry, change), unread))
+    }
+
+    /// Deletes the selected of `email`'s notifications, recording the change for the live
+    /// streams in the same step.
+    #[tracing::instrument(skip_all, fields(user_email = %email))]
+    pub async fn delete(&self, email: &Email, which: &Selection) -> Result<Changed, StoreError> {
+        let change = InboxChangeRecord::deleted(email, which);
+        let (count, entry): (u64, String) = self
+            .redis
+            .invoke(&change_script(&DELETE, email, &change)?)
+            .await?;
+        Ok(changed(count, entry, change))
+    }
+
+    /// How many of `email`'s notifications are unread; with `up_to`, among those up to that
+    /// cursor (inclusive).
+    pub async fn unread_count(&self, email: &Email, up_to: Option<u64>) -> Result<u64, StoreError> {
+        let key = notification_unread_key(email.as_str());
+        let command = match up_to {
+            None => redis::cmd("ZCARD").arg(key).clone(),
+            Some(up_to) => redis::cmd("ZCOUNT").arg(key).arg("-inf").arg(up_to).clone(),
+        };
+        Ok(self.redis.query(&command).await?)
     }
 
     /// Records whether `email` wants notifications; setting the same value again changes nothing.
@@ -613,6 +696,8 @@ impl Store {
         }
         invocation
             .key(SUBSCRIPTIONS)
+            .key(notification_trimmed_key(email.as_str()))
+            .key(notification_trimmed_key(moved_to.unwrap_or(email).as_str()))
             .arg(email.as_str())
             .arg(moved_to.map_or("", Email::as_str))
             .arg(chrono::Utc::now().timestamp_millis())

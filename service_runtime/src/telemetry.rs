@@ -1,7 +1,9 @@
 //! Tracing setup: `RUST_LOG` filters (default `info`); `LOG_FORMAT=json` switches from
 //! human-readable lines to JSON lines for log collectors. A span per HTTP request and per gRPC
 //! call (method, route, request id), and one event when it finished (status, latency); the
-//! same two middlewares record the request metrics ([`crate::metrics`]).
+//! same two middlewares record the request metrics ([`crate::metrics`]). An HTTP span shows
+//! the request's path and query with the value of a token parameter redacted
+//! ([`crate::auth::redact_query`]): a token never reaches a log line.
 
 use std::{
     future::Future,
@@ -52,7 +54,7 @@ pub fn init_with(filter: &str, format: LogFormat) {
     }
 }
 
-/// HTTP middleware: a span per request (method, route template, request id) around the
+/// HTTP middleware: a span per request (method, route template, redacted URI, request id) around the
 /// handler, the request id as a task-local for outbound calls and echoed in the reply's
 /// `x-request-id`, and one event with the status and latency when the reply is ready.
 pub async fn http_request(
@@ -66,7 +68,8 @@ pub async fn http_request(
         .map_or(crate::metrics::UNMATCHED, |path| path.as_str())
         .to_owned();
     let method = request.method().clone();
-    let span = tracing::info_span!("http", %method, route, request_id = %id);
+    let uri = crate::auth::redact_query(request.uri());
+    let span = tracing::info_span!("http", %method, route, uri, request_id = %id);
     let started = Instant::now();
     let mut response = request_id::scope(id.clone(), next.run(request))
         .instrument(span.clone())

@@ -27,7 +27,8 @@ pub struct BoundPorts {
 }
 
 /// A running service binary; killed on drop. Its output goes to the test's stderr when
-/// `TEST_LOG` is set, and nowhere otherwise.
+/// `TEST_LOG` is set, and nowhere otherwise — or to a file the test reads
+/// ([`ServiceProcess::start_logged`]).
 pub struct ServiceProcess {
     binary: &'static str,
     env: Vec<(String, String)>,
@@ -35,12 +36,30 @@ pub struct ServiceProcess {
     dir: PathBuf,
     ports: BoundPorts,
     child: Option<Child>,
+    /// Where its output goes when the test reads it.
+    log: Option<PathBuf>,
 }
 
 impl ServiceProcess {
     /// Starts `binary` with `env` on ports of its own choosing, reads them from its
     /// `READY_FILE`, and waits until its gRPC health service answers SERVING.
     pub async fn start(binary: &'static str, env: Vec<(String, String)>) -> Self {
+        Self::start_with(binary, env, false).await
+    }
+
+    /// [`ServiceProcess::start`] with the process's output (stdout and stderr) kept for
+    /// [`ServiceProcess::output`]; `RUST_LOG` in `env` sets what it logs.
+    pub async fn start_logged(binary: &'static str, env: Vec<(String, String)>) -> Self {
+        Self::start_with(binary, env, true).await
+    }
+
+    /// Everything the process wrote so far (only with [`ServiceProcess::start_logged`]).
+    pub fn output(&self) -> String {
+        let path = self.log.as_ref().expect("started with start_logged");
+        String::from_utf8_lossy(&std::fs::read(path).unwrap_or_default()).into_owned()
+    }
+
+    async fn start_with(binary: &'static str, env: Vec<(String, String)>, logged: bool) -> Self {
         static NEXT: AtomicU32 = AtomicU32::new(0);
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let dir = std::env::temp_dir().join(format!("it-{binary}-{}-{n}", std::process::id()));
@@ -54,7 +73,11 @@ impl ServiceProcess {
                 grpc: None,
             },
             child: None,
+            log: None,
         };
+        if logged {
+            process.log = Some(process.dir.join("output.log"));
+        }
         process.ports = process
             .spawn(BoundPorts {
                 http: Some(0),
@@ -155,20 +178,25 @@ impl ServiceProcess {
         let ready_file = self.dir.join("ready.json");
         // A file left by the previous run would announce ports before this one has bound any.
         let _ = std::fs::remove_file(&ready_file);
-        let log = if std::env::var_os("TEST_LOG").is_some() {
-            Stdio::inherit
-        } else {
-            Stdio::null
+        let log = || match &self.log {
+            Some(path) => std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map(Stdio::from)
+                .expect("open the process's log file"),
+            None if std::env::var_os("TEST_LOG").is_some() => Stdio::inherit(),
+            None => Stdio::null(),
         };
         let mut command = Command::new(binary_path(self.binary));
         command
             .env_clear()
-            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .env("READY_FILE", &ready_file)
             .env(
                 "RUST_LOG",
                 std::env::var("TEST_LOG").unwrap_or_else(|_| "warn".into()),
             )
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .env("READY_FILE", &ready_file)
             .stdout(log())
             .stderr(log());
         if let Some(port) = ports.http {

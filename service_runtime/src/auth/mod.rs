@@ -18,7 +18,8 @@
 //!   ([`remote`]), remembering a "still valid" for [`TOKEN_CACHE_TTL`].
 //! - **HTTP handlers** take a [`Caller`] (an axum extractor, [`extract`]) and ask whether it
 //!   may act for the user a request names: a missing, malformed, forged or expired token is
-//!   401; another user's valid token is 403.
+//!   401; another user's valid token is 403. The token is the `Authorization: Bearer` header,
+//!   else the [`TOKEN_COOKIE`] cookie, else the [`TOKEN_PARAM`] query parameter (browsers).
 //! - **gRPC** is guarded by one declared table per service ([`access`]): each RPC is public,
 //!   for the services it lists only, for the user a request field names, or either. Each
 //!   service has its own internal credential — HMAC-SHA256(secret, `"internal-service:" +
@@ -41,6 +42,7 @@ use std::time::Duration;
 pub use access::{Access, AccessTable};
 pub use caller::{AuthError, Caller};
 pub use config::AuthConfig;
+pub use extract::{Authorization, TOKEN_COOKIE, TOKEN_PARAM, redact_query};
 pub use gate::{Auth, CurrentTokens};
 pub use keys::{Claims, IssuedToken, TokenKeys};
 

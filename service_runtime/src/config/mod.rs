@@ -41,6 +41,9 @@ pub fn from_env<C: clap::Parser>() -> C {
 /// contract's defaults), the service's own settings, and [`Runtime`] flattened in, plus its
 /// [`ServiceConfig`] impl.
 ///
+/// The HTTP port may have a second variable, an alias read when the first is unset:
+/// `http: ("METRICS_PORT" or "FRONTEND_HTTP_PORT", "metrics-port", 3031)`.
+///
 /// ```ignore
 /// service_runtime::service_config! {
 ///     /// Everything message-service reads.
@@ -58,7 +61,7 @@ macro_rules! service_config {
     (
         $(#[$meta:meta])*
         pub struct $name:ident {
-            http: ($http_var:literal, $http_flag:literal, $http_default:literal),
+            http: ($http_var:literal $(or $http_alias:literal)?, $http_flag:literal, $http_default:literal),
             grpc: $grpc_default:literal,
             $( $(#[$field_meta:meta])* pub $field:ident : $type:ty, )*
         }
@@ -67,7 +70,7 @@ macro_rules! service_config {
         $(#[$meta])*
         pub struct $name {
             /// HTTP port; 0 picks a free one.
-            #[arg(long = $http_flag, env = $http_var, default_value_t = $http_default)]
+            #[arg(long = $http_flag, env = $http_var, default_value_t = $crate::config::alias_or($http_default, None $(.or(Some($http_alias)))?))]
             pub http_port: u16,
             /// gRPC port; 0 picks a free one.
             #[arg(long = "grpc-port", env = "GRPC_PORT", default_value_t = $grpc_default)]
@@ -83,6 +86,21 @@ macro_rules! service_config {
             }
         }
     };
+}
+
+/// The default of a setting with an alias variable: the alias's value when it is set (and not
+/// blank), else `default`. Used by [`service_config!`]: clap reads one variable per setting,
+/// so the alias becomes the default and the setting's own variable still wins. An alias that
+/// does not parse stops the process, as a bad value of the setting's own variable does.
+pub fn alias_or<T: std::str::FromStr>(default: T, alias: Option<&str>) -> T {
+    let Some(name) = alias else { return default };
+    match std::env::var(name) {
+        Ok(value) if !value.trim().is_empty() => value.trim().parse().unwrap_or_else(|_| {
+            eprintln!("error: invalid value {value:?} for {name}");
+            std::process::exit(2)
+        }),
+        _ => default,
+    }
 }
 
 /// What every service reads besides its own settings.

@@ -22,6 +22,7 @@
 //! |                      | `CheckUserSubscribed`    | [`Stack::is_subscribed`]                      |
 //! |                      | `CreateNotification`     | [`Stack::create_notification`]                |
 //! | frontend-service     | `WatchNotifications`     | [`Stack::watch`]                              |
+//! |                      | `GET /live` (SSE)        | [`Stack::live`], [`Stack::live_at`], [`Stack::get_live_at`], read with [`SseStream`] |
 //! | user-service (login) | `POST /login`            | [`Stack::login`], [`Stack::token`]            |
 //! | every HTTP server    | `GET /metrics`           | [`Stack::metrics`], read with [`Metrics::value`] |
 //! | every gRPC server    | any RPC over gRPC-Web    | [`Stack::grpc_web`], [`Stack::grpc_web_raw`]  |
@@ -33,7 +34,8 @@
 //! made before a restart) uses the generated client from [`Stack::user_client`] and friends.
 //!
 //! One module per area: `wait` ([`eventually`]), `users`, `messages`, `notifications`,
-//! `outbox`, `inbox`, `auth`, `metrics` and `grpcweb`; their public names are re-exported here.
+//! `outbox`, `inbox`, `auth`, `metrics`, `grpcweb` and `sse`; their public names are re-exported
+//! here.
 //!
 //! [`Stack`]: crate::Stack
 //! [`Stack::user_client`]: crate::Stack::user_client
@@ -45,6 +47,7 @@ mod messages;
 mod metrics;
 mod notifications;
 mod outbox;
+mod sse;
 mod users;
 mod wait;
 
@@ -60,6 +63,7 @@ pub use inbox::next_notifications;
 pub use messages::{EmailIn, assert_email_is_required, message, send_over};
 pub use metrics::{Metrics, Sample};
 pub use notifications::{ids_of, receive_ids};
+pub use sse::{SseEvent, SseStream, ascending_cursors, distinct_ids};
 pub use wait::{PATIENCE, eventually};
 
 /// An email no other test uses: `<prefix>-<pid>-<n>@example.com`.

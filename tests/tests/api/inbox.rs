@@ -191,6 +191,7 @@ async fn the_inbox_rpcs_answer_like_the_rest_endpoints() {
     let unread = client
         .get_unread_count(UnreadCountRequest {
             email: Some(bob.clone()),
+            up_to: None,
         })
         .await
         .expect("GetUnreadCount")

@@ -9,6 +9,8 @@ mod hardening;
 mod hostile;
 mod inbox;
 mod lifecycle;
+mod live;
+mod liveauth;
 mod messaging;
 mod notifications;
 mod observability;

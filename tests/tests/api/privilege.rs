@@ -16,7 +16,8 @@ use integration_tests::{
 };
 use proto::{
     frontend_service::{
-        Notification, WatchNotificationsRequest, frontend_service_client::FrontendServiceClient,
+        InboxChange, Notification, WatchNotificationsRequest,
+        frontend_service_client::FrontendServiceClient, inbox_change,
     },
     message_service::{GetMessagesRequest, message_service_client::MessageServiceClient},
     notification_service::{
@@ -70,9 +71,10 @@ const ALLOWED: &[(&str, &[ServiceName])] = &[
     ("UnsubscribeUser", &[]),
     ("ListNotifications", &[ServiceName::Frontend]),
     ("MarkNotificationsRead", &[]),
-    ("GetUnreadCount", &[]),
+    ("GetUnreadCount", &[ServiceName::Frontend]),
     ("DeleteNotifications", &[]),
     ("ReceiveNotification", &[ServiceName::Notification]),
+    ("ReceiveInboxChange", &[ServiceName::Notification]),
     ("MessageService.ForgetUser", &[ServiceName::User]),
     ("NotificationService.ForgetUser", &[ServiceName::User]),
     ("WatchNotifications", &[]),
@@ -238,6 +240,7 @@ async fn call(s: &Stack, rpc: &str, victim: &str, token: &str, how: Presented) -
                 .get_unread_count(present(
                     UnreadCountRequest {
                         email: email.clone(),
+                        up_to: None,
                     },
                     how,
                 ))
@@ -292,6 +295,20 @@ async fn call(s: &Stack, rpc: &str, victim: &str, token: &str, how: Presented) -
                         read: Some(false),
                         notification_id: Some(format!("pushed-by-{}", how.service)),
                         cursor: None,
+                    },
+                    how,
+                ))
+                .await,
+        ),
+        "ReceiveInboxChange" => outcome(
+            s.frontend_client()
+                .await
+                .receive_inbox_change(present(
+                    InboxChange {
+                        receiver_email: email.clone(),
+                        kind: Some(inbox_change::Kind::Read.into()),
+                        notification_ids: vec![],
+                        all: Some(true),
                     },
                     how,
                 ))
