@@ -36,6 +36,9 @@ pub struct Endpoints {
     pub notification_grpc: u16,
     #[arg(long, global = true, default_value_t = 3030)]
     pub frontend_grpc: u16,
+    /// frontend-service's HTTP port (`/live`, the SSE feed).
+    #[arg(long, global = true, default_value_t = 3031)]
+    pub frontend_http: u16,
     /// HTTP/2 connections per gRPC target, used round-robin by the workers (one connection
     /// multiplexes everything, but a few avoid head-of-line blocking on one socket).
     #[arg(long, global = true, default_value_t = 4)]
@@ -51,6 +54,9 @@ pub enum Command {
     Setup,
     /// Runs one scenario and prints its row (and appends it to `--json`).
     Run(RunArgs),
+    /// sse-fanout: `--streams` open `/live` streams while `--rate` messages a second arrive,
+    /// then `--idle-streams` more held idle; prints its row (and appends it to `--json`).
+    Fanout(FanoutArgs),
     /// Prints the median of every (scenario, concurrency) in a JSON-lines file.
     Report {
         /// The file `run --json` appended to.
@@ -90,6 +96,34 @@ pub struct RunArgs {
     /// each sent on time whether the earlier ones were answered or not (open loop).
     #[arg(long, default_value_t = 200.0)]
     pub signups_per_second: f64,
+}
+
+#[derive(Debug, Args)]
+pub struct FanoutArgs {
+    /// Open streams, one per seeded receiver (`--users` must be larger: one more sends).
+    #[arg(long, default_value_t = 1000)]
+    pub streams: usize,
+    /// Messages sent a second, on their own schedule (open loop), round-robin over receivers.
+    #[arg(long, default_value_t = 500.0)]
+    pub rate: f64,
+    /// Measured seconds of sending.
+    #[arg(long, short = 'd', default_value_t = 10.0)]
+    pub duration: f64,
+    /// Seconds sent before measuring, not counted.
+    #[arg(long, short = 'w', default_value_t = 2.0)]
+    pub warmup: f64,
+    /// Streams opened afterwards to addresses that get nothing, to see them held and weighed.
+    #[arg(long, default_value_t = 10_000)]
+    pub idle_streams: usize,
+    /// Processes, `name=pid,...` (frontend-service's is the one weighed). Default: found by port.
+    #[arg(long, value_delimiter = ',')]
+    pub pids: Vec<String>,
+    /// Appends one JSON object for this run to the file.
+    #[arg(long)]
+    pub json: Option<std::path::PathBuf>,
+    /// A label stored with the run.
+    #[arg(long)]
+    pub session: Option<String>,
 }
 
 /// What one worker does in a loop.

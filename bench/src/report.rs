@@ -224,7 +224,7 @@ pub fn print_run(row: &RunResult) -> anyhow::Result<()> {
 }
 
 /// Appends `row` as one JSON line, creating the file (and its directory) if needed.
-pub fn append_json(path: &Path, row: &RunResult) -> anyhow::Result<()> {
+pub fn append_json(path: &Path, row: &impl serde::Serialize) -> anyhow::Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
     }
