@@ -497,8 +497,8 @@ impl Store {
             invocation.arg(arg);
         }
         let (mut raw, unread_count): (Vec<String>, u64) = match of {
-            PageOf::Before { .. } => self.redis.invoke(&invocation).await?,
-            PageOf::After(_) => (self.redis.invoke(&invocation).await?, 0),
+            PageOf::Before { .. } => self.redis.invoke_read(&invocation).await?,
+            PageOf::After(_) => (self.redis.invoke_read(&invocation).await?, 0),
         };
         let more = raw.len() > limit;
         raw.truncate(limit);

@@ -1,5 +1,6 @@
 //! A throwaway `redis-server` on a free port, with append-only persistence in its own
-//! directory so a restart keeps the data (as a production Redis would).
+//! directory so a restart keeps the data (as a production Redis would); also as a replica of
+//! another, and killed outright (SIGKILL) as a crash would.
 //!
 //! Unlike the services, Redis cannot be asked to pick its own port and report it: `--port 0`
 //! does not mean "any port" to redis-server, it turns TCP off. So this is the one place the
@@ -20,11 +21,30 @@ pub struct RedisServer {
     port: u16,
     dir: PathBuf,
     child: Option<Child>,
+    /// Further `redis-server` arguments (`--replicaof …`).
+    extra: Vec<String>,
 }
 
 impl RedisServer {
     /// Starts a fresh server and waits until it answers.
     pub async fn start() -> Self {
+        Self::start_with(Vec::new()).await
+    }
+
+    /// Starts a fresh server as a replica of `primary` and waits until it holds a copy of
+    /// the primary's data (its link to the primary is up).
+    pub async fn start_replica_of(primary: &RedisServer) -> Self {
+        let replica = Self::start_with(vec![
+            "--replicaof".to_owned(),
+            "127.0.0.1".to_owned(),
+            primary.port.to_string(),
+        ])
+        .await;
+        replica.wait_for_link_up().await;
+        replica
+    }
+
+    async fn start_with(extra: Vec<String>) -> Self {
         let port = free_port();
         let dir = std::env::temp_dir().join(format!("it-redis-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("create the Redis data directory");
@@ -32,9 +52,63 @@ impl RedisServer {
             port,
             dir,
             child: None,
+            extra,
         };
         server.spawn().await;
         server
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The first word of `ROLE`: `master` or `slave`.
+    pub async fn role(&self) -> String {
+        let role: Vec<redis::Value> = redis::cmd("ROLE")
+            .query_async(&mut self.db(0).await)
+            .await
+            .expect("ROLE");
+        match role.first() {
+            Some(redis::Value::BulkString(word)) => String::from_utf8_lossy(word).into_owned(),
+            other => panic!("ROLE answered {other:?}"),
+        }
+    }
+
+    /// Waits until this replica's link to its primary is up (it has the primary's data).
+    pub async fn wait_for_link_up(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let info: String = redis::cmd("INFO")
+                .arg("replication")
+                .query_async(&mut self.db(0).await)
+                .await
+                .expect("INFO replication");
+            if info.contains("master_link_status:up") {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "replica {} never linked up: {info}",
+                self.port
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Kills the server outright (SIGKILL): what the append-only file has not got is lost,
+    /// as in a crash.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server again (after [`RedisServer::kill`]) on its port with its data, as it
+    /// was started (a replica stays one).
+    pub async fn start_again(&mut self) {
+        assert!(self.child.is_none(), "the server is still running");
+        self.spawn().await;
     }
 
     /// `redis://127.0.0.1:<port>`, without a database index.
@@ -79,6 +153,7 @@ impl RedisServer {
             .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "yes"])
             .arg("--dir")
             .arg(&self.dir)
+            .args(&self.extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -121,7 +196,7 @@ impl Drop for RedisServer {
 /// outgoing connection nor a service started on port 0 can take it between this check and
 /// redis-server binding it. Each test process starts at its own offset so parallel runs rarely
 /// meet.
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     const FIRST: u16 = 20_000;
     const SPAN: u16 = 12_000;
     static NEXT: AtomicU32 = AtomicU32::new(0);

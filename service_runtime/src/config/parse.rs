@@ -39,6 +39,31 @@ where
     Ok(value)
 }
 
+/// `host:port[,host:port…]`: at least one, each with a port.
+pub(super) fn host_ports(raw: &str) -> Result<Vec<(String, u16)>, String> {
+    let nodes = raw
+        .split(',')
+        .map(str::trim)
+        .filter(|node| !node.is_empty())
+        .map(|node| {
+            let (host, port) = node
+                .rsplit_once(':')
+                .filter(|(host, _)| !host.is_empty())
+                .ok_or_else(|| format!("{node:?} is not host:port"))?;
+            let port = port
+                .parse::<u16>()
+                .ok()
+                .filter(|port| *port > 0)
+                .ok_or_else(|| format!("{node:?} has no valid port"))?;
+            Ok((host.trim_matches(['[', ']']).to_owned(), port))
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    if nodes.is_empty() {
+        return Err("expected host:port[,host:port…]".to_owned());
+    }
+    Ok(nodes)
+}
+
 pub(super) fn strip_db_index(url: &str) -> String {
     let trimmed = url.trim().trim_end_matches('/');
     match trimmed.rsplit_once('/') {

@@ -2,6 +2,7 @@
 
 mod authedge;
 mod edges;
+mod failover;
 mod faults;
 mod hardening;
 mod hostile;
