@@ -14,4 +14,5 @@ mod observability;
 mod privilege;
 mod runtime;
 mod security;
+mod topology;
 mod users;
