@@ -136,7 +136,7 @@ impl Redis {
             timeout: replication.wait_timeout,
         });
         let sentinels = config
-            .sentinel_nodes()
+            .sentinel_nodes()?
             .map(|nodes| Sentinels::new(nodes, config.sentinel.master.clone()));
         // A fixed primary is opened now; Sentinel's is opened once the sentinels name it.
         let primary = match sentinels {

@@ -160,15 +160,16 @@ pub struct SentinelConfig {
         default_value = "mymaster"
     )]
     pub master: String,
-    /// The user to log in to the sentinels as. Unset: the Redis user (REDIS_USERNAME or the
-    /// URL's), if any.
+    /// The user to log in to the sentinels as (Sentinel's ACL). Unset: Sentinel's `default`
+    /// user, i.e. its `requirepass`.
     #[arg(
         id = "redis_sentinel_username",
         long = "redis-sentinel-username",
         env = "REDIS_SENTINEL_USERNAME"
     )]
     username: Option<String>,
-    /// The sentinels' password. Unset: the Redis password (REDIS_PASSWORD or the URL's), if any.
+    /// The sentinels' password. Unset: the Redis password (REDIS_PASSWORD or the URL's), if
+    /// any: one password for both, as with a `requirepass` shared by Redis and Sentinel.
     #[arg(id = "redis_sentinel_password", long = "redis-sentinel-password", env = "REDIS_SENTINEL_PASSWORD", hide_env_values = true, value_parser = parse_redis_password)]
     password: Option<RedisPassword>,
 }
@@ -269,19 +270,18 @@ impl RedisConfig {
     }
 
     /// Where the sentinels are and how to log in to them, when Sentinel names the primary.
-    pub fn sentinel_nodes(&self) -> Option<Vec<redis::ConnectionInfo>> {
-        let Sentinels(nodes) = self.sentinel.sentinels.as_ref()?;
-        let (url_user, url_password) = self.url_credentials();
-        let username = (self.sentinel.username.clone())
-            .or_else(|| self.username.clone())
-            .or(url_user);
+    pub fn sentinel_nodes(&self) -> anyhow::Result<Option<Vec<redis::ConnectionInfo>>> {
+        let Some(Sentinels(nodes)) = self.sentinel.sentinels.as_ref() else {
+            return Ok(None);
+        };
         let password = (self
             .sentinel
             .password
             .as_ref()
             .map(|RedisPassword(p)| p.clone()))
         .or_else(|| self.password.as_ref().map(|RedisPassword(p)| p.clone()))
-        .or(url_password);
+        .or_else(|| self.url_password());
+        let username = self.sentinel.username.clone();
         let mut settings = redis::RedisConnectionInfo::default().set_skip_set_lib_name();
         if let Some(username) = username {
             settings = settings.set_username(username);
@@ -289,31 +289,22 @@ impl RedisConfig {
         if let Some(password) = password {
             settings = settings.set_password(password);
         }
-        Some(
-            nodes
-                .iter()
-                .map(|(host, port)| {
-                    let addr = redis::ConnectionAddr::Tcp(host.clone(), *port);
-                    redis::IntoConnectionInfo::into_connection_info(addr)
-                        .map(|info| info.set_redis_settings(settings.clone()))
-                })
-                .collect::<redis::RedisResult<_>>()
-                .ok()?,
-        )
+        let nodes = nodes
+            .iter()
+            .map(|(host, port)| {
+                let addr = redis::ConnectionAddr::Tcp(host.clone(), *port);
+                redis::IntoConnectionInfo::into_connection_info(addr)
+                    .map(|info| info.set_redis_settings(settings.clone()))
+            })
+            .collect::<redis::RedisResult<_>>()
+            .map_err(|err| anyhow::anyhow!("invalid REDIS_SENTINELS: {err}"))?;
+        Ok(Some(nodes))
     }
 
-    /// The user and password inside REDIS_URL, if any.
-    fn url_credentials(&self) -> (Option<String>, Option<String>) {
-        redis::IntoConnectionInfo::into_connection_info(self.base_url()).map_or(
-            (None, None),
-            |info| {
-                let settings = info.redis_settings();
-                (
-                    settings.username().map(str::to_owned),
-                    settings.password().map(str::to_owned),
-                )
-            },
-        )
+    /// The password inside REDIS_URL, if any.
+    fn url_password(&self) -> Option<String> {
+        let info = redis::IntoConnectionInfo::into_connection_info(self.base_url()).ok()?;
+        info.redis_settings().password().map(str::to_owned)
     }
 
     /// `redis://host:port` without a database index: REDIS_URL, else REDIS_HOST/REDIS_PORT,

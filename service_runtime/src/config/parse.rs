@@ -150,6 +150,51 @@ mod tests {
     }
 
     #[test]
+    fn sentinels_are_host_port_lists_and_share_the_redis_password_unless_given_their_own() {
+        use super::host_ports;
+        assert_eq!(
+            host_ports("a:26379, b:26380,").expect("valid"),
+            [("a".to_owned(), 26379), ("b".to_owned(), 26380)]
+        );
+        for bad in ["", "a", ":1", "a:0", "a:port", "a:70000"] {
+            assert!(host_ports(bad).is_err(), "{bad:?} was accepted");
+        }
+        let only = |args: &[&str]| {
+            let mut argv = vec!["service", "--redis-url", "redis://u:pw@h:6379"];
+            argv.extend_from_slice(args);
+            Only::try_parse_from(argv).expect("parses").runtime.redis
+        };
+        assert!(
+            only(&[]).sentinel_nodes().expect("valid").is_none(),
+            "no sentinels, no Sentinel"
+        );
+        let shared = only(&["--redis-sentinels", "s1:26379,s2:26379"]);
+        let nodes = shared.sentinel_nodes().expect("valid").expect("sentinels");
+        assert_eq!(nodes.len(), 2);
+        assert_eq!(nodes[0].redis_settings().password(), Some("pw"));
+        assert_eq!(nodes[0].redis_settings().username(), None);
+        assert_eq!(
+            nodes[0].redis_settings().db(),
+            0,
+            "a sentinel has no databases"
+        );
+        let own = only(&[
+            "--redis-sentinels",
+            "s1:26379",
+            "--redis-sentinel-username",
+            "watcher",
+            "--redis-sentinel-password",
+            "spw",
+        ]);
+        let nodes = own.sentinel_nodes().expect("valid").expect("sentinels");
+        assert_eq!(nodes[0].redis_settings().username(), Some("watcher"));
+        assert_eq!(nodes[0].redis_settings().password(), Some("spw"));
+        assert!(!format!("{own:?}").contains("spw"), "{own:?}");
+        let refused = Only::try_parse_from(["service", "--redis-sentinels", "nohost"]);
+        assert!(refused.is_err(), "a sentinel without a port was accepted");
+    }
+
+    #[test]
     fn a_database_index_in_the_url_is_dropped() {
         assert_eq!(strip_db_index("redis://h:6379/3"), "redis://h:6379");
         assert_eq!(strip_db_index("redis://h:6379/"), "redis://h:6379");
