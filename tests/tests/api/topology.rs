@@ -3,7 +3,7 @@
 
 use integration_tests::{
     RedisServer, Stack,
-    helpers::{eventually, message, next_notifications},
+    helpers::{eventually, message, next_notifications, send_over},
     sentinel::HaRedis,
 };
 use tonic::Code;
@@ -190,4 +190,51 @@ async fn each_service_on_a_redis_of_its_own() {
             );
         }
     }
+}
+
+/// How many Redis commands a send costs, all services together (docs/operations.md, "How far
+/// one primary per service database carries"); background polling (outbox reads, backlog
+/// samples, health) is counted too, so the figure is an upper bound.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_send_costs_redis_a_bounded_number_of_commands() {
+    const SENDS: usize = 200;
+    let stack = Stack::start().await;
+    let sender = stack.registered_user("cost-sender").await;
+    let receiver = stack.registered_user("cost-receiver").await;
+    stack.send_ok(&sender, &receiver, "warm-up").await;
+    stack.wait_for_notification_outbox_drained().await;
+    let mut admin = stack.redis.db(0).await;
+    let () = redis::cmd("CONFIG")
+        .arg("RESETSTAT")
+        .query_async(&mut admin)
+        .await
+        .expect("CONFIG RESETSTAT");
+    let mut client = stack.message_client().await;
+    for n in 0..SENDS {
+        let reply = send_over(&mut client, &sender, &receiver, &format!("cost {n}")).await;
+        assert_eq!(reply.success, Some(true), "{reply:?}");
+    }
+    stack.wait_for_notification_outbox_drained().await;
+    stack.wait_for_frontend_outbox_drained().await;
+    let stats: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut admin)
+        .await
+        .expect("INFO commandstats");
+    let mut calls: Vec<(String, u64)> = stats
+        .lines()
+        .filter_map(|line| {
+            let (name, rest) = line.strip_prefix("cmdstat_")?.split_once(":calls=")?;
+            Some((name.to_owned(), rest.split(',').next()?.parse().ok()?))
+        })
+        .filter(|(name, _)| name != "info" && name != "config|resetstat")
+        .collect();
+    calls.sort_by(|a, b| b.1.cmp(&a.1));
+    let total: u64 = calls.iter().map(|(_, n)| n).sum();
+    let per_send = total as f64 / SENDS as f64;
+    eprintln!("Redis commands per send: {per_send:.1} ({calls:?})");
+    assert!(
+        per_send <= 20.0,
+        "{per_send:.1} commands per send: {calls:?}"
+    );
 }
