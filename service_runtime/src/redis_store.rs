@@ -3,10 +3,11 @@
 //! moment's wait can cure.
 //!
 //! The primary is either fixed (`REDIS_URL`) or the one Sentinel names (`REDIS_SENTINELS`,
-//! see [`sentinel`]): then a command that fails as a lost or demoted primary fails (refused,
-//! dropped, `READONLY`) has the sentinels asked again, and the retry runs on whichever primary
-//! they name — scripts are loaded there on first use (`NOSCRIPT` → `SCRIPT LOAD`), the outbox
-//! worker re-creates its consumer group after any error, the live feed subscribes again.
+//! see [`sentinel`]): then a command that fails the way a lost or demoted primary makes it
+//! fail (refused, dropped, timed out, `READONLY`) has the sentinels asked again, and the retry
+//! runs on whichever primary they name — scripts are loaded there on first use (`NOSCRIPT` →
+//! `SCRIPT LOAD`), the outbox worker re-creates its consumer group after any error, the live
+//! feed subscribes again.
 //!
 //! With `REDIS_MIN_REPLICAS_ACK` ≥ 1 every write is followed by `WAIT` (see [`replicated`]),
 //! on connections of their own: a `WAIT` holds up everything behind it on its connection.
@@ -321,7 +322,7 @@ impl Redis {
 
     /// Makes the primary suspect after a failure that a lost or demoted primary causes.
     fn notice(&self, err: &redis::RedisError) {
-        if self.inner.sentinels.is_some() && (is_transient(err) || err.is_unrecoverable_error()) {
+        if self.inner.sentinels.is_some() && is_transient(err) {
             self.recheck_primary();
         }
     }

@@ -139,18 +139,13 @@ impl HaRedis {
     /// Starts everything and waits until every sentinel knows the replica and the two other
     /// sentinels (before that, a failover could not be agreed on).
     pub async fn start() -> Self {
-        Self::start_with_replicas(1).await
-    }
-
-    /// [`HaRedis::start`] with `replicas` replicas (0: a primary alone under Sentinel).
-    pub async fn start_with_replicas(replicas: usize) -> Self {
         let primary = RedisServer::start().await;
         let replica = RedisServer::start_replica_of(&primary).await;
         let mut sentinels = Vec::with_capacity(SENTINELS);
         for _ in 0..SENTINELS {
             sentinels.push(SentinelServer::start(primary.port()).await);
         }
-        let mut ha = Self {
+        let ha = Self {
             primary,
             replica,
             sentinels,
@@ -162,9 +157,6 @@ impl HaRedis {
             })
             .await;
         }
-        if replicas == 0 {
-            ha.replica.kill();
-        }
         ha
     }
 
@@ -172,6 +164,23 @@ impl HaRedis {
     pub fn sentinels_env(&self) -> String {
         let addresses: Vec<String> = self.sentinels.iter().map(SentinelServer::address).collect();
         addresses.join(",")
+    }
+
+    /// Starts the killed old primary again and waits until the sentinels have made it a
+    /// replica of the new one and it holds the new one's data. Sentinel looks at a returning
+    /// server only every 10 s and converts it once it has seen it claim the wrong role for a
+    /// while, so this waits longer than [`PATIENCE`](crate::helpers::PATIENCE).
+    pub async fn rejoin_old_primary(&mut self) {
+        self.primary.start_again().await;
+        let deadline = std::time::Instant::now() + 3 * crate::helpers::PATIENCE;
+        while self.primary.role().await != "slave" {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the old primary never rejoined as a replica"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        self.primary.wait_for_link_up().await;
     }
 
     /// Waits until every running sentinel names the server on `port` as the primary.

@@ -61,8 +61,7 @@ struct Run {
 /// the primary after [`KILL_AFTER`] successes; waits for Sentinel to promote the replica,
 /// then starts the old primary again and waits until it is the new one's replica.
 async fn sends_across_a_failover(min_replicas_ack: u32) -> (Run, Streaming<Notification>) {
-    let ha = HaRedis::start().await;
-    let mut ha = ha;
+    let mut ha = HaRedis::start().await;
     let stack = stack_on(&ha, min_replicas_ack).await;
     let receiver = stack.registered_user("failover-receiver").await;
     let mut senders = Vec::new();
@@ -117,13 +116,7 @@ async fn sends_across_a_failover(min_replicas_ack: u32) -> (Run, Streaming<Notif
     let promoted_after = killed_at.elapsed();
     // The new primary has no replica until the old one is back: with
     // REDIS_MIN_REPLICAS_ACK=1 writes are refused as not yet replicated meanwhile.
-    ha.primary.start_again().await;
-    let old = &ha.primary;
-    eventually("the old primary to rejoin as a replica", || async {
-        (old.role().await == "slave").then_some(())
-    })
-    .await;
-    old.wait_for_link_up().await;
+    ha.rejoin_old_primary().await;
     let rejoined_after = killed_at.elapsed();
     let mut answers = Vec::new();
     for task in tasks {

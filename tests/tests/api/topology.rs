@@ -63,11 +63,7 @@ async fn a_dead_sentinel_is_passed_over_and_the_others_still_fail_over() {
 
     ha.primary.kill();
     ha.wait_for_primary(ha.replica.port()).await;
-    ha.primary.start_again().await;
-    eventually("the old primary to rejoin as a replica", || async {
-        (ha.primary.role().await == "slave").then_some(())
-    })
-    .await;
+    ha.rejoin_old_primary().await;
     eventually_sent(&stack, &sender, &receiver, "after the failover").await;
     assert_eq!(
         contents(&stack, &receiver).await,
