@@ -225,7 +225,7 @@ async fn a_send_costs_redis_a_bounded_number_of_commands() {
         })
         .filter(|(name, _)| name != "info" && name != "config|resetstat")
         .collect();
-    calls.sort_by(|a, b| b.1.cmp(&a.1));
+    calls.sort_by_key(|(_, n)| std::cmp::Reverse(*n));
     let total: u64 = calls.iter().map(|(_, n)| n).sum();
     let per_send = total as f64 / SENDS as f64;
     eprintln!("Redis commands per send: {per_send:.1} ({calls:?})");
