@@ -188,9 +188,10 @@ async fn each_service_on_a_redis_of_its_own() {
     }
 }
 
-/// How many Redis commands a send costs, all services together (docs/operations.md, "How far
-/// one primary per service database carries"); background polling (outbox reads, backlog
-/// samples, health) is counted too, so the figure is an upper bound.
+/// How many Redis commands a send costs, all services together, those its scripts call
+/// included (docs/operations.md, "How far one primary per service database carries");
+/// background polling (outbox reads, backlog samples, health) is counted too, so the figure
+/// is an upper bound.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_send_costs_redis_a_bounded_number_of_commands() {
     const SENDS: usize = 200;
@@ -230,7 +231,7 @@ async fn a_send_costs_redis_a_bounded_number_of_commands() {
     let per_send = total as f64 / SENDS as f64;
     eprintln!("Redis commands per send: {per_send:.1} ({calls:?})");
     assert!(
-        per_send <= 20.0,
+        per_send <= 40.0,
         "{per_send:.1} commands per send: {calls:?}"
     );
 }
