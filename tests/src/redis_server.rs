@@ -28,24 +28,32 @@ pub struct RedisServer {
 impl RedisServer {
     /// Starts a fresh server and waits until it answers.
     pub async fn start() -> Self {
-        Self::start_with(Vec::new()).await
+        Self::start_on(free_port(), Vec::new()).await
+    }
+
+    /// A fresh server on a port from [`restartable_port`]: for one that is killed and must
+    /// come back on its port (a primary under Sentinel).
+    pub async fn start_restartable() -> Self {
+        Self::start_on(restartable_port(), Vec::new()).await
     }
 
     /// Starts a fresh server as a replica of `primary` and waits until it holds a copy of
     /// the primary's data (its link to the primary is up).
     pub async fn start_replica_of(primary: &RedisServer) -> Self {
-        let replica = Self::start_with(vec![
-            "--replicaof".to_owned(),
-            "127.0.0.1".to_owned(),
-            primary.port.to_string(),
-        ])
+        let replica = Self::start_on(
+            restartable_port(),
+            vec![
+                "--replicaof".to_owned(),
+                "127.0.0.1".to_owned(),
+                primary.port.to_string(),
+            ],
+        )
         .await;
         replica.wait_for_link_up().await;
         replica
     }
 
-    async fn start_with(extra: Vec<String>) -> Self {
-        let port = free_port();
+    async fn start_on(port: u16, extra: Vec<String>) -> Self {
         let dir = std::env::temp_dir().join(format!("it-redis-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("create the Redis data directory");
         let mut server = Self {
@@ -158,6 +166,7 @@ impl RedisServer {
             .stderr(Stdio::null())
             .spawn()
             .expect("start redis-server (is it installed? apt-get install redis-server)");
+        let pid = child.id();
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
@@ -167,7 +176,18 @@ impl RedisServer {
                     .query_async::<String>(&mut connection)
                     .await
                     .is_ok()
+                && let Ok(info) = redis::cmd("INFO")
+                    .arg("server")
+                    .query_async::<String>(&mut connection)
+                    .await
             {
+                // Whoever answers must be the server just started, not another test
+                // process's that took the port meanwhile.
+                assert!(
+                    info.contains(&format!("process_id:{pid}\r")),
+                    "port {} is taken by another redis-server",
+                    self.port
+                );
                 return;
             }
             assert!(
@@ -197,16 +217,26 @@ impl Drop for RedisServer {
 /// redis-server binding it. Each test process starts at its own offset so parallel runs rarely
 /// meet.
 pub(crate) fn free_port() -> u16 {
-    const FIRST: u16 = 20_000;
-    const SPAN: u16 = 12_000;
     static NEXT: AtomicU32 = AtomicU32::new(0);
-    let offset = (std::process::id() % u32::from(SPAN)) as u16;
-    for _ in 0..SPAN {
-        let n = NEXT.fetch_add(1, Ordering::Relaxed) as u16;
-        let port = FIRST + (offset + n % SPAN) % SPAN;
+    port_between(20_000, 12_000, &NEXT)
+}
+
+/// A port like [`free_port`]'s, for a server that is killed and started again on it, from a
+/// range [`free_port`] never draws from (the rest of the span below the kernel's ephemeral
+/// range): while it is down, no server another test process starts can take its port.
+pub(crate) fn restartable_port() -> u16 {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    port_between(32_000, 768, &NEXT)
+}
+
+fn port_between(first: u16, span: u16, next: &AtomicU32) -> u16 {
+    let offset = (std::process::id() % u32::from(span)) as u16;
+    for _ in 0..span {
+        let n = next.fetch_add(1, Ordering::Relaxed) as u16;
+        let port = first + (offset + n % span) % span;
         if TcpListener::bind(("0.0.0.0", port)).is_ok() {
             return port;
         }
     }
-    panic!("no free port between {FIRST} and {}", FIRST + SPAN);
+    panic!("no free port between {first} and {}", first + span);
 }

@@ -12,7 +12,7 @@ use redis::aio::MultiplexedConnection;
 
 use crate::{
     helpers::eventually,
-    redis_server::{RedisServer, free_port},
+    redis_server::{RedisServer, restartable_port},
 };
 
 /// The name the sentinels monitor the primary under (the services' default).
@@ -31,7 +31,7 @@ pub struct SentinelServer {
 impl SentinelServer {
     /// Starts a sentinel monitoring the primary on `primary_port` and waits until it answers.
     pub async fn start(primary_port: u16) -> Self {
-        let port = free_port();
+        let port = restartable_port();
         let dir = std::env::temp_dir().join(format!("it-sentinel-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("create the sentinel's directory");
         // Sentinel rewrites its configuration as it learns; it must be a file of its own.
@@ -139,7 +139,7 @@ impl HaRedis {
     /// Starts everything and waits until every sentinel knows the replica and the two other
     /// sentinels (before that, a failover could not be agreed on).
     pub async fn start() -> Self {
-        let primary = RedisServer::start().await;
+        let primary = RedisServer::start_restartable().await;
         let replica = RedisServer::start_replica_of(&primary).await;
         let mut sentinels = Vec::with_capacity(SENTINELS);
         for _ in 0..SENTINELS {
