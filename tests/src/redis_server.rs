@@ -70,37 +70,41 @@ impl RedisServer {
         self.port
     }
 
-    /// The first word of `ROLE`: `master` or `slave`.
-    pub async fn role(&self) -> String {
-        let role: Vec<redis::Value> = redis::cmd("ROLE")
-            .query_async(&mut self.db(0).await)
-            .await
-            .expect("ROLE");
+    /// The first word of `ROLE` (`master` or `slave`), or `None` while it cannot be asked
+    /// (Sentinel drops a server's clients when it reconfigures it).
+    pub async fn role(&self) -> Option<String> {
+        let mut connection = self.try_db(0).await?;
+        let role: Vec<redis::Value> = redis::cmd("ROLE").query_async(&mut connection).await.ok()?;
         match role.first() {
-            Some(redis::Value::BulkString(word)) => String::from_utf8_lossy(word).into_owned(),
-            other => panic!("ROLE answered {other:?}"),
+            Some(redis::Value::BulkString(word)) => {
+                Some(String::from_utf8_lossy(word).into_owned())
+            }
+            _ => None,
         }
     }
 
     /// Waits until this replica's link to its primary is up (it has the primary's data).
     pub async fn wait_for_link_up(&self) {
         let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let info: String = redis::cmd("INFO")
-                .arg("replication")
-                .query_async(&mut self.db(0).await)
-                .await
-                .expect("INFO replication");
-            if info.contains("master_link_status:up") {
-                return;
-            }
+        let mut info = String::new();
+        while !info.contains("master_link_status:up") {
             assert!(
                 Instant::now() < deadline,
                 "replica {} never linked up: {info}",
                 self.port
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
+            if let Some(mut connection) = self.try_db(0).await {
+                let mut asked = redis::cmd("INFO");
+                asked.arg("replication");
+                info = asked.query_async(&mut connection).await.unwrap_or_default();
+            }
         }
+    }
+
+    async fn try_db(&self, db: u8) -> Option<MultiplexedConnection> {
+        let client = redis::Client::open(format!("{}/{db}", self.url())).ok()?;
+        client.get_multiplexed_async_connection().await.ok()
     }
 
     /// Kills the server outright (SIGKILL): what the append-only file has not got is lost,

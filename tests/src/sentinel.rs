@@ -173,7 +173,7 @@ impl HaRedis {
     pub async fn rejoin_old_primary(&mut self) {
         self.primary.start_again().await;
         let deadline = std::time::Instant::now() + 3 * crate::helpers::PATIENCE;
-        while self.primary.role().await != "slave" {
+        while self.primary.role().await.as_deref() != Some("slave") {
             assert!(
                 std::time::Instant::now() < deadline,
                 "the old primary never rejoined as a replica"
