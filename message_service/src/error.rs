@@ -41,6 +41,14 @@ impl ApiError for Error {
             }
         }
     }
+
+    fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            Self::Store(err) => err.retry_after(),
+            Self::Auth(err) => err.retry_after(),
+            _ => None,
+        }
+    }
 }
 
 service_runtime::api_error_edges!(Error);

@@ -316,7 +316,7 @@ impl Store {
             .arg(MESSAGE_KEY_PREFIX)
             .arg(after.map_or_else(|| "-inf".to_owned(), |id| format!("({id}")))
             .arg(limit.map_or(-1, |limit| i64::try_from(limit).unwrap_or(i64::MAX)));
-        let found: Vec<Option<String>> = self.redis.invoke(&invocation).await?;
+        let found: Vec<Option<String>> = self.redis.invoke_read(&invocation).await?;
         let listed = found.len();
         let messages: Vec<String> = found.into_iter().flatten().collect();
         if messages.len() < listed {

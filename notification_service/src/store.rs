@@ -568,12 +568,12 @@ impl Store {
         let cursor = |raw: String| raw.parse::<u64>().ok();
         let (mut raw, unread_count, trimmed_through, oldest_cursor) = match of {
             PageOf::Before { .. } => {
-                let (raw, unread): (Vec<String>, u64) = self.redis.invoke(&invocation).await?;
+                let (raw, unread): (Vec<String>, u64) = self.redis.invoke_read(&invocation).await?;
                 (raw, unread, None, None)
             }
             PageOf::After(_) => {
                 let (raw, through, oldest): (Vec<String>, String, String) =
-                    self.redis.invoke(&invocation).await?;
+                    self.redis.invoke_read(&invocation).await?;
                 (raw, 0, cursor(through), cursor(oldest))
             }
         };

@@ -63,10 +63,16 @@ impl Kind {
     }
 }
 
-/// Redis out of reach (down, restarting, loading, failing over) is [`Kind::Unavailable`];
+/// How long a client told a store is unavailable should wait before trying again: about as
+/// long as a restart or a Sentinel failover takes to settle.
+pub const STORE_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Redis out of reach (down, restarting, loading, failing over, a demoted primary's
+/// `READONLY`) or a write its replicas did not confirm in time is [`Kind::Unavailable`];
 /// anything else it answers with (a script error, a wrong type) is a bug: [`Kind::Internal`].
 pub fn kind_of(err: &RedisError) -> Kind {
     let unreachable = err.is_io_error()
+        || is_not_replicated(err)
         || err.is_connection_dropped()
         || err.is_connection_refusal()
         || err.is_timeout()
@@ -76,6 +82,7 @@ pub fn kind_of(err: &RedisError) -> Kind {
                 ServerErrorKind::BusyLoading
                     | ServerErrorKind::TryAgain
                     | ServerErrorKind::MasterDown
+                    | ServerErrorKind::ReadOnly
             )
         );
     if unreachable {
@@ -83,6 +90,12 @@ pub fn kind_of(err: &RedisError) -> Kind {
     } else {
         Kind::Internal
     }
+}
+
+/// Whether `err` is a write the primary took but too few replicas confirmed in time
+/// (`REDIS_MIN_REPLICAS_ACK`): retrying it is safe, and it may be lost in a failover.
+pub fn is_not_replicated(err: &RedisError) -> bool {
+    err.code() == Some(crate::redis_store::NOT_REPLICATED)
 }
 
 /// A failure of a service's own Redis database: out of reach (or answering with an error), or
@@ -106,11 +119,19 @@ impl ApiError for StoreError {
     }
 
     fn public_message(&self) -> String {
-        if self.kind() == Kind::Unavailable {
-            "store (Redis) is unavailable; try again later".into()
-        } else {
-            "internal error".into()
+        match self {
+            Self::Redis(err) if is_not_replicated(err) => {
+                "store (Redis) write not yet replicated; try again later".into()
+            }
+            _ if self.kind() == Kind::Unavailable => {
+                "store (Redis) is unavailable; try again later".into()
+            }
+            _ => "internal error".into(),
         }
+    }
+
+    fn retry_after(&self) -> Option<std::time::Duration> {
+        (self.kind() == Kind::Unavailable).then_some(STORE_RETRY_AFTER)
     }
 }
 
@@ -207,5 +228,21 @@ mod tests {
         assert_eq!(kind_of(&refused), Kind::Unavailable);
         let script = RedisError::from((ErrorKind::Client, "bad reply"));
         assert_eq!(kind_of(&script), Kind::Internal);
+        let demoted = RedisError::from((
+            ErrorKind::Server(ServerErrorKind::ReadOnly),
+            "You can't write against a read only replica.",
+        ));
+        assert_eq!(kind_of(&demoted), Kind::Unavailable);
+    }
+
+    #[test]
+    fn an_unreplicated_write_is_unavailable_says_so_and_asks_for_a_retry() {
+        let unreplicated = StoreError::Redis(redis::make_extension_error(
+            crate::redis_store::NOT_REPLICATED.to_owned(),
+            Some("0 of 1 replicas".to_owned()),
+        ));
+        assert_eq!(unreplicated.kind(), Kind::Unavailable);
+        assert!(unreplicated.public_message().contains("not yet replicated"));
+        assert_eq!(unreplicated.retry_after(), Some(STORE_RETRY_AFTER));
     }
 }

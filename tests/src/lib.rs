@@ -12,6 +12,7 @@ pub mod helpers;
 pub mod in_process;
 mod process;
 mod redis_server;
+pub mod sentinel;
 mod stack;
 
 pub use in_process::InProcess;

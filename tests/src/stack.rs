@@ -72,6 +72,15 @@ impl Stack<ServiceProcess> {
     /// started once its callees' ports are known; the two started first are started again on
     /// their ports once the rest is (nothing has happened on them yet).
     pub async fn start_with_env<K: AsRef<str>, V: AsRef<str>>(extra: &[(K, V)]) -> Self {
+        Self::start_with_env_of(extra, |_| Vec::new()).await
+    }
+
+    /// [`Stack::start_with_env`] with further variables for each service by its binary's
+    /// name (`"user-service"`, …): `own` may point one at a Redis of its own.
+    pub async fn start_with_env_of<K: AsRef<str>, V: AsRef<str>>(
+        extra: &[(K, V)],
+        own: impl Fn(&str) -> Vec<(String, String)>,
+    ) -> Self {
         let redis = RedisServer::start().await;
         let grpc_url =
             |process: &ServiceProcess| format!("http://127.0.0.1:{}", process.grpc_port());
@@ -80,21 +89,29 @@ impl Stack<ServiceProcess> {
             .map(|(name, value)| (name.as_ref().to_owned(), value.as_ref().to_owned()))
             .collect();
         env.push(("REDIS_URL".to_owned(), redis.url()));
-        let mut frontend = ServiceProcess::start("frontend-service", env.clone()).await;
+        // A later variable of the same name wins (`Command::env`).
+        let with = |env: &Vec<(String, String)>, service: &str| {
+            let mut env = env.clone();
+            env.extend(own(service));
+            env
+        };
+        let mut frontend =
+            ServiceProcess::start("frontend-service", with(&env, "frontend-service")).await;
         env.push(("FRONTEND_SERVICE_GRPC_URL".to_owned(), grpc_url(&frontend)));
-        let mut notification = ServiceProcess::start("notification-service", env.clone()).await;
+        let mut notification =
+            ServiceProcess::start("notification-service", with(&env, "notification-service")).await;
         env.push((
             "NOTIFICATION_SERVICE_GRPC_URL".to_owned(),
             grpc_url(&notification),
         ));
-        let mut user = ServiceProcess::start("user-service", env.clone()).await;
+        let mut user = ServiceProcess::start("user-service", with(&env, "user-service")).await;
         env.push(("USER_SERVICE_GRPC_URL".to_owned(), grpc_url(&user)));
         frontend.set_env("NOTIFICATION_SERVICE_GRPC_URL", &grpc_url(&notification));
         for peer in [&mut frontend, &mut notification] {
             peer.set_env("USER_SERVICE_GRPC_URL", &grpc_url(&user));
             peer.restart().await;
         }
-        let message = ServiceProcess::start("message-service", env).await;
+        let message = ServiceProcess::start("message-service", with(&env, "message-service")).await;
         // user-service calls message-service too (an account's data follows it).
         user.set_env("MESSAGE_SERVICE_GRPC_URL", &grpc_url(&message));
         user.restart().await;

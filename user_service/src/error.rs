@@ -6,7 +6,7 @@ use std::time::Duration;
 use redis::RedisError;
 use service_runtime::{
     auth::AuthError,
-    error::{ApiError, Kind, kind_of},
+    error::{self, ApiError, Kind, kind_of},
 };
 
 /// Everything a user-service request can fail with.
@@ -99,6 +99,9 @@ impl ApiError for Error {
 
     fn public_message(&self) -> String {
         match self {
+            Self::Store { action, source } if error::is_not_replicated(source) => {
+                format!("user store (Redis) write not yet replicated while {action}; try again")
+            }
             Self::Store { action, .. } if self.kind() == Kind::Unavailable => {
                 format!("user store (Redis) unreachable while {action}")
             }
@@ -112,6 +115,9 @@ impl ApiError for Error {
         match self {
             Self::TooManyAttempts { retry_after, .. } => Some(*retry_after),
             Self::AddressBusy => Some(Duration::from_secs(2)),
+            Self::Store { .. } if self.kind() == Kind::Unavailable => {
+                Some(error::STORE_RETRY_AFTER)
+            }
             _ => None,
         }
     }

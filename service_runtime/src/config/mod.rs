@@ -160,6 +160,65 @@ pub struct RedisConfig {
     /// The password of that user (or Redis' `requirepass`); replaces a password in REDIS_URL.
     #[arg(long = "redis-password", env = "REDIS_PASSWORD", hide_env_values = true, value_parser = parse_redis_password)]
     password: Option<RedisPassword>,
+    #[command(flatten)]
+    pub sentinel: SentinelConfig,
+    #[command(flatten)]
+    pub replication: ReplicationConfig,
+}
+
+/// Where Sentinel is, when it tells the service which Redis is the primary.
+#[derive(Clone, clap::Args)]
+pub struct SentinelConfig {
+    /// Sentinels as `host:port[,host:port…]`: when set, the primary is the one they name
+    /// (REDIS_URL then gives only the database, user and password), and the service follows
+    /// a failover by itself.
+    #[arg(id = "redis_sentinels", long = "redis-sentinels", env = "REDIS_SENTINELS", value_parser = parse_sentinels)]
+    sentinels: Option<Sentinels>,
+    /// The name the sentinels monitor the primary under.
+    #[arg(
+        id = "redis_sentinel_master",
+        long = "redis-sentinel-master",
+        env = "REDIS_SENTINEL_MASTER",
+        default_value = "mymaster"
+    )]
+    pub master: String,
+    /// The user to log in to the sentinels as (Sentinel's ACL). Unset: Sentinel's `default`
+    /// user, i.e. its `requirepass`.
+    #[arg(
+        id = "redis_sentinel_username",
+        long = "redis-sentinel-username",
+        env = "REDIS_SENTINEL_USERNAME"
+    )]
+    username: Option<String>,
+    /// The sentinels' password. Unset: the Redis password (REDIS_PASSWORD or the URL's), if
+    /// any: one password for both, as with a `requirepass` shared by Redis and Sentinel.
+    #[arg(id = "redis_sentinel_password", long = "redis-sentinel-password", env = "REDIS_SENTINEL_PASSWORD", hide_env_values = true, value_parser = parse_redis_password)]
+    password: Option<RedisPassword>,
+}
+
+/// The sentinels' addresses, in the order given.
+#[derive(Debug, Clone)]
+struct Sentinels(Vec<(String, u16)>);
+
+fn parse_sentinels(raw: &str) -> Result<Sentinels, String> {
+    parse::host_ports(raw).map(Sentinels)
+}
+
+/// How many replicas must hold a write before a client is told it succeeded.
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub struct ReplicationConfig {
+    /// Replicas that must have a write (Redis `WAIT`) before a client is told it succeeded;
+    /// 0: answered once the primary has it, as a single Redis does.
+    #[arg(
+        long = "redis-min-replicas-ack",
+        env = "REDIS_MIN_REPLICAS_ACK",
+        default_value_t = 0
+    )]
+    pub min_replicas_ack: u32,
+    /// How long a write waits for those replicas; then the client gets UNAVAILABLE / 503
+    /// ("not yet replicated") and may retry.
+    #[arg(long = "redis-wait-timeout", env = "REDIS_WAIT_TIMEOUT", default_value = "500ms", value_parser = parse_duration)]
+    pub wait_timeout: std::time::Duration,
 }
 
 /// A Redis password; never printed.
@@ -175,6 +234,19 @@ impl std::fmt::Debug for RedisConfig {
         // Never a password, neither the setting nor one inside the URL.
         f.debug_struct("RedisConfig")
             .field("url", &redact_userinfo(&self.base_url()))
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| ".."))
+            .field("sentinel", &self.sentinel)
+            .field("replication", &self.replication)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for SentinelConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SentinelConfig")
+            .field("sentinels", &self.sentinels)
+            .field("master", &self.master)
             .field("username", &self.username)
             .field("password", &self.password.as_ref().map(|_| ".."))
             .finish()
@@ -198,7 +270,63 @@ impl RedisConfig {
             port: None,
             username: None,
             password: None,
+            sentinel: SentinelConfig {
+                sentinels: None,
+                master: "mymaster".to_owned(),
+                username: None,
+                password: None,
+            },
+            replication: ReplicationConfig {
+                min_replicas_ack: 0,
+                wait_timeout: std::time::Duration::from_millis(500),
+            },
         }
+    }
+
+    /// [`RedisConfig::at`] whose primary is the one the sentinels at `sentinels` name
+    /// `master` (tests and tools).
+    pub fn sentinels(mut self, sentinels: Vec<(String, u16)>, master: &str) -> Self {
+        self.sentinel.sentinels = Some(Sentinels(sentinels));
+        self.sentinel.master = master.to_owned();
+        self
+    }
+
+    /// Where the sentinels are and how to log in to them, when Sentinel names the primary.
+    pub fn sentinel_nodes(&self) -> anyhow::Result<Option<Vec<redis::ConnectionInfo>>> {
+        let Some(Sentinels(nodes)) = self.sentinel.sentinels.as_ref() else {
+            return Ok(None);
+        };
+        let password = (self
+            .sentinel
+            .password
+            .as_ref()
+            .map(|RedisPassword(p)| p.clone()))
+        .or_else(|| self.password.as_ref().map(|RedisPassword(p)| p.clone()))
+        .or_else(|| self.url_password());
+        let username = self.sentinel.username.clone();
+        let mut settings = redis::RedisConnectionInfo::default().set_skip_set_lib_name();
+        if let Some(username) = username {
+            settings = settings.set_username(username);
+        }
+        if let Some(password) = password {
+            settings = settings.set_password(password);
+        }
+        let nodes = nodes
+            .iter()
+            .map(|(host, port)| {
+                let addr = redis::ConnectionAddr::Tcp(host.clone(), *port);
+                redis::IntoConnectionInfo::into_connection_info(addr)
+                    .map(|info| info.set_redis_settings(settings.clone()))
+            })
+            .collect::<redis::RedisResult<_>>()
+            .map_err(|err| anyhow::anyhow!("invalid REDIS_SENTINELS: {err}"))?;
+        Ok(Some(nodes))
+    }
+
+    /// The password inside REDIS_URL, if any.
+    fn url_password(&self) -> Option<String> {
+        let info = redis::IntoConnectionInfo::into_connection_info(self.base_url()).ok()?;
+        info.redis_settings().password().map(str::to_owned)
     }
 
     /// `redis://host:port` without a database index: REDIS_URL, else REDIS_HOST/REDIS_PORT,

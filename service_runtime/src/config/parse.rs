@@ -39,6 +39,31 @@ where
     Ok(value)
 }
 
+/// `host:port[,host:port…]`: at least one, each with a port.
+pub(super) fn host_ports(raw: &str) -> Result<Vec<(String, u16)>, String> {
+    let nodes = raw
+        .split(',')
+        .map(str::trim)
+        .filter(|node| !node.is_empty())
+        .map(|node| {
+            let (host, port) = node
+                .rsplit_once(':')
+                .filter(|(host, _)| !host.is_empty())
+                .ok_or_else(|| format!("{node:?} is not host:port"))?;
+            let port = port
+                .parse::<u16>()
+                .ok()
+                .filter(|port| *port > 0)
+                .ok_or_else(|| format!("{node:?} has no valid port"))?;
+            Ok((host.trim_matches(['[', ']']).to_owned(), port))
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    if nodes.is_empty() {
+        return Err("expected host:port[,host:port…]".to_owned());
+    }
+    Ok(nodes)
+}
+
 pub(super) fn strip_db_index(url: &str) -> String {
     let trimmed = url.trim().trim_end_matches('/');
     match trimmed.rsplit_once('/') {
@@ -122,6 +147,51 @@ mod tests {
         assert_eq!(info.redis_settings().password(), Some("n3w"));
         assert!(!format!("{redis:?}").contains("n3w"), "{redis:?}");
         assert!(!format!("{redis:?}").contains("old"), "{redis:?}");
+    }
+
+    #[test]
+    fn sentinels_are_host_port_lists_and_share_the_redis_password_unless_given_their_own() {
+        use super::host_ports;
+        assert_eq!(
+            host_ports("a:26379, b:26380,").expect("valid"),
+            [("a".to_owned(), 26379), ("b".to_owned(), 26380)]
+        );
+        for bad in ["", "a", ":1", "a:0", "a:port", "a:70000"] {
+            assert!(host_ports(bad).is_err(), "{bad:?} was accepted");
+        }
+        let only = |args: &[&str]| {
+            let mut argv = vec!["service", "--redis-url", "redis://u:pw@h:6379"];
+            argv.extend_from_slice(args);
+            Only::try_parse_from(argv).expect("parses").runtime.redis
+        };
+        assert!(
+            only(&[]).sentinel_nodes().expect("valid").is_none(),
+            "no sentinels, no Sentinel"
+        );
+        let shared = only(&["--redis-sentinels", "s1:26379,s2:26379"]);
+        let nodes = shared.sentinel_nodes().expect("valid").expect("sentinels");
+        assert_eq!(nodes.len(), 2);
+        assert_eq!(nodes[0].redis_settings().password(), Some("pw"));
+        assert_eq!(nodes[0].redis_settings().username(), None);
+        assert_eq!(
+            nodes[0].redis_settings().db(),
+            0,
+            "a sentinel has no databases"
+        );
+        let own = only(&[
+            "--redis-sentinels",
+            "s1:26379",
+            "--redis-sentinel-username",
+            "watcher",
+            "--redis-sentinel-password",
+            "spw",
+        ]);
+        let nodes = own.sentinel_nodes().expect("valid").expect("sentinels");
+        assert_eq!(nodes[0].redis_settings().username(), Some("watcher"));
+        assert_eq!(nodes[0].redis_settings().password(), Some("spw"));
+        assert!(!format!("{own:?}").contains("spw"), "{own:?}");
+        let refused = Only::try_parse_from(["service", "--redis-sentinels", "nohost"]);
+        assert!(refused.is_err(), "a sentinel without a port was accepted");
     }
 
     #[test]

@@ -49,7 +49,6 @@ where
     /// shutdown stay in the stream and are delivered by the next run.
     pub async fn run(self, shutdown: Shutdown) {
         let sampler = tokio::spawn(self.clone().sample_pending(shutdown.clone()));
-        let mut redis = self.redis.connection();
         let mut backoff = Backoff::new(RETRY_MIN, RETRY_MAX);
         // After a (re)start, and after a failed round, first re-read what this consumer has in
         // flight (from this id on): a read whose reply was lost still handed its entries to
@@ -92,6 +91,8 @@ where
                 _ = poll.tick(), if tasks.len() < BATCH => Round::Read,
             };
             let fetched = async {
+                // Asked for each round: with Sentinel the primary may have moved.
+                let mut redis = self.redis.connection().await?;
                 if !group_ready {
                     self.ensure_group(&mut redis).await?;
                     group_ready = true;
@@ -146,6 +147,8 @@ where
                 }
                 Err(err) => {
                     crate::metrics::redis_error();
+                    // The primary may have moved, and the new one may lack the group.
+                    self.redis.recheck_primary();
                     group_ready = false;
                     own_pending_from = Some("0".to_owned());
                     tracing::warn!(stream = self.key, error = %err, "outbox read failed; retrying");

@@ -3,6 +3,7 @@
 mod authedge;
 mod cors;
 mod edges;
+mod failover;
 mod faults;
 mod grpcweb;
 mod hardening;
@@ -17,4 +18,5 @@ mod observability;
 mod privilege;
 mod runtime;
 mod security;
+mod topology;
 mod users;
