@@ -2,15 +2,14 @@
 //! watchers attach to. A pushed notification is fanned out to every replica's watchers of its
 //! receiver through Redis pub/sub (`live.rs`); a watcher first gets what it missed from
 //! notification-service's store, then live notifications, in order and each once (`watch.rs`).
-//! Its HTTP port (`METRICS_PORT`) serves only `/metrics`, `/health` and `/openapi.json`.
+//! Its HTTP port (`METRICS_PORT`) serves the web inbox (`page/`: `GET /` and its `/api/`),
+//! `/metrics`, `/health` and `/openapi.json`.
 
 mod grpc;
 mod live;
 mod metrics;
+mod page;
 mod watch;
-
-use axum::Router;
-use utoipa::openapi::OpenApi;
 
 use proto::{
     frontend_service::frontend_service_server::FrontendServiceServer,
@@ -18,7 +17,7 @@ use proto::{
 };
 use service_runtime::{
     auth::{Auth, ServiceName, TokenKeys},
-    grpc_client::{NotificationServicePeer, UserServicePeer},
+    grpc_client::{MessageServicePeer, NotificationServicePeer, UserServicePeer},
     limits,
     server::{Service, ServiceBuilder},
 };
@@ -28,7 +27,7 @@ pub const REDIS_DB: u8 = 2;
 
 service_runtime::service_config! {
     /// Everything frontend-service reads from its flags and environment. Its HTTP port
-    /// (`METRICS_PORT`) serves `/metrics`, `/health` and `/openapi.json`.
+    /// (`METRICS_PORT`) serves the web inbox, `/metrics`, `/health` and `/openapi.json`.
     #[command(name = "frontend-service", version, about = "Takes pushed notifications and streams them live to watchers (WatchNotifications).")]
     pub struct Config {
         http: ("METRICS_PORT", "metrics-port", 3031),
@@ -36,9 +35,13 @@ service_runtime::service_config! {
         /// notification-service, whose store watchers replay from.
         #[command(flatten)]
         pub notification_service: NotificationServicePeer,
-        /// user-service, asked whether a token is still valid.
+        /// user-service, asked whether a token is still valid, and the web inbox's sign-up
+        /// and sign-in.
         #[command(flatten)]
         pub user_service: UserServicePeer,
+        /// message-service, where the web inbox sends messages.
+        #[command(flatten)]
+        pub message_service: MessageServicePeer,
     }
 }
 
@@ -57,6 +60,14 @@ pub async fn build(config: Config) -> anyhow::Result<Service> {
     )
     .max_decoding_message_size(limits::GRPC_MAX_MESSAGE_BYTES);
     let auth = Auth::via_user_service(keys, &config.user_service)?;
+    let (page_routes, page_api) = page::router(page::Page::new(
+        auth.clone(),
+        &page::Peers {
+            notification_service: &config.notification_service,
+            message_service: &config.message_service,
+            user_service: &config.user_service,
+        },
+    )?);
     let api = grpc::FrontendGrpc {
         live: live.clone(),
         store,
@@ -70,8 +81,8 @@ pub async fn build(config: Config) -> anyhow::Result<Service> {
                 .max_decoding_message_size(limits::GRPC_MAX_MESSAGE_BYTES),
         )
         .grpc_access(&auth, grpc::ACCESS)
-        // No API of its own: the runtime adds /metrics, /health and their document.
-        .http(config.http_port, Router::new(), OpenApi::default())
+        // The runtime adds /metrics, /health and their document.
+        .http(config.http_port, page_routes, page_api)
         .worker("live feed", move |shutdown| live.run(shutdown))
         .bind()
         .await
