@@ -43,7 +43,7 @@ pub struct Stack<S = ServiceProcess> {
     pub user: S,
     pub message: S,
     pub frontend_port: u16,
-    /// frontend-service's HTTP port: `/metrics`, `/health` and `/openapi.json` only.
+    /// frontend-service's HTTP port: the web inbox, `/metrics`, `/health` and `/openapi.json`.
     pub frontend_metrics_port: u16,
     pub notification_ports: Ports,
     pub user_ports: Ports,
@@ -95,9 +95,12 @@ impl Stack<ServiceProcess> {
             peer.restart().await;
         }
         let message = ServiceProcess::start("message-service", env).await;
-        // user-service calls message-service too (an account's data follows it).
-        user.set_env("MESSAGE_SERVICE_GRPC_URL", &grpc_url(&message));
-        user.restart().await;
+        // user-service calls message-service too (an account's data follows it), and so does
+        // frontend-service's web inbox (sending).
+        for peer in [&mut user, &mut frontend] {
+            peer.set_env("MESSAGE_SERVICE_GRPC_URL", &grpc_url(&message));
+            peer.restart().await;
+        }
         Self {
             frontend_port: frontend.grpc_port(),
             frontend_metrics_port: frontend

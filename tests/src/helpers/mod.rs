@@ -24,6 +24,8 @@
 //! | frontend-service     | `WatchNotifications`     | [`Stack::watch`]                              |
 //! | user-service (login) | `POST /login`            | [`Stack::login`], [`Stack::token`]            |
 //! | every HTTP server    | `GET /metrics`           | [`Stack::metrics`], read with [`Metrics::value`] |
+//! | frontend-service (web inbox) | `POST /api/signup`, `POST /api/session` | [`Stack::page_sign_up`], [`Stack::page_sign_in`] |
+//! | message-service (with a token) | `SendMessage` | [`Stack::send_as`] |
 //!
 //! Requests with a token (`Authorization: Bearer`) or the internal credential are built with
 //! [`with_bearer`], [`bearer_header`] and [`with_internal_credential`].
@@ -31,7 +33,7 @@
 //! made before a restart) uses the generated client from [`Stack::user_client`] and friends.
 //!
 //! One module per area: `wait` ([`eventually`]), `users`, `messages`, `notifications`,
-//! `outbox`, `inbox`, `auth` and `metrics`; their public names are re-exported here.
+//! `outbox`, `inbox`, `auth`, `metrics` and `page`; their public names are re-exported here.
 //!
 //! [`Stack`]: crate::Stack
 //! [`Stack::user_client`]: crate::Stack::user_client
@@ -42,6 +44,7 @@ mod messages;
 mod metrics;
 mod notifications;
 mod outbox;
+mod page;
 mod users;
 mod wait;
 
