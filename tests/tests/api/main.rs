@@ -14,3 +14,4 @@ mod privilege;
 mod runtime;
 mod security;
 mod users;
+mod webinbox;
