@@ -63,7 +63,12 @@ async fn shown(browser: &Browser) -> Shown {
     Shown {
         ids: value["ids"]
             .as_array()
-            .map(|ids| ids.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+            .map(|ids| {
+                ids.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_owned)
+                    .collect()
+            })
             .unwrap_or_default(),
         unread: value["unread"].as_u64().unwrap_or(0) as usize,
         badge: text("badge"),
@@ -73,7 +78,12 @@ async fn shown(browser: &Browser) -> Shown {
 }
 
 /// Polls the page until `done` holds, for at most `within`; panics with what it showed.
-async fn until(browser: &Browser, what: &str, within: Duration, done: impl Fn(&Shown) -> bool) -> Shown {
+async fn until(
+    browser: &Browser,
+    what: &str,
+    within: Duration,
+    done: impl Fn(&Shown) -> bool,
+) -> Shown {
     let started = Instant::now();
     loop {
         let now = shown(browser).await;
@@ -111,14 +121,22 @@ async fn click(browser: &Browser, css: &str) {
 
 fn assert_each_once(shown: &Shown) {
     let distinct: HashSet<&String> = shown.ids.iter().collect();
-    assert_eq!(distinct.len(), shown.ids.len(), "a notification is shown twice: {shown:?}");
+    assert_eq!(
+        distinct.len(),
+        shown.ids.len(),
+        "a notification is shown twice: {shown:?}"
+    );
 }
 
 async fn inbox_in_a_real_browser(protected: bool) {
     let Some(browser) = Browser::start(&screenshots()).await else {
         return;
     };
-    let env = if protected { protected_env(&[]) } else { Vec::new() };
+    let env = if protected {
+        protected_env(&[])
+    } else {
+        Vec::new()
+    };
     let mut stack = Stack::start_with_env(&env).await;
     let mode = if protected { "protected" } else { "open" };
 
@@ -129,7 +147,10 @@ async fn inbox_in_a_real_browser(protected: bool) {
     assert_eq!(status, 201, "{body}");
     let bob = unique_email("bob");
     let client = &browser.client;
-    client.goto(&stack.page_url("/")).await.expect("open the page");
+    client
+        .goto(&stack.page_url("/"))
+        .await
+        .expect("open the page");
     if protected {
         let (status, body) = stack.page_sign_up(&bob, PASSWORD, "Bob").await;
         assert_eq!(status, 201, "{body}");
@@ -142,8 +163,13 @@ async fn inbox_in_a_real_browser(protected: bool) {
         fill(&browser, "signup-password", PASSWORD).await;
         click(&browser, "#signup-form button[type=submit]").await;
     }
-    browser.eval("window.inboxTestMarker = 1; return null;").await;
-    until(&browser, "the live feed open", PATIENCE, |s| s.conn == "Live").await;
+    browser
+        .eval("window.inboxTestMarker = 1; return null;")
+        .await;
+    until(&browser, "the live feed open", PATIENCE, |s| {
+        s.conn == "Live"
+    })
+    .await;
     if protected {
         let cookies = client.get_all_cookies().await.expect("cookies");
         let session = cookies
@@ -151,9 +177,19 @@ async fn inbox_in_a_real_browser(protected: bool) {
             .find(|cookie| cookie.name() == "inbox_token")
             .expect("the sign-in set the inbox_token cookie");
         assert_eq!(session.http_only(), Some(true), "{session:?}");
-        assert_eq!(format!("{:?}", session.same_site()), "Some(Strict)", "{session:?}");
+        assert_eq!(
+            format!("{:?}", session.same_site()),
+            "Some(Strict)",
+            "{session:?}"
+        );
         let script_sees = browser.eval("return document.cookie;").await;
-        assert!(!script_sees.as_str().unwrap_or_default().contains("inbox_token"), "{script_sees}");
+        assert!(
+            !script_sees
+                .as_str()
+                .unwrap_or_default()
+                .contains("inbox_token"),
+            "{script_sees}"
+        );
     }
     let alice_token = if protected {
         Some(stack.token(&alice, PASSWORD).await)
@@ -162,37 +198,68 @@ async fn inbox_in_a_real_browser(protected: bool) {
     };
 
     // Act: Alice sends over gRPC; Bob's open page shows it within a second, unreloaded.
-    stack.send_as(&alice, &bob, "hello Bob", alice_token.as_deref()).await;
+    stack
+        .send_as(&alice, &bob, "hello Bob", alice_token.as_deref())
+        .await;
     let sent = Instant::now();
-    let first = until(&browser, "the new notification", LIVE_WITHIN, |s| s.ids.len() == 1).await;
-    println!("[{mode}] send answered → shown on the page in {:?}", sent.elapsed());
+    let first = until(&browser, "the new notification", LIVE_WITHIN, |s| {
+        s.ids.len() == 1
+    })
+    .await;
+    println!(
+        "[{mode}] send answered → shown on the page in {:?}",
+        sent.elapsed()
+    );
     assert!(first.not_reloaded, "the page was reloaded: {first:?}");
-    until(&browser, "the badge counting it", LIVE_WITHIN, |s| s.badge == "1" && s.unread == 1).await;
+    until(&browser, "the badge counting it", LIVE_WITHIN, |s| {
+        s.badge == "1" && s.unread == 1
+    })
+    .await;
     browser.screenshot(&format!("inbox-{mode}")).await;
 
     // Marking it read (with the keyboard: focus the button, press Enter) changes the badge.
-    let read = client.find(Locator::Css("#list li button.read")).await.expect("Mark read");
-    read.send_keys("\u{E007}").await.expect("press Enter on Mark read");
-    until(&browser, "the badge after marking read", PATIENCE, |s| s.badge == "0" && s.unread == 0)
-        .await;
+    let read = client
+        .find(Locator::Css("#list li button.read"))
+        .await
+        .expect("Mark read");
+    read.send_keys("\u{E007}")
+        .await
+        .expect("press Enter on Mark read");
+    until(&browser, "the badge after marking read", PATIENCE, |s| {
+        s.badge == "0" && s.unread == 0
+    })
+    .await;
 
     // frontend-service dies; three messages are sent meanwhile; it comes back on its port.
     stack.frontend.kill();
-    until(&browser, "the page noticing the drop", PATIENCE, |s| s.conn != "Live").await;
+    until(&browser, "the page noticing the drop", PATIENCE, |s| {
+        s.conn != "Live"
+    })
+    .await;
     for content in ["while down 1", "while down 2", "while down 3"] {
-        stack.send_as(&alice, &bob, content, alice_token.as_deref()).await;
+        stack
+            .send_as(&alice, &bob, content, alice_token.as_deref())
+            .await;
     }
     stack.frontend.restart().await;
     let caught_up = until(&browser, "the page catching up", PATIENCE, |s| {
         s.ids.len() == 4 && s.badge == "3" && s.conn == "Live"
     })
     .await;
-    assert!(caught_up.not_reloaded, "the page was reloaded: {caught_up:?}");
+    assert!(
+        caught_up.not_reloaded,
+        "the page was reloaded: {caught_up:?}"
+    );
     assert_each_once(&caught_up);
     // Nothing more is on its way: one more message arrives live, after the caught-up ones,
     // and the page then holds exactly the five the store holds, each once.
-    stack.send_as(&alice, &bob, "after the restart", alice_token.as_deref()).await;
-    let after = until(&browser, "the message after the restart", PATIENCE, |s| s.ids.len() >= 5).await;
+    stack
+        .send_as(&alice, &bob, "after the restart", alice_token.as_deref())
+        .await;
+    let after = until(&browser, "the message after the restart", PATIENCE, |s| {
+        s.ids.len() >= 5
+    })
+    .await;
     assert_eq!(after.ids.len(), 5, "{after:?}");
     assert_each_once(&after);
     assert_eq!(after.badge, "4", "{after:?}");

@@ -35,7 +35,6 @@ use service_runtime::{
 use utoipa::openapi::OpenApi;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-
 /// What the page's handlers share; cheap to clone.
 #[derive(Clone)]
 pub struct Page {

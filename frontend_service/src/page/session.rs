@@ -58,11 +58,12 @@ struct ConfigReply {
 #[tracing::instrument(skip_all)]
 async fn config(State(page): State<Page>, token: BrowserToken) -> Json<ConfigReply> {
     let email = match token.authorization() {
-        Some(authorization) if page.auth.is_on() => match page.auth.caller(Some(authorization)).await
-        {
-            Ok(Caller::User { email, .. }) => Some(email.into_string()),
-            _ => None,
-        },
+        Some(authorization) if page.auth.is_on() => {
+            match page.auth.caller(Some(authorization)).await {
+                Ok(Caller::User { email, .. }) => Some(email.into_string()),
+                _ => None,
+            }
+        }
         _ => None,
     };
     Json(ConfigReply {
@@ -217,7 +218,11 @@ struct SignedOutReply {
 )]
 async fn sign_out(headers: HeaderMap) -> Response {
     let cookie = session_cookie("", 0, is_https(&headers));
-    ([(header::SET_COOKIE, cookie)], Json(SignedOutReply { success: true })).into_response()
+    (
+        [(header::SET_COOKIE, cookie)],
+        Json(SignedOutReply { success: true }),
+    )
+        .into_response()
 }
 
 /// Whether the browser reached us over https (through a TLS proxy that says so).
@@ -230,10 +235,12 @@ fn is_https(headers: &HeaderMap) -> bool {
 
 fn session_cookie(token: &str, max_age: u64, secure: bool) -> HeaderValue {
     let secure = if secure { "; Secure" } else { "" };
-    let cookie =
-        format!("{SESSION_COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age}{secure}");
+    let cookie = format!(
+        "{SESSION_COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age}{secure}"
+    );
     // A token is ASCII (a JWT); anything else would have been refused by user-service.
-    HeaderValue::from_str(&cookie).unwrap_or_else(|_| HeaderValue::from_static("inbox_token=; Max-Age=0"))
+    HeaderValue::from_str(&cookie)
+        .unwrap_or_else(|_| HeaderValue::from_static("inbox_token=; Max-Age=0"))
 }
 
 /// The session routes, for [`super::router`].
@@ -259,6 +266,11 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert("x-forwarded-proto", HeaderValue::from_static("HTTPS"));
         assert!(is_https(&headers));
-        assert!(session_cookie("a", 1, true).to_str().expect("ascii").ends_with("; Secure"));
+        assert!(
+            session_cookie("a", 1, true)
+                .to_str()
+                .expect("ascii")
+                .ends_with("; Secure")
+        );
     }
 }

@@ -73,8 +73,7 @@ async fn subscription(
     token: BrowserToken,
     query: Result<Query<EmailQuery>, QueryRejection>,
 ) -> Result<Json<SubscriptionReply>, PageError> {
-    let Query(query) =
-        query.map_err(|rejection| PageError::Invalid(rejection.body_text()))?;
+    let Query(query) = query.map_err(|rejection| PageError::Invalid(rejection.body_text()))?;
     let email = address("email", query.email)?;
     subscriptions_open(&page)?;
     let request = CheckUserSubscribedRequest {
@@ -163,7 +162,9 @@ async fn unsubscribe(
 
 fn subscribed(success: Option<bool>, now: bool) -> Result<Json<SubscriptionReply>, PageError> {
     if success != Some(true) {
-        return Err(PageError::Invalid("notification-service refused the change".into()));
+        return Err(PageError::Invalid(
+            "notification-service refused the change".into(),
+        ));
     }
     Ok(Json(SubscriptionReply {
         subscribed: now,

@@ -31,7 +31,11 @@ impl BrowserToken {
     /// `message` as a request carrying this token.
     pub fn request<T>(&self, message: T) -> tonic::Request<T> {
         let mut request = tonic::Request::new(message);
-        if let Some(value) = self.0.as_deref().and_then(|v| v.parse::<AsciiMetadataValue>().ok()) {
+        if let Some(value) = self
+            .0
+            .as_deref()
+            .and_then(|v| v.parse::<AsciiMetadataValue>().ok())
+        {
             request.metadata_mut().insert("authorization", value);
         }
         request
@@ -72,8 +76,7 @@ impl<S: Send + Sync> FromRequestParts<S> for BrowserToken {
 /// there only beside frontend-service's credential, which the account client carries).
 pub fn from_browser<T>(message: T, from: Option<IpAddr>) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
-    if let Some(value) = from.and_then(|addr| addr.to_string().parse::<AsciiMetadataValue>().ok())
-    {
+    if let Some(value) = from.and_then(|addr| addr.to_string().parse::<AsciiMetadataValue>().ok()) {
         request.metadata_mut().insert(CLIENT_ADDRESS_HEADER, value);
     }
     request
@@ -158,7 +161,10 @@ mod tests {
     #[test]
     fn the_session_cookie_is_found_among_others() {
         let mut headers = HeaderMap::new();
-        headers.append(header::COOKIE, "a=1; inbox_token=abc.def".parse().expect("ascii"));
+        headers.append(
+            header::COOKIE,
+            "a=1; inbox_token=abc.def".parse().expect("ascii"),
+        );
         headers.append(header::COOKIE, "b=2".parse().expect("ascii"));
         assert_eq!(cookie(&headers, SESSION_COOKIE), Some("abc.def"));
         assert_eq!(cookie(&headers, "b"), Some("2"));
@@ -171,11 +177,16 @@ mod tests {
         assert_eq!(refused.kind(), Kind::Forbidden);
         assert_eq!(refused.to_string(), "not yours");
         let mut limited = Status::resource_exhausted("slow down");
-        limited.metadata_mut().insert("retry-after", "7".parse().expect("ascii"));
+        limited
+            .metadata_mut()
+            .insert("retry-after", "7".parse().expect("ascii"));
         let limited = PageError::of("user-service")(limited);
         assert_eq!(limited.retry_after(), Some(Duration::from_secs(7)));
         let down = PageError::of("user-service")(Status::unavailable("tcp connect error 10.0.0.1"));
         assert_eq!(down.kind(), Kind::Unavailable);
-        assert_eq!(down.to_string(), "user-service is unavailable; try again later");
+        assert_eq!(
+            down.to_string(),
+            "user-service is unavailable; try again later"
+        );
     }
 }
