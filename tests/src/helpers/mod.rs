@@ -24,7 +24,7 @@
 //! | frontend-service     | `WatchNotifications`     | [`Stack::watch`]                              |
 //! | user-service (login) | `POST /login`            | [`Stack::login`], [`Stack::token`]            |
 //! | every HTTP server    | `GET /metrics`           | [`Stack::metrics`], read with [`Metrics::value`] |
-//! | frontend-service (web inbox) | `POST /api/signup`, `POST /api/session` | [`Stack::page_sign_up`], [`Stack::page_sign_in`] |
+//! | frontend-service (web inbox) | `/api/...` | [`Stack::page_call`], [`Stack::page_sign_up`], [`Stack::page_sign_in`] |
 //! | message-service (with a token) | `SendMessage` | [`Stack::send_as`] |
 //!
 //! Requests with a token (`Authorization: Bearer`) or the internal credential are built with

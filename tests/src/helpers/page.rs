@@ -11,6 +11,25 @@ impl<S> Stack<S> {
         format!("http://127.0.0.1:{}{path}", self.frontend_metrics_port)
     }
 
+    /// `method path` on the page API with a JSON `body` and a `Cookie` header, if given.
+    pub async fn page_call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+        cookie: Option<&str>,
+    ) -> (u16, Value) {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("a method");
+        let mut request = self.http().request(method, self.page_url(path));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        if let Some(cookie) = cookie {
+            request = request.header("cookie", cookie);
+        }
+        reply(request.send().await.expect("page API request")).await
+    }
+
     /// `POST /api/signup`.
     pub async fn page_sign_up(&self, email: &str, password: &str, name: &str) -> (u16, Value) {
         let body = json!({ "email": email, "password": password, "name": name });

@@ -15,3 +15,4 @@ mod runtime;
 mod security;
 mod users;
 mod webinbox;
+mod websession;
