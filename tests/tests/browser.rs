@@ -206,7 +206,7 @@ async fn inbox_in_a_real_browser(protected: bool) {
         s.ids.len() == 1
     })
     .await;
-    println!(
+    eprintln!(
         "[{mode}] send answered → shown on the page in {:?}",
         sent.elapsed()
     );
