@@ -148,6 +148,9 @@ impl Peer {
 pub const INTERNAL_CREDENTIAL_HEADER: &str = "x-internal-credential";
 /// The gRPC metadata key naming the service that presents the credential.
 pub const INTERNAL_CALLER_HEADER: &str = "x-internal-caller";
+/// The gRPC metadata key in which frontend-service names the browser's address on the calls
+/// it makes for its web inbox (believed only beside frontend-service's valid credential).
+pub const CLIENT_ADDRESS_HEADER: &str = "x-client-address";
 
 /// One of the four services, as the caller of another one's internal RPCs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -8,6 +8,7 @@
 //! binaries of this package (`test-user-service`, …, built from each
 //! service's own `main.rs`; see Cargo.toml), which cargo builds before running the tests.
 
+pub mod browser;
 pub mod helpers;
 pub mod in_process;
 mod process;

@@ -43,7 +43,7 @@ pub struct Stack<S = ServiceProcess> {
     pub user: S,
     pub message: S,
     pub frontend_port: u16,
-    /// frontend-service's HTTP port: `/metrics`, `/health` and `/openapi.json` only.
+    /// frontend-service's HTTP port: the web inbox, `/metrics`, `/health` and `/openapi.json`.
     pub frontend_metrics_port: u16,
     pub notification_ports: Ports,
     pub user_ports: Ports,
@@ -107,14 +107,16 @@ impl Stack<ServiceProcess> {
         let mut user = ServiceProcess::start("user-service", with(&env, "user-service")).await;
         env.push(("USER_SERVICE_GRPC_URL".to_owned(), grpc_url(&user)));
         frontend.set_env("NOTIFICATION_SERVICE_GRPC_URL", &grpc_url(&notification));
-        for peer in [&mut frontend, &mut notification] {
-            peer.set_env("USER_SERVICE_GRPC_URL", &grpc_url(&user));
+        frontend.set_env("USER_SERVICE_GRPC_URL", &grpc_url(&user));
+        notification.set_env("USER_SERVICE_GRPC_URL", &grpc_url(&user));
+        notification.restart().await;
+        let message = ServiceProcess::start("message-service", with(&env, "message-service")).await;
+        // user-service calls message-service too (an account's data follows it), and so does
+        // frontend-service's web inbox (sending); frontend-service restarts once with all three.
+        for peer in [&mut user, &mut frontend] {
+            peer.set_env("MESSAGE_SERVICE_GRPC_URL", &grpc_url(&message));
             peer.restart().await;
         }
-        let message = ServiceProcess::start("message-service", with(&env, "message-service")).await;
-        // user-service calls message-service too (an account's data follows it).
-        user.set_env("MESSAGE_SERVICE_GRPC_URL", &grpc_url(&message));
-        user.restart().await;
         Self {
             frontend_port: frontend.grpc_port(),
             frontend_metrics_port: frontend

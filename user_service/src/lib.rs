@@ -19,7 +19,8 @@ use proto::{
     message_service::message_service_client::MessageServiceClient,
     notification_service::notification_service_client::NotificationServiceClient,
     user_service::{
-        token_service_server::TokenServiceServer, user_service_server::UserServiceServer,
+        account_service_server::AccountServiceServer, token_service_server::TokenServiceServer,
+        user_service_server::UserServiceServer,
     },
 };
 use service_runtime::{
@@ -139,12 +140,20 @@ pub async fn build(config: Config) -> anyhow::Result<Service> {
         .http(config.http_port, routes, openapi)
         .grpc(
             config.grpc_port,
-            UserServiceServer::new(grpc::UserGrpc::new(accounts, logins.clone()))
+            UserServiceServer::new(grpc::UserGrpc::new(accounts.clone(), logins.clone()))
                 .max_decoding_message_size(limits::GRPC_MAX_MESSAGE_BYTES),
         )
         .also_grpc(
             TokenServiceServer::new(grpc::TokenGrpc::new(logins.clone(), auth.clone()))
                 .max_decoding_message_size(limits::GRPC_MAX_MESSAGE_BYTES),
+        )
+        .also_grpc(
+            AccountServiceServer::new(grpc::AccountGrpc::new(
+                accounts.clone(),
+                logins.clone(),
+                auth.clone(),
+            ))
+            .max_decoding_message_size(limits::GRPC_MAX_MESSAGE_BYTES),
         )
         .grpc_access(&auth, grpc::ACCESS)
         .outbox("subscription outbox", subscriptions)

@@ -27,6 +27,8 @@
 //! | every HTTP server    | `GET /metrics`           | [`Stack::metrics`], read with [`Metrics::value`] |
 //! | every gRPC server    | any RPC over gRPC-Web    | [`Stack::grpc_web`], [`Stack::grpc_web_raw`]  |
 //! | frontend-service     | `WatchNotifications` (gRPC-Web) | [`Stack::grpc_web_watch`]              |
+//! | frontend-service (web inbox) | `/api/...` | [`Stack::page_call`], [`Stack::page_sign_up`], [`Stack::page_sign_in`] |
+//! | message-service (with a token) | `SendMessage` | [`Stack::send_as`] |
 //!
 //! Requests with a token (`Authorization: Bearer`) or the internal credential are built with
 //! [`with_bearer`], [`bearer_header`] and [`with_internal_credential`].
@@ -34,8 +36,8 @@
 //! made before a restart) uses the generated client from [`Stack::user_client`] and friends.
 //!
 //! One module per area: `wait` ([`eventually`]), `users`, `messages`, `notifications`,
-//! `outbox`, `inbox`, `auth`, `metrics`, `grpcweb` and `sse`; their public names are re-exported
-//! here.
+//! `outbox`, `inbox`, `auth`, `metrics`, `grpcweb`, `sse` and `page`; their public names are
+//! re-exported here.
 //!
 //! [`Stack`]: crate::Stack
 //! [`Stack::user_client`]: crate::Stack::user_client
@@ -47,6 +49,7 @@ mod messages;
 mod metrics;
 mod notifications;
 mod outbox;
+mod page;
 mod sse;
 mod users;
 mod wait;

@@ -20,3 +20,5 @@ mod runtime;
 mod security;
 mod topology;
 mod users;
+mod webinbox;
+mod websession;

@@ -1,0 +1,178 @@
+//! The subscription API the page calls: `GET`, `PUT` and `DELETE /api/subscription`
+//! (`CheckUserSubscribed`, `SubscribeUser`, `UnsubscribeUser`). In open mode anyone may
+//! change anyone's, as over gRPC; with protection on, notification-service opens these RPCs to
+//! services only, and the page API answers 403 saying so rather than call it.
+
+use axum::{
+    Json,
+    extract::{Query, State, rejection::QueryRejection},
+};
+use proto::notification_service::{
+    CheckUserSubscribedRequest, SubscribeUserRequest, UnsubscribeUserRequest,
+};
+use serde::{Deserialize, Serialize};
+use service_runtime::{
+    error::Kind,
+    http::{ApiJson, EmailQuery},
+    openapi::ErrorReply,
+};
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use super::{
+    Page,
+    inbox::address,
+    upstream::{BrowserToken, PageError},
+};
+
+const NOTIFICATION_SERVICE: &str = "notification-service";
+
+/// `PUT` / `DELETE /api/subscription`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"email": "bob@example.com"}))]
+struct SubscriptionBody {
+    email: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+struct SubscriptionReply {
+    subscribed: bool,
+    success: bool,
+}
+
+/// With protection on, notification-service opens its subscription RPCs to services only
+/// (docs/security.md); the page says so instead of passing on a refusal meant for services.
+fn subscriptions_open(page: &Page) -> Result<(), PageError> {
+    if page.auth.is_on() {
+        return Err(PageError::Refused {
+            kind: Kind::Forbidden,
+            message: "with protection on, subscriptions are changed by the services only (a new user is subscribed on sign-up)".into(),
+            retry_after: None,
+        });
+    }
+    Ok(())
+}
+
+/// `GET /api/subscription?email=` (`CheckUserSubscribed`).
+#[utoipa::path(
+    get,
+    path = "/api/subscription",
+    tag = "web inbox",
+    params(EmailQuery),
+    responses(
+        (status = 200, description = "Whether the user gets notifications", body = SubscriptionReply),
+        (status = 400, description = "No or a malformed email", body = ErrorReply),
+        (status = 403, description = "Protection is on: subscriptions are for the services only", body = ErrorReply),
+        (status = 503, description = "notification-service is unavailable", body = ErrorReply),
+    )
+)]
+#[tracing::instrument(skip_all)]
+async fn subscription(
+    State(page): State<Page>,
+    token: BrowserToken,
+    query: Result<Query<EmailQuery>, QueryRejection>,
+) -> Result<Json<SubscriptionReply>, PageError> {
+    let Query(query) = query.map_err(|rejection| PageError::Invalid(rejection.body_text()))?;
+    let email = address("email", query.email)?;
+    subscriptions_open(&page)?;
+    let request = CheckUserSubscribedRequest {
+        email: Some(email.into_string()),
+    };
+    let checked = page
+        .notifications
+        .clone()
+        .check_user_subscribed(token.request(request))
+        .await
+        .map_err(PageError::of(NOTIFICATION_SERVICE))?
+        .into_inner();
+    Ok(Json(SubscriptionReply {
+        subscribed: checked.subscribed == Some(true),
+        success: true,
+    }))
+}
+
+/// `PUT /api/subscription` (`SubscribeUser`).
+#[utoipa::path(
+    put,
+    path = "/api/subscription",
+    tag = "web inbox",
+    request_body = SubscriptionBody,
+    responses(
+        (status = 200, description = "Subscribed", body = SubscriptionReply),
+        (status = 400, description = "No or a malformed email", body = ErrorReply),
+        (status = 403, description = "Protection is on: subscriptions are for the services only", body = ErrorReply),
+        (status = 503, description = "notification-service is unavailable", body = ErrorReply),
+    )
+)]
+#[tracing::instrument(skip_all)]
+async fn subscribe(
+    State(page): State<Page>,
+    token: BrowserToken,
+    ApiJson(body): ApiJson<SubscriptionBody>,
+) -> Result<Json<SubscriptionReply>, PageError> {
+    let email = address("email", body.email)?;
+    subscriptions_open(&page)?;
+    let request = SubscribeUserRequest {
+        email: Some(email.into_string()),
+    };
+    let done = page
+        .notifications
+        .clone()
+        .subscribe_user(token.request(request))
+        .await
+        .map_err(PageError::of(NOTIFICATION_SERVICE))?
+        .into_inner();
+    subscribed(done.success, true)
+}
+
+/// `DELETE /api/subscription` (`UnsubscribeUser`).
+#[utoipa::path(
+    delete,
+    path = "/api/subscription",
+    tag = "web inbox",
+    request_body = SubscriptionBody,
+    responses(
+        (status = 200, description = "Unsubscribed: no notifications are stored for the user until they subscribe again", body = SubscriptionReply),
+        (status = 400, description = "No or a malformed email", body = ErrorReply),
+        (status = 403, description = "Protection is on: subscriptions are for the services only", body = ErrorReply),
+        (status = 503, description = "notification-service is unavailable", body = ErrorReply),
+    )
+)]
+#[tracing::instrument(skip_all)]
+async fn unsubscribe(
+    State(page): State<Page>,
+    token: BrowserToken,
+    ApiJson(body): ApiJson<SubscriptionBody>,
+) -> Result<Json<SubscriptionReply>, PageError> {
+    let email = address("email", body.email)?;
+    subscriptions_open(&page)?;
+    let request = UnsubscribeUserRequest {
+        email: Some(email.into_string()),
+    };
+    let done = page
+        .notifications
+        .clone()
+        .unsubscribe_user(token.request(request))
+        .await
+        .map_err(PageError::of(NOTIFICATION_SERVICE))?
+        .into_inner();
+    subscribed(done.success, false)
+}
+
+fn subscribed(success: Option<bool>, now: bool) -> Result<Json<SubscriptionReply>, PageError> {
+    if success != Some(true) {
+        return Err(PageError::Invalid(
+            "notification-service refused the change".into(),
+        ));
+    }
+    Ok(Json(SubscriptionReply {
+        subscribed: now,
+        success: true,
+    }))
+}
+
+/// The subscription routes, for [`super::router`].
+pub fn routes() -> OpenApiRouter<Page> {
+    OpenApiRouter::new().routes(routes!(subscription, subscribe, unsubscribe))
+}
