@@ -19,7 +19,7 @@ use axum::{
 };
 use serde::{Deserialize, Serialize};
 use service_runtime::{
-    auth::Caller,
+    auth::{Caller, TOKEN_COOKIE},
     email::Email,
     http::{ApiJson, ClientAddr},
     openapi::ErrorReply,
@@ -31,7 +31,7 @@ use proto::user_service::{LogInRequest, RegisterUserRequest};
 
 use super::{
     Page,
-    upstream::{BrowserToken, PageError, SESSION_COOKIE, from_browser},
+    upstream::{BrowserToken, PageError, from_browser},
 };
 
 const USER_SERVICE: &str = "user-service";
@@ -236,7 +236,7 @@ fn is_https(headers: &HeaderMap) -> bool {
 fn session_cookie(token: &str, max_age: u64, secure: bool) -> HeaderValue {
     let secure = if secure { "; Secure" } else { "" };
     let cookie = format!(
-        "{SESSION_COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age}{secure}"
+        "{TOKEN_COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age}{secure}"
     );
     // A token is ASCII (a JWT); anything else would have been refused by user-service.
     HeaderValue::from_str(&cookie)

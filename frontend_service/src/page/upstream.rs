@@ -5,21 +5,17 @@
 
 use std::{net::IpAddr, time::Duration};
 
-use axum::{
-    extract::FromRequestParts,
-    http::{HeaderMap, header, request::Parts},
-};
+use axum::{extract::FromRequestParts, http::request::Parts, response::Response};
 use service_runtime::{
+    auth::Authorization,
     error::{ApiError, Kind},
     grpc_client::CLIENT_ADDRESS_HEADER,
 };
 use tonic::{Code, Status, metadata::AsciiMetadataValue};
 
-/// The cookie the page's sign-in sets: the login token itself (HttpOnly, so no script reads it).
-pub const SESSION_COOKIE: &str = "inbox_token";
-
-/// The `Authorization` value a browser's request stands for: its own header, or else
-/// `Bearer <the inbox_token cookie>`; `None` without either (open mode needs neither).
+/// The `Authorization` value a browser's request stands for, taken where every service takes
+/// it ([`Authorization`]: its header, else the `inbox_token` cookie the page's sign-in sets);
+/// `None` without one (open mode needs none).
 #[derive(Clone, Default)]
 pub struct BrowserToken(Option<String>);
 
@@ -42,33 +38,12 @@ impl BrowserToken {
     }
 }
 
-/// The value of the cookie `name` among a request's `Cookie` headers.
-pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(key, _)| *key == name)
-        .map(|(_, value)| value.trim())
-}
-
 impl<S: Send + Sync> FromRequestParts<S> for BrowserToken {
-    type Rejection = std::convert::Infallible;
+    type Rejection = Response;
 
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        let header = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|value| value.to_str().ok())
-            .map(str::to_owned);
-        let from_cookie = || {
-            cookie(&parts.headers, SESSION_COOKIE)
-                .filter(|token| !token.is_empty())
-                .map(|token| format!("Bearer {token}"))
-        };
-        Ok(Self(header.or_else(from_cookie)))
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Authorization(token) = Authorization::from_request_parts(parts, state).await?;
+        Ok(Self(token))
     }
 }
 
@@ -157,19 +132,6 @@ service_runtime::api_error_edges!(PageError);
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_session_cookie_is_found_among_others() {
-        let mut headers = HeaderMap::new();
-        headers.append(
-            header::COOKIE,
-            "a=1; inbox_token=abc.def".parse().expect("ascii"),
-        );
-        headers.append(header::COOKIE, "b=2".parse().expect("ascii"));
-        assert_eq!(cookie(&headers, SESSION_COOKIE), Some("abc.def"));
-        assert_eq!(cookie(&headers, "b"), Some("2"));
-        assert_eq!(cookie(&headers, "inbox"), None);
-    }
 
     #[test]
     fn a_callees_refusals_keep_their_meaning_and_its_failures_are_hidden() {
