@@ -27,6 +27,7 @@ pub fn message(
             content: content.map(str::to_owned),
             ..Message::default()
         }),
+        idempotency_key: None,
     }
 }
 
