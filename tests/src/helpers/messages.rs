@@ -31,6 +31,14 @@ pub fn message(
     }
 }
 
+/// A `SendMessage` request named by idempotency key `key`.
+pub fn keyed_message(sender: &str, receiver: &str, content: &str, key: &str) -> SendMessageRequest {
+    SendMessageRequest {
+        idempotency_key: Some(key.to_owned()),
+        ..message(Some(sender), Some(receiver), Some(content))
+    }
+}
+
 /// `SendMessage` of `content` from `sender` to `receiver` over `client`, which must answer
 /// status OK; the reply. For tests that put many sends on one channel; [`Stack::send`] opens
 /// its own.
