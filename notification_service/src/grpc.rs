@@ -54,10 +54,7 @@ pub const ACCESS: AccessTable = AccessTable(&[
     ),
     (
         "/notification_service.NotificationService/UnsubscribeUser",
-        Access::ServicesOrOwner(
-            &[],
-            owner!(UnsubscribeUserRequest, |request| request.email),
-        ),
+        Access::ServicesOrOwner(&[], owner!(UnsubscribeUserRequest, |request| request.email)),
     ),
     (
         "/notification_service.NotificationService/ForgetUser",

@@ -66,6 +66,7 @@ pub use inbox::next_notifications;
 pub use messages::{EmailIn, assert_email_is_required, keyed_message, message, send_over};
 pub use metrics::{Metrics, Sample};
 pub use notifications::{ids_of, receive_ids};
+pub use outbox::entries_ever_added_in;
 pub use sse::{SseEvent, SseStream, ascending_cursors, distinct_ids};
 pub use wait::{PATIENCE, eventually};
 

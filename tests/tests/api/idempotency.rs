@@ -1,11 +1,9 @@
 //! `SendMessage`'s idempotency key: a retried send (after `UNAVAILABLE` "not yet replicated",
 //! a lost reply) stores one message and one notification; the page API passes the key on.
 
-use std::collections::HashMap;
-
 use integration_tests::{
-    RedisServer, Stack,
-    helpers::{assert_error, eventually, keyed_message},
+    Stack,
+    helpers::{assert_error, entries_ever_added_in, eventually, keyed_message},
     sentinel::HaRedis,
 };
 use message_service::keys::{
@@ -15,21 +13,6 @@ use notification_service::keys::notifications_key;
 use redis::AsyncCommands;
 use serde_json::json;
 use tonic::Code;
-
-/// `entries-added` of the notification outbox in `redis`'s DB 1: every notification ever
-/// queued, delivered or not.
-async fn outbox_entries_ever_added(redis: &RedisServer) -> i64 {
-    let info: HashMap<String, redis::Value> = redis::cmd("XINFO")
-        .arg("STREAM")
-        .arg(NOTIFICATION_OUTBOX)
-        .query_async(&mut redis.db(1).await)
-        .await
-        .expect("XINFO STREAM");
-    match info.get("entries-added") {
-        Some(redis::Value::Int(added)) => *added,
-        other => panic!("entries-added: {other:?}"),
-    }
-}
 
 #[tokio::test]
 async fn a_send_repeated_with_its_key_stores_one_message_and_one_notification() {
@@ -68,7 +51,7 @@ async fn a_send_repeated_with_its_key_stores_one_message_and_one_notification() 
     );
     stack.wait_for_notification_outbox_drained().await;
     assert_eq!(stack.wait_for_notifications(&receiver, 1).await.len(), 1);
-    assert_eq!(outbox_entries_ever_added(&stack.redis).await, 1);
+    assert_eq!(stack.entries_ever_added(1, NOTIFICATION_OUTBOX).await, 1);
 
     // Another key, no key (twice: today's behaviour), and the same key from another sender:
     // each stores its own message.
@@ -89,7 +72,7 @@ async fn a_send_repeated_with_its_key_stores_one_message_and_one_notification() 
     stack.wait_for_notification_outbox_drained().await;
     assert_eq!(stack.wait_for_notifications(&receiver, 4).await.len(), 4);
     assert_eq!(stack.wait_for_notifications(&sender, 1).await.len(), 1);
-    assert_eq!(outbox_entries_ever_added(&stack.redis).await, 5);
+    assert_eq!(stack.entries_ever_added(1, NOTIFICATION_OUTBOX).await, 5);
 }
 
 #[tokio::test]
@@ -99,12 +82,23 @@ async fn a_malformed_idempotency_key_is_refused_and_stores_nothing() {
     let receiver = stack.registered_user("badkey-receiver").await;
     let mut client = stack.message_client().await;
     let too_long = "k".repeat(129);
-    for key in ["", too_long.as_str(), "two words", "tab\there", "caf\u{e9}", "nul\0"] {
+    for key in [
+        "",
+        too_long.as_str(),
+        "two words",
+        "tab\there",
+        "caf\u{e9}",
+        "nul\0",
+    ] {
         let refused = client
             .send_message(keyed_message(&sender, &receiver, "never stored", key))
             .await
             .expect_err("a malformed key is refused");
-        assert_eq!(refused.code(), Code::InvalidArgument, "{key:?}: {refused:?}");
+        assert_eq!(
+            refused.code(),
+            Code::InvalidArgument,
+            "{key:?}: {refused:?}"
+        );
         assert!(
             refused.message().contains("idempotency_key"),
             "{key:?}: {refused:?}"
@@ -151,7 +145,9 @@ async fn the_page_api_passes_the_idempotency_key_on() {
         "sender_email": sender, "receiver_email": receiver, "content": "never stored",
         "idempotency_key": "has spaces",
     });
-    let (status, reply) = stack.page_call("POST", "/api/messages", Some(bad), None).await;
+    let (status, reply) = stack
+        .page_call("POST", "/api/messages", Some(bad), None)
+        .await;
     assert_error(status, &reply, 400);
     assert!(
         reply["message"]
@@ -234,7 +230,10 @@ async fn a_send_refused_as_not_replicated_and_retried_with_its_key_is_stored_onc
         (length == 0).then_some(())
     })
     .await;
-    assert_eq!(outbox_entries_ever_added(&ha.primary).await, 1);
+    assert_eq!(
+        entries_ever_added_in(&ha.primary, 1, NOTIFICATION_OUTBOX).await,
+        1
+    );
     let length: usize = notifications
         .llen(notifications_key(&receiver))
         .await

@@ -581,7 +581,10 @@ async fn users_manage_only_their_own_subscription_when_protected() {
         .expect("the own token may check");
     assert_eq!(checked.into_inner().subscribed, Some(false));
     let subscribed = client
-        .subscribe_user(with_bearer(SubscribeUserRequest { email: own() }, Some(token)))
+        .subscribe_user(with_bearer(
+            SubscribeUserRequest { email: own() },
+            Some(token),
+        ))
         .await
         .expect("the own token may subscribe");
     assert_eq!(subscribed.into_inner().success, Some(true));
