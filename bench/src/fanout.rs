@@ -312,6 +312,7 @@ async fn send_steadily(
                 content: Some(format!("fanout {seq}")),
                 ..Message::default()
             }),
+            idempotency_key: None,
         };
         sends.spawn(async move {
             let ok = matches!(client.send_message(request).await,

@@ -329,6 +329,7 @@ impl Worker {
                         content: Some(format!("bench {} {} {}", self.tag, self.index, self.seq)),
                         ..Message::default()
                     }),
+                    idempotency_key: None,
                 };
                 let reply = self.message.send_message(request).await;
                 grpc(reply, |r| r.success == Some(true))
@@ -412,6 +413,7 @@ impl Worker {
                 content: Some(format!("watch {} {} {}", self.tag, self.index, self.seq)),
                 ..Message::default()
             }),
+            idempotency_key: None,
         };
         match self.message.send_message(request).await {
             Ok(reply) if reply.get_ref().success == Some(true) => {}

@@ -81,6 +81,7 @@ pub async fn setup(clients: &Clients, users: usize) -> anyhow::Result<()> {
                     content: Some(format!("seed message from {peer}")),
                     ..Message::default()
                 }),
+                idempotency_key: None,
             })
             .await
             .with_context(|| format!("SendMessage {peer} -> {FIXED_USER}"))?

@@ -69,7 +69,11 @@ impl MessageGrpc {
     }
 
     /// Turns a request into a message to store, or says why it is refused (a business outcome).
-    async fn accept(&self, message: Option<Message>) -> Result<Result<NewMessage, String>, Error> {
+    async fn accept(
+        &self,
+        message: Option<Message>,
+        idempotency_key: Option<String>,
+    ) -> Result<Result<NewMessage, String>, Error> {
         let message = message.unwrap_or_default();
         let Some(sender) = non_empty(message.sender_email) else {
             return Ok(Err("sender_email is required".into()));
@@ -95,11 +99,30 @@ impl MessageGrpc {
                 sender,
                 receiver,
                 content,
+                idempotency_key,
             }),
             _ if !sender_exists => Err("Sender does not exist".into()),
             _ => Err("Receiver does not exist".into()),
         })
     }
+}
+
+/// A send's idempotency key as given, or why it is refused: it becomes part of a Redis key
+/// name, so it is short and printable.
+fn idempotency_key(key: Option<String>) -> Result<Option<String>, Status> {
+    let Some(key) = key else { return Ok(None) };
+    if key.is_empty() || key.len() > limits::MAX_ID_BYTES {
+        return Err(Status::invalid_argument(format!(
+            "idempotency_key must be 1 to {} bytes",
+            limits::MAX_ID_BYTES
+        )));
+    }
+    if !key.bytes().all(|byte| byte.is_ascii_graphic()) {
+        return Err(Status::invalid_argument(
+            "idempotency_key must be printable ASCII without spaces",
+        ));
+    }
+    Ok(Some(key))
 }
 
 fn non_empty(field: Option<String>) -> Option<String> {
@@ -132,13 +155,18 @@ impl MessageService for MessageGrpc {
         &self,
         request: Request<SendMessageRequest>,
     ) -> Result<Response<SendMessageResponse>, Status> {
-        let message = request.into_inner().message;
+        let SendMessageRequest {
+            message,
+            idempotency_key: key,
+        } = request.into_inner();
+        // Checked first: a malformed key is the caller's bug, whatever the message.
+        let key = idempotency_key(key)?;
         let span = tracing::Span::current();
         if let Some(message) = &message {
             span.record("sender_email", message.sender_email.as_deref());
             span.record("receiver_email", message.receiver_email.as_deref());
         }
-        let new = match self.accept(message).await? {
+        let new = match self.accept(message, key).await? {
             Ok(new) => new,
             Err(refusal) => {
                 tracing::info!(reason = refusal, "message refused");

@@ -31,7 +31,8 @@ pub use error::Error;
 /// Names of message-service's Redis keys (DB 1), for tools and tests that read the layout.
 pub mod keys {
     pub use crate::store::{
-        MESSAGE_ID_COUNTER, conversation_key, conversations_key, message_key, user_messages_key,
+        MESSAGE_ID_COUNTER, SEND_KEY_TTL_SECONDS, conversation_key, conversations_key, message_key,
+        send_key, user_messages_key,
     };
 
     /// The stream of notifications still to be created.

@@ -8,6 +8,7 @@
 //! | `conversation:{a}:{b}` | hash | `user_1`, `user_2`, `last_message_id`, `last_timestamp`, `message_count`; `a` < `b` |
 //! | `user:{email}:message_ids` | sorted set | additive: ids of the user's messages, scored by id |
 //! | `outbox:notifications` | stream | additive: notifications still to be created (JSON `payload`) |
+//! | `send_key:{sender}:{key}` | string | additive: the id of the message a `SendMessage` with this idempotency key stored; expires after 24 h |
 //!
 //! One message is one script run: no reader sees a message without its conversation entries,
 //! its index entries or its outbox entry.
@@ -28,6 +29,14 @@ const MESSAGE_KEY_PREFIX: &str = "message:";
 /// Notifications still to be created, delivered by [`crate::notify`].
 pub const NOTIFICATION_OUTBOX: OutboxStream<NotificationRequest> =
     OutboxStream::new("outbox:notifications", "message-service");
+
+/// How long a send's idempotency key is remembered: a retry within this finds its first.
+pub const SEND_KEY_TTL_SECONDS: u64 = 24 * 60 * 60;
+
+/// `send_key:{sender}:{key}`: the message a send with idempotency key `key` stored.
+pub fn send_key(sender: &str, key: &str) -> String {
+    format!("send_key:{sender}:{key}")
+}
 
 /// `message:{id}`.
 pub fn message_key(id: u64) -> String {
@@ -56,17 +65,22 @@ pub fn conversation_key(first: &str, second: &str) -> String {
 }
 
 /// Stores one message (its id already taken from the counter) with everything that belongs to
-/// it, atomically, and returns the notification outbox entry's id. Finding the message already
-/// there means this very write happened before (a retry after a lost reply): it answers
-/// `repeat` and writes nothing.
+/// it, atomically, and returns `{'stored', outbox entry id}`. Finding the message already
+/// there means this very write happened before (a retry after a lost reply); finding the
+/// send's idempotency key means an earlier call stored it (a client's retry): either answers
+/// `{'repeat', the stored message's id}` and writes nothing.
 static SEND: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
 -- KEYS: 1 message, 2 sender's conversations, 3 receiver's conversations, 4 conversation hash,
---       5 sender's index, 6 receiver's index, 7 outbox
+--       5 sender's index, 6 receiver's index, 7 outbox, 8 the idempotency key's (optional)
 -- ARGV: 1 message JSON, 2 id, 3 sender, 4 receiver, 5 user_1, 6 user_2, 7 timestamp,
---       8 payload field, 9 payload
-if redis.call('EXISTS', KEYS[1]) == 1 then return 'repeat' end
+--       8 payload field, 9 payload, 10 the idempotency key's lifetime in seconds
+if KEYS[8] then
+  local first = redis.call('GET', KEYS[8])
+  if first then return {'repeat', first} end
+end
+if redis.call('EXISTS', KEYS[1]) == 1 then return {'repeat', ARGV[2]} end
 redis.call('SET', KEYS[1], ARGV[1])
 redis.call('SADD', KEYS[2], ARGV[4])
 redis.call('SADD', KEYS[3], ARGV[3])
@@ -78,7 +92,8 @@ end
 redis.call('HINCRBY', KEYS[4], 'message_count', 1)
 redis.call('ZADD', KEYS[5], ARGV[2], ARGV[2])
 redis.call('ZADD', KEYS[6], ARGV[2], ARGV[2])
-return redis.call('XADD', KEYS[7], '*', ARGV[8], ARGV[9])
+if KEYS[8] then redis.call('SET', KEYS[8], ARGV[2], 'EX', ARGV[10]) end
+return {'stored', redis.call('XADD', KEYS[7], '*', ARGV[8], ARGV[9])}
 ",
     )
 });
@@ -202,6 +217,9 @@ pub struct NewMessage {
     pub sender: Email,
     pub receiver: Email,
     pub content: String,
+    /// The client's name for this send (checked by `SendMessage`): a repeat of it
+    /// stores nothing.
+    pub idempotency_key: Option<String>,
 }
 
 /// A message as stored under `message:{id}`: written and read by this one type.
@@ -227,8 +245,10 @@ pub struct NotificationRequest {
 /// What [`Store::save`] wrote.
 #[derive(Debug)]
 pub struct Saved {
+    /// The message's id; a repeat's is the first call's.
     pub id: u64,
-    /// The notification outbox entry; `None` when this write had happened already.
+    /// The notification outbox entry; `None` when this write (or one with the same
+    /// idempotency key) had happened already: its entry is the only one.
     pub outbox_entry: Option<String>,
     pub notification: NotificationRequest,
 }
@@ -241,7 +261,8 @@ pub struct Store {
 
 impl Store {
     /// Stores `message` with its conversation entries, index entries and notification outbox
-    /// entry, atomically, under a new id from the counter.
+    /// entry, atomically, under a new id from the counter; with an idempotency key already
+    /// used by the sender, nothing.
     #[tracing::instrument(skip_all, fields(sender_email = %message.sender, receiver_email = %message.receiver))]
     pub async fn save(&self, message: &NewMessage) -> Result<Saved, StoreError> {
         // Taken first, so the message's JSON is built here by its one serializer. A retried
@@ -291,12 +312,27 @@ impl Store {
             .arg(second.as_str())
             .arg(&timestamp)
             .arg(PAYLOAD_FIELD)
-            .arg(payload);
-        let entry: String = self.redis.invoke(&invocation).await?;
+            .arg(payload)
+            .arg(SEND_KEY_TTL_SECONDS);
+        if let Some(key) = &message.idempotency_key {
+            invocation.key(send_key(sender.as_str(), key));
+        }
+        let (outcome, value): (String, String) = self.redis.invoke(&invocation).await?;
+        if outcome == "repeat" {
+            let id = value
+                .parse()
+                .map_err(|_| StoreError::Corrupt(format!("send key names {value:?}")))?;
+            tracing::info!(message_id = id, "a repeated send: nothing stored");
+            return Ok(Saved {
+                id,
+                outbox_entry: None,
+                notification,
+            });
+        }
         tracing::debug!(message_id = id, "message stored");
         Ok(Saved {
             id,
-            outbox_entry: (entry != "repeat").then_some(entry),
+            outbox_entry: Some(value),
             notification,
         })
     }

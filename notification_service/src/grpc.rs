@@ -1,8 +1,8 @@
 //! The `notification_service.NotificationService` gRPC API. Who may call what is [`ACCESS`]:
-//! creating notifications is for message-service, subscribing for user-service; the inbox RPCs
+//! creating notifications is for message-service; the inbox RPCs and the subscription RPCs
 //! are for its owner (and `ListNotifications` and `GetUnreadCount` also for frontend-service,
-//! which replays watches and reports unread counts on live streams). `CheckUserSubscribed` and `UnsubscribeUser`, which no service calls, answer no
-//! one when protection is on.
+//! which replays watches and reports unread counts on live streams; `SubscribeUser` also for
+//! user-service, which subscribes a new user on sign-up).
 
 use proto::notification_service::{
     CheckUserSubscribedRequest, CheckUserSubscribedResponse, CreateNotificationRequest,
@@ -40,15 +40,21 @@ pub const ACCESS: AccessTable = AccessTable(&[
     ),
     (
         "/notification_service.NotificationService/CheckUserSubscribed",
-        Access::Services(&[]),
+        Access::ServicesOrOwner(
+            &[],
+            owner!(CheckUserSubscribedRequest, |request| request.email),
+        ),
     ),
     (
         "/notification_service.NotificationService/SubscribeUser",
-        Access::Services(&[ServiceName::User]),
+        Access::ServicesOrOwner(
+            &[ServiceName::User],
+            owner!(SubscribeUserRequest, |request| request.email),
+        ),
     ),
     (
         "/notification_service.NotificationService/UnsubscribeUser",
-        Access::Services(&[]),
+        Access::ServicesOrOwner(&[], owner!(UnsubscribeUserRequest, |request| request.email)),
     ),
     (
         "/notification_service.NotificationService/ForgetUser",

@@ -1,6 +1,7 @@
 //! The web inbox in a real browser (headless Chromium over WebDriver) against the real stack:
 //! processes and Redis. A notification sent over gRPC appears on the open page within 1 s
-//! without a reload, the badge counts it, marking it read changes the badge, and after
+//! without a reload, the badge counts it, marking it read changes the badge, the subscription
+//! button unsubscribes and subscribes the user (with protection on too), and after
 //! frontend-service is killed and started again on its port the page catches up on what was
 //! sent meanwhile, nothing missing, nothing doubled. Once in open mode, once with
 //! `AUTH_SECRET` (signed in through the page's form, the session an HttpOnly cookie).
@@ -19,7 +20,7 @@ use fantoccini::Locator;
 use integration_tests::{
     Stack,
     browser::Browser,
-    helpers::{PATIENCE, protected_env, unique_email},
+    helpers::{PATIENCE, eventually, protected_env, unique_email},
 };
 use serde_json::Value;
 
@@ -119,6 +120,17 @@ async fn click(browser: &Browser, css: &str) {
         .unwrap_or_else(|err| panic!("click {css}: {err}"));
 }
 
+/// The subscription button's label, once the page shows it.
+async fn subscription_button(browser: &Browser) -> Option<String> {
+    let value = browser
+        .eval(
+            "const button = document.getElementById('sub-toggle');
+             return button.hidden ? null : button.textContent;",
+        )
+        .await;
+    value.as_str().map(str::to_owned)
+}
+
 fn assert_each_once(shown: &Shown) {
     let distinct: HashSet<&String> = shown.ids.iter().collect();
     assert_eq!(
@@ -190,6 +202,19 @@ async fn inbox_in_a_real_browser(protected: bool) {
                 .contains("inbox_token"),
             "{script_sees}"
         );
+    }
+    // The subscription button, with protection on too: Bob unsubscribes and subscribes again.
+    for (label, now) in [("Unsubscribe", false), ("Subscribe", true)] {
+        eventually(&format!("[{mode}] the {label} button"), || async {
+            (subscription_button(&browser).await.as_deref() == Some(label)).then_some(())
+        })
+        .await;
+        click(&browser, "#sub-toggle").await;
+        eventually(&format!("[{mode}] {label} stored"), || async {
+            let stored = stack.stored_subscription(&bob).await?;
+            (stored["subscribed"] == now).then_some(())
+        })
+        .await;
     }
     let alice_token = if protected {
         Some(stack.token(&alice, PASSWORD).await)

@@ -241,9 +241,13 @@ async fn delete(
 /// `POST /api/messages`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-#[schema(example = json!({"content": "Hello Bob", "receiver_email": "bob@example.com", "sender_email": "alice@example.com"}))]
+#[schema(example = json!({"content": "Hello Bob", "idempotency_key": "3f1c9a2e7b6d4e0f8a5b1c2d3e4f5a6b", "receiver_email": "bob@example.com", "sender_email": "alice@example.com"}))]
 struct SendBody {
     content: Option<String>,
+    /// Optional: names this send (1 to 128 printable ASCII characters, no spaces). Repeating
+    /// the request with the same key (after a 503 or a lost reply) within 24 h stores nothing
+    /// new and answers as the first did; the page makes one per message it sends.
+    idempotency_key: Option<String>,
     receiver_email: Option<String>,
     /// The signed-in user (protection on: the token's user, else 403).
     sender_email: Option<String>,
@@ -257,7 +261,7 @@ struct SentReply {
 }
 
 /// `POST /api/messages` (`SendMessage`): the receiver's notification is stored before this
-/// answers.
+/// answers (a repeat by `idempotency_key` stores nothing; the first's notification stands).
 #[utoipa::path(
     post,
     path = "/api/messages",
@@ -265,10 +269,10 @@ struct SentReply {
     request_body = SendBody,
     responses(
         (status = 200, description = "`Message sent`", body = SentReply),
-        (status = 400, description = "A missing or malformed address, empty or oversized content, or `Sender does not exist` / `Receiver does not exist` (nothing is stored)", body = ErrorReply),
+        (status = 400, description = "A missing or malformed address, empty or oversized content, a malformed `idempotency_key`, or `Sender does not exist` / `Receiver does not exist` (nothing is stored)", body = ErrorReply),
         (status = 401, description = PROTECTED, body = ErrorReply),
         (status = 403, description = "Protection is on and the sender is not the token's user", body = ErrorReply),
-        (status = 503, description = "message-service is unavailable", body = ErrorReply),
+        (status = 503, description = "message-service is unavailable, or the message is not yet replicated: repeat with the same `idempotency_key`", body = ErrorReply),
     )
 )]
 #[tracing::instrument(skip_all)]
@@ -290,6 +294,7 @@ async fn send(
             content: Some(content),
             ..Message::default()
         }),
+        idempotency_key: body.idempotency_key,
     };
     let sent = page
         .messages

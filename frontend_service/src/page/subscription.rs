@@ -1,7 +1,8 @@
 //! The subscription API the page calls: `GET`, `PUT` and `DELETE /api/subscription`
-//! (`CheckUserSubscribed`, `SubscribeUser`, `UnsubscribeUser`). In open mode anyone may
-//! change anyone's, as over gRPC; with protection on, notification-service opens these RPCs to
-//! services only, and the page API answers 403 saying so rather than call it.
+//! (`CheckUserSubscribed`, `SubscribeUser`, `UnsubscribeUser`), each with the browser's
+//! token. In open mode anyone may change anyone's, as over gRPC; with protection on,
+//! notification-service lets a user's token manage only that user's own subscription, and
+//! answers 403 for another address.
 
 use axum::{
     Json,
@@ -12,9 +13,11 @@ use proto::notification_service::{
 };
 use serde::{Deserialize, Serialize};
 use service_runtime::{
-    error::Kind,
     http::{ApiJson, EmailQuery},
-    openapi::ErrorReply,
+    openapi::{
+        ErrorReply,
+        describe::{OTHERS, PROTECTED},
+    },
 };
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -41,19 +44,6 @@ struct SubscriptionReply {
     success: bool,
 }
 
-/// With protection on, notification-service opens its subscription RPCs to services only
-/// (docs/security.md); the page says so instead of passing on a refusal meant for services.
-fn subscriptions_open(page: &Page) -> Result<(), PageError> {
-    if page.auth.is_on() {
-        return Err(PageError::Refused {
-            kind: Kind::Forbidden,
-            message: "with protection on, subscriptions are changed by the services only (a new user is subscribed on sign-up)".into(),
-            retry_after: None,
-        });
-    }
-    Ok(())
-}
-
 /// `GET /api/subscription?email=` (`CheckUserSubscribed`).
 #[utoipa::path(
     get,
@@ -63,7 +53,8 @@ fn subscriptions_open(page: &Page) -> Result<(), PageError> {
     responses(
         (status = 200, description = "Whether the user gets notifications", body = SubscriptionReply),
         (status = 400, description = "No or a malformed email", body = ErrorReply),
-        (status = 403, description = "Protection is on: subscriptions are for the services only", body = ErrorReply),
+        (status = 401, description = PROTECTED, body = ErrorReply),
+        (status = 403, description = OTHERS, body = ErrorReply),
         (status = 503, description = "notification-service is unavailable", body = ErrorReply),
     )
 )]
@@ -75,7 +66,6 @@ async fn subscription(
 ) -> Result<Json<SubscriptionReply>, PageError> {
     let Query(query) = query.map_err(|rejection| PageError::Invalid(rejection.body_text()))?;
     let email = address("email", query.email)?;
-    subscriptions_open(&page)?;
     let request = CheckUserSubscribedRequest {
         email: Some(email.into_string()),
     };
@@ -101,7 +91,8 @@ async fn subscription(
     responses(
         (status = 200, description = "Subscribed", body = SubscriptionReply),
         (status = 400, description = "No or a malformed email", body = ErrorReply),
-        (status = 403, description = "Protection is on: subscriptions are for the services only", body = ErrorReply),
+        (status = 401, description = PROTECTED, body = ErrorReply),
+        (status = 403, description = OTHERS, body = ErrorReply),
         (status = 503, description = "notification-service is unavailable", body = ErrorReply),
     )
 )]
@@ -112,7 +103,6 @@ async fn subscribe(
     ApiJson(body): ApiJson<SubscriptionBody>,
 ) -> Result<Json<SubscriptionReply>, PageError> {
     let email = address("email", body.email)?;
-    subscriptions_open(&page)?;
     let request = SubscribeUserRequest {
         email: Some(email.into_string()),
     };
@@ -135,7 +125,8 @@ async fn subscribe(
     responses(
         (status = 200, description = "Unsubscribed: no notifications are stored for the user until they subscribe again", body = SubscriptionReply),
         (status = 400, description = "No or a malformed email", body = ErrorReply),
-        (status = 403, description = "Protection is on: subscriptions are for the services only", body = ErrorReply),
+        (status = 401, description = PROTECTED, body = ErrorReply),
+        (status = 403, description = OTHERS, body = ErrorReply),
         (status = 503, description = "notification-service is unavailable", body = ErrorReply),
     )
 )]
@@ -146,7 +137,6 @@ async fn unsubscribe(
     ApiJson(body): ApiJson<SubscriptionBody>,
 ) -> Result<Json<SubscriptionReply>, PageError> {
     let email = address("email", body.email)?;
-    subscriptions_open(&page)?;
     let request = UnsubscribeUserRequest {
         email: Some(email.into_string()),
     };

@@ -27,6 +27,15 @@ pub fn message(
             content: content.map(str::to_owned),
             ..Message::default()
         }),
+        idempotency_key: None,
+    }
+}
+
+/// A `SendMessage` request named by idempotency key `key`.
+pub fn keyed_message(sender: &str, receiver: &str, content: &str, key: &str) -> SendMessageRequest {
+    SendMessageRequest {
+        idempotency_key: Some(key.to_owned()),
+        ..message(Some(sender), Some(receiver), Some(content))
     }
 }
 

@@ -63,9 +63,10 @@ pub use auth::{
 };
 pub use grpcweb::{Finished, WebEncoding, WebFrame, WebReply, frame};
 pub use inbox::next_notifications;
-pub use messages::{EmailIn, assert_email_is_required, message, send_over};
+pub use messages::{EmailIn, assert_email_is_required, keyed_message, message, send_over};
 pub use metrics::{Metrics, Sample};
 pub use notifications::{ids_of, receive_ids};
+pub use outbox::entries_ever_added_in;
 pub use sse::{SseEvent, SseStream, ascending_cursors, distinct_ids};
 pub use wait::{PATIENCE, eventually};
 

@@ -8,6 +8,7 @@ mod faults;
 mod grpcweb;
 mod hardening;
 mod hostile;
+mod idempotency;
 mod inbox;
 mod lifecycle;
 mod live;

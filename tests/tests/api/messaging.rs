@@ -346,7 +346,10 @@ async fn a_message_with_a_missing_or_empty_field_is_refused_and_nothing_is_writt
             "content is required",
         ),
         (
-            SendMessageRequest { message: None },
+            SendMessageRequest {
+                message: None,
+                idempotency_key: None,
+            },
             "sender_email is required",
         ),
     ];

@@ -466,51 +466,6 @@ async fn service_to_service_rpcs_refuse_outsiders_when_protected() {
                 ),
             ),
             (
-                "CheckUserSubscribed",
-                grpc_outcome(
-                    s.notification_client()
-                        .await
-                        .check_user_subscribed(present(
-                            CheckUserSubscribedRequest {
-                                email: Some(victim.clone()),
-                            },
-                            how,
-                            token,
-                        ))
-                        .await,
-                ),
-            ),
-            (
-                "UnsubscribeUser",
-                grpc_outcome(
-                    s.notification_client()
-                        .await
-                        .unsubscribe_user(present(
-                            UnsubscribeUserRequest {
-                                email: Some(victim.clone()),
-                            },
-                            how,
-                            token,
-                        ))
-                        .await,
-                ),
-            ),
-            (
-                "SubscribeUser",
-                grpc_outcome(
-                    s.notification_client()
-                        .await
-                        .subscribe_user(present(
-                            SubscribeUserRequest {
-                                email: Some(victim.clone()),
-                            },
-                            how,
-                            token,
-                        ))
-                        .await,
-                ),
-            ),
-            (
                 "ReceiveNotification",
                 grpc_outcome(
                     s.frontend_client()
@@ -535,14 +490,108 @@ async fn service_to_service_rpcs_refuse_outsiders_when_protected() {
             assert_eq!(status, 401, "{rpc} {how:?}: {message}");
             assert!(message.contains("internal"), "{rpc} {how:?}: {message}");
         }
-        // Nothing planted, nothing unsubscribed.
+        // Nothing planted.
         assert!(s.stored_notifications(&victim).await.is_empty(), "{how:?}");
-        assert_eq!(
-            s.stored_subscription(&victim).await.expect("subscribed")["subscribed"],
-            true,
-            "{how:?}"
-        );
     }
+}
+
+/// The three subscription RPCs as `how` presents them, for `email`, one after another:
+/// `CheckUserSubscribed`, `UnsubscribeUser`, `SubscribeUser`.
+async fn subscription_outcomes(
+    s: &InProcessStack,
+    email: &str,
+    how: Presented,
+    token: &str,
+) -> [Outcome; 3] {
+    let mut client = s.notification_client().await;
+    let email = Some(email.to_owned());
+    [
+        grpc_outcome(
+            client
+                .check_user_subscribed(present(
+                    CheckUserSubscribedRequest {
+                        email: email.clone(),
+                    },
+                    how,
+                    token,
+                ))
+                .await,
+        ),
+        grpc_outcome(
+            client
+                .unsubscribe_user(present(
+                    UnsubscribeUserRequest {
+                        email: email.clone(),
+                    },
+                    how,
+                    token,
+                ))
+                .await,
+        ),
+        grpc_outcome(
+            client
+                .subscribe_user(present(SubscribeUserRequest { email }, how, token))
+                .await,
+        ),
+    ]
+}
+
+#[tokio::test]
+async fn users_manage_only_their_own_subscription_when_protected() {
+    let fx = Fixture::start().await;
+    let s = &fx.stack;
+    let token = fx.own_token.as_str();
+    for how in [Presented::Bare, Presented::WithTheCredentialOfAnotherSecret] {
+        for (status, message) in subscription_outcomes(s, &fx.own, how, token).await {
+            assert_eq!(status, 401, "{how:?}: {message}");
+        }
+    }
+    for (status, message) in
+        subscription_outcomes(s, &fx.other, Presented::WithAUsersToken, token).await
+    {
+        assert_eq!(status, 403, "another user's subscription: {message}");
+    }
+    assert_eq!(
+        s.stored_subscription(&fx.other).await.expect("subscribed")["subscribed"],
+        true,
+        "another user's subscription is untouched"
+    );
+
+    // The user's own token: checked, unsubscribed, subscribed again.
+    let mut client = s.notification_client().await;
+    let own = || Some(fx.own.clone());
+    let unsubscribed = client
+        .unsubscribe_user(with_bearer(
+            UnsubscribeUserRequest { email: own() },
+            Some(token),
+        ))
+        .await
+        .expect("the own token may unsubscribe");
+    assert_eq!(unsubscribed.into_inner().success, Some(true));
+    assert_eq!(
+        s.stored_subscription(&fx.own).await.expect("stored")["subscribed"],
+        false
+    );
+    let checked = client
+        .check_user_subscribed(with_bearer(
+            CheckUserSubscribedRequest { email: own() },
+            Some(token),
+        ))
+        .await
+        .expect("the own token may check");
+    assert_eq!(checked.into_inner().subscribed, Some(false));
+    let subscribed = client
+        .subscribe_user(with_bearer(
+            SubscribeUserRequest { email: own() },
+            Some(token),
+        ))
+        .await
+        .expect("the own token may subscribe");
+    assert_eq!(subscribed.into_inner().success, Some(true));
+    assert_eq!(
+        s.stored_subscription(&fx.own).await.expect("stored")["subscribed"],
+        true
+    );
 }
 
 #[tokio::test]

@@ -113,20 +113,63 @@ async fn with_protection_the_page_api_forwards_the_session_cookie_and_the_callee
     assert_error(status, &body, 403);
     let stored = stack.wait_for_notifications(&bob, 1).await;
     assert_eq!(stored[0]["read"], false, "{stored:?}");
+    // Their own subscription, and only theirs.
+    for (method, path, body) in [
+        ("GET", format!("/api/subscription?email={bob}"), None),
+        (
+            "DELETE",
+            "/api/subscription".to_owned(),
+            Some(json!({"email": bob})),
+        ),
+        (
+            "PUT",
+            "/api/subscription".to_owned(),
+            Some(json!({"email": bob})),
+        ),
+    ] {
+        let (status, reply) = stack.page_call(method, &path, body, Some(&cookie)).await;
+        assert_error(status, &reply, 403);
+    }
+    let bobs = stack
+        .stored_subscription(&bob)
+        .await
+        .expect("subscribed on sign-up");
+    assert_eq!(bobs["subscribed"], true, "Bob's subscription is untouched");
+    let own_subscription = format!("/api/subscription?email={ada}");
     let (status, body) = stack
         .page_call(
             "DELETE",
             "/api/subscription",
             Some(json!({"email": ada})),
-            Some(&cookie),
+            None,
         )
         .await;
-    assert_error(status, &body, 403);
-    let subscription = stack
-        .stored_subscription(&ada)
-        .await
-        .expect("subscribed on sign-up");
-    assert_eq!(subscription["subscribed"], true);
+    assert_error(status, &body, 401);
+    for (method, subscribed) in [("DELETE", false), ("PUT", true)] {
+        let (status, body) = stack
+            .page_call(
+                method,
+                "/api/subscription",
+                Some(json!({"email": ada})),
+                Some(&cookie),
+            )
+            .await;
+        assert_eq!(
+            (status, &body["subscribed"]),
+            (200, &json!(subscribed)),
+            "{body}"
+        );
+        let stored = stack.stored_subscription(&ada).await.expect("stored");
+        assert_eq!(stored["subscribed"], subscribed, "{method}: {stored}");
+        let (status, body) = stack
+            .page_call("GET", &own_subscription, None, Some(&cookie))
+            .await;
+        assert_eq!(
+            (status, &body["subscribed"]),
+            (200, &json!(subscribed)),
+            "{body}"
+        );
+    }
 
     let signed_out = stack
         .http()

@@ -346,14 +346,30 @@
       await openInbox(created.user.email);
     }
   });
+  // One idempotency key per message the user sends: sending the same message again after a
+  // failure reuses it, so a send that was stored after all is not stored twice.
+  let pendingSend = null;
+  function sendKeyFor(to, content) {
+    const same = pendingSend && pendingSend.from === state.email && pendingSend.to === to
+      && pendingSend.content === content;
+    if (!same) {
+      const bytes = crypto.getRandomValues(new Uint8Array(16));
+      const key = Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
+      pendingSend = { from: state.email, to, content, key };
+    }
+    return pendingSend.key;
+  }
   onSubmit('send-form', async (data, form) => {
     const to = String(data.get('to')).trim();
+    const content = String(data.get('content'));
     $('send-status').textContent = '';
     await api('POST', '/api/messages', {
       sender_email: state.email,
       receiver_email: to,
-      content: String(data.get('content')),
+      content,
+      idempotency_key: sendKeyFor(to, content),
     });
+    pendingSend = null;
     form.elements.content.value = '';
     $('send-status').textContent = `Sent to ${to}.`;
   });
