@@ -26,16 +26,18 @@ use tokio::sync::broadcast;
 const CHANNEL_PREFIX: &str = "frontend:live:";
 /// The first byte of a change's payload (see the module's documentation).
 const CHANGE_MARK: u8 = 0;
-/// Live items a watcher may fall behind before it is caught up from the store instead.
-const PER_RECEIVER_BUFFER: usize = 256;
+/// Live items a watcher may fall behind before it is caught up from the store instead. The
+/// channel's slots are allocated with the receiver's first watcher, so this (and the `Arc`s
+/// in [`Live`]) is what every open stream costs before anything arrives: 64 slots of 24 bytes.
+const PER_RECEIVER_BUFFER: usize = 64;
 
 /// What a watcher is told.
 #[derive(Debug, Clone)]
 pub enum Live {
     /// A notification was pushed.
-    Pushed(Notification),
+    Pushed(Arc<Notification>),
     /// The receiver's read state changed.
-    Changed(InboxChange),
+    Changed(Arc<InboxChange>),
     /// The feed may have missed messages (the Redis subscription was re-established): read
     /// what is new from the store.
     Resync,
@@ -175,8 +177,10 @@ fn encode_change(change: &InboxChange) -> Vec<u8> {
 /// A payload of the channel (see the module's documentation).
 fn decode(payload: &[u8]) -> Result<Live, prost::DecodeError> {
     match payload.split_first() {
-        Some((&CHANGE_MARK, change)) => InboxChange::decode(change).map(Live::Changed),
-        _ => Notification::decode(payload).map(Live::Pushed),
+        Some((&CHANGE_MARK, change)) => {
+            InboxChange::decode(change).map(|c| Live::Changed(c.into()))
+        }
+        _ => Notification::decode(payload).map(|n| Live::Pushed(n.into())),
     }
 }
 
@@ -218,9 +222,9 @@ mod tests {
         };
         let payload = encode_change(&change);
         assert!(
-            matches!(decode(&notification.encode_to_vec()), Ok(Live::Pushed(n)) if n == notification)
+            matches!(decode(&notification.encode_to_vec()), Ok(Live::Pushed(n)) if *n == notification)
         );
-        assert!(matches!(decode(&payload), Ok(Live::Changed(c)) if c == change));
+        assert!(matches!(decode(&payload), Ok(Live::Changed(c)) if *c == change));
         // What an older replica does with a change: it cannot read it as a notification.
         assert!(Notification::decode(payload.as_slice()).is_err());
     }

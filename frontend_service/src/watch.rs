@@ -15,7 +15,7 @@
 //! about notifications pushed to it but not yet arrived, and the store has them in their
 //! changed state.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use proto::{
     frontend_service::{InboxChange, Notification},
@@ -104,12 +104,14 @@ impl Watch {
                     // the store's data (see notification-service's store).
                     Some(cursor) if cursor <= last => last,
                     Some(cursor) if cursor == last + 1 => {
-                        self.emit(Event::Notification(pushed)).await?;
+                        self.emit(Event::Notification(Arc::unwrap_or_clone(pushed)))
+                            .await?;
                         cursor
                     }
                     // Not from notification-service's store (pushed by hand): passed on as it is.
                     None => {
-                        self.emit(Event::Notification(pushed)).await?;
+                        self.emit(Event::Notification(Arc::unwrap_or_clone(pushed)))
+                            .await?;
                         last
                     }
                     // A gap (pushed out of order): the store says what is new.
@@ -119,7 +121,7 @@ impl Watch {
                     let last = self.catch_up(last).await?;
                     let unread_count = self.unread(last).await?;
                     self.emit(Event::Changed {
-                        change,
+                        change: Arc::unwrap_or_clone(change),
                         unread_count,
                     })
                     .await?;
