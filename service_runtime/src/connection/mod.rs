@@ -88,13 +88,22 @@ pub fn raise_descriptor_limit() -> Option<u64> {
     }
 }
 
-/// `wanted` connections per server, or fewer if `servers` servers holding that many would
-/// leave less than [`RESERVED_DESCRIPTORS`] of `descriptors` for everything else; at least 1.
-pub fn connections_within(descriptors: u64, servers: u64, wanted: usize) -> usize {
-    let per_server = descriptors.saturating_sub(RESERVED_DESCRIPTORS) / servers.max(1);
-    usize::try_from(per_server)
-        .unwrap_or(usize::MAX)
-        .clamp(1, wanted.max(1))
+/// The servers' connection caps (`0`: no such server), lowered in proportion if together they
+/// would leave less than [`RESERVED_DESCRIPTORS`] of `descriptors` for everything else; a
+/// server's cap is at least 1. A server configured to hold many (frontend-service's HTTP port
+/// with thousands of live streams) keeps them when the other wants few.
+pub fn connections_within<const N: usize>(descriptors: u64, wanted: [usize; N]) -> [usize; N] {
+    let room = u128::from(descriptors.saturating_sub(RESERVED_DESCRIPTORS));
+    let total: u128 = wanted.iter().map(|&cap| cap as u128).sum();
+    if total <= room {
+        return wanted;
+    }
+    wanted.map(|cap| match cap {
+        0 => 0,
+        cap => usize::try_from(cap as u128 * room / total)
+            .unwrap_or(usize::MAX)
+            .max(1),
+    })
 }
 
 /// A listener that holds at most `max_connections` accepted connections at once.
@@ -151,9 +160,12 @@ mod tests {
 
     #[test]
     fn the_connection_cap_leaves_descriptors_for_everything_else() {
-        assert_eq!(connections_within(1_048_576, 2, 1024), 1024);
-        assert_eq!(connections_within(1024, 2, 1024), (1024 - 128) / 2);
-        assert_eq!(connections_within(1024, 1, 1024), 1024 - 128);
-        assert_eq!(connections_within(64, 2, 1024), 1);
+        assert_eq!(connections_within(1_048_576, [1024, 1024]), [1024, 1024]);
+        assert_eq!(connections_within(1024, [1024, 1024]), [448, 448]);
+        assert_eq!(connections_within(1024, [1024, 0]), [1024 - 128, 0]);
+        assert_eq!(connections_within(64, [1024, 1024]), [1, 1]);
+        // Shared by what each server is configured to hold, not halved.
+        assert_eq!(connections_within(20_000, [11_064, 1024]), [11_064, 1024]);
+        assert_eq!(connections_within(10_128, [15_000, 5_000]), [7_500, 2_500]);
     }
 }

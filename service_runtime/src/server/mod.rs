@@ -220,13 +220,22 @@ impl Service {
         let Some(descriptors) = connection::raise_descriptor_limit() else {
             return limits;
         };
-        let servers = u64::from(self.http.is_some()) + u64::from(self.grpc.is_some());
-        for (variable, cap) in [
+        let present = |server: bool, cap: usize| if server { cap } else { 0 };
+        let fitted = connection::connections_within(
+            descriptors,
+            [
+                present(self.http.is_some(), limits.http.max_connections),
+                present(self.grpc.is_some(), limits.grpc.max_connections),
+            ],
+        );
+        for ((variable, cap), fitted) in [
             ("HTTP_MAX_CONNECTIONS", &mut limits.http.max_connections),
             ("GRPC_MAX_CONNECTIONS", &mut limits.grpc.max_connections),
-        ] {
-            let fitted = connection::connections_within(descriptors, servers, *cap);
-            if fitted < *cap {
+        ]
+        .into_iter()
+        .zip(fitted)
+        {
+            if fitted != 0 && fitted < *cap {
                 tracing::warn!(
                     variable,
                     configured = *cap,
