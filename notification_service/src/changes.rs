@@ -6,10 +6,7 @@
 //!
 //! [`Inbox`] is the one way the REST and the gRPC edge change read state, so both push.
 
-use proto::frontend_service::{
-    InboxChange, frontend_service_client::FrontendServiceClient, inbox_change::Kind,
-};
-use serde::{Deserialize, Serialize};
+use proto::frontend_service::{InboxChange, frontend_service_client::FrontendServiceClient};
 use service_runtime::{
     email::Email,
     error::StoreError,
@@ -20,61 +17,10 @@ use service_runtime::{
 use tracing::Instrument;
 
 use crate::{
+    change_record::InboxChangeRecord,
     selection::Selection,
     store::{Changed, Store},
 };
-
-/// A change as queued: whose notifications, what happened to which.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct InboxChangeRecord {
-    pub receiver_email: String,
-    /// `read` or `deleted`.
-    pub kind: ChangeKind,
-    /// The ids named (empty with `all`).
-    pub notification_ids: Vec<String>,
-    pub all: bool,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ChangeKind {
-    Read,
-    Deleted,
-}
-
-impl InboxChangeRecord {
-    fn new(email: &Email, kind: ChangeKind, which: &Selection) -> Self {
-        Self {
-            receiver_email: email.to_string(),
-            kind,
-            notification_ids: which.ids().to_vec(),
-            all: matches!(which, Selection::All),
-        }
-    }
-
-    pub fn read(email: &Email, which: &Selection) -> Self {
-        Self::new(email, ChangeKind::Read, which)
-    }
-
-    pub fn deleted(email: &Email, which: &Selection) -> Self {
-        Self::new(email, ChangeKind::Deleted, which)
-    }
-}
-
-impl From<InboxChangeRecord> for InboxChange {
-    fn from(change: InboxChangeRecord) -> Self {
-        let kind = match change.kind {
-            ChangeKind::Read => Kind::Read,
-            ChangeKind::Deleted => Kind::Deleted,
-        };
-        Self {
-            receiver_email: Some(change.receiver_email),
-            kind: Some(kind.into()),
-            notification_ids: change.notification_ids,
-            all: Some(change.all),
-        }
-    }
-}
 
 /// The change outbox of notification-service.
 pub type ChangeOutbox = Outbox<InboxChangeRecord>;

@@ -8,6 +8,7 @@
 //! deleting are pushed the same way, through their own outbox (`changes.rs`), so every live
 //! stream of the receiver hears of them.
 
+mod change_record;
 mod changes;
 mod error;
 mod grpc;

@@ -35,7 +35,7 @@ use service_runtime::{
     redis_store::Redis,
 };
 
-use crate::{changes::InboxChangeRecord, record::StoredNotification, selection::Selection};
+use crate::{change_record::InboxChangeRecord, record::StoredNotification, selection::Selection};
 
 pub const SUBSCRIPTIONS: &str = "subscriptions";
 /// Notifications still to be pushed to frontend-service, delivered by [`crate::push`].
