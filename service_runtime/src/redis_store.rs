@@ -9,7 +9,7 @@
 //! `SCRIPT LOAD`), the outbox worker re-creates its consumer group after any error, the live
 //! feed subscribes again.
 //!
-//! With `REDIS_MIN_REPLICAS_ACK` ≥ 1 every write is followed by `WAIT` (see [`replicated`]),
+//! With `REDIS_MIN_REPLICAS_ACK` ≥ 1 every write is confirmed by a `WAIT` (see [`replicated`]),
 //! on connections of their own: a `WAIT` holds up everything behind it on its connection.
 //!
 //! Scripts are held one way everywhere: a `static NAME: LazyLock<redis::Script>` next to the
@@ -34,7 +34,7 @@ use tokio::time::Instant;
 
 pub use self::replicated::NOT_REPLICATED;
 use self::{
-    replicated::{Connection, Wait},
+    replicated::{Connection, Wait, WaitingConnection},
     sentinel::Sentinels,
 };
 use crate::retry::{self, Backoff};
@@ -45,8 +45,10 @@ const TRANSIENT_RETRY_MIN: Duration = Duration::from_millis(25);
 const TRANSIENT_RETRY_MAX: Duration = Duration::from_millis(400);
 /// The sentinels are asked at most this often, however many commands fail meanwhile.
 const REDISCOVERY_INTERVAL: Duration = Duration::from_millis(200);
-/// Connections whose writes wait for replicas, taken in turn.
+/// Connections whose writes wait for replicas, taken in turn: each confirms its writes in
+/// groups (one `WAIT` at a time, which holds up what is behind it on that connection).
 const WAITING_CONNECTIONS: usize = 8;
+const CONNECTION_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// A service's Redis database; cheap to clone (shared connections).
 #[derive(Clone)]
@@ -72,7 +74,7 @@ struct Primary {
     client: redis::Client,
     connection: ConnectionManager,
     /// Empty unless writes wait for replicas.
-    waiting: Vec<ConnectionManager>,
+    waiting: Vec<Arc<WaitingConnection>>,
     next_waiting: AtomicUsize,
 }
 
@@ -81,7 +83,7 @@ impl Primary {
         let client = redis::Client::open(info.clone())?;
         let config = |response: Duration| {
             ConnectionManagerConfig::new()
-                .set_connection_timeout(Some(Duration::from_secs(1)))
+                .set_connection_timeout(Some(CONNECTION_TIMEOUT))
                 .set_response_timeout(Some(response))
                 .set_number_of_retries(3)
                 .set_max_delay(Duration::from_millis(500))
@@ -93,9 +95,14 @@ impl Primary {
             Some(wait) => (0..WAITING_CONNECTIONS)
                 .map(|_| {
                     let response = normal.max(wait.timeout + Duration::from_secs(1));
-                    ConnectionManager::new_lazy_with_config(client.clone(), config(response))
+                    Arc::new(WaitingConnection::new(
+                        client.clone(),
+                        CONNECTION_TIMEOUT,
+                        response,
+                        wait,
+                    ))
                 })
-                .collect::<RedisResult<_>>()?,
+                .collect(),
         };
         Ok(Self {
             info,
@@ -107,19 +114,11 @@ impl Primary {
     }
 
     fn connection(&self, wait: Option<Wait>) -> Connection {
-        match wait {
-            Some(wait) if !self.waiting.is_empty() => {
-                let turn = self.next_waiting.fetch_add(1, Ordering::Relaxed);
-                Connection {
-                    inner: self.waiting[turn % self.waiting.len()].clone(),
-                    wait: Some(wait),
-                }
-            }
-            _ => Connection {
-                inner: self.connection.clone(),
-                wait: None,
-            },
+        if wait.is_none() || self.waiting.is_empty() {
+            return Connection::Direct(self.connection.clone());
         }
+        let turn = self.next_waiting.fetch_add(1, Ordering::Relaxed);
+        Connection::Waiting(Arc::clone(&self.waiting[turn % self.waiting.len()]))
     }
 }
 
