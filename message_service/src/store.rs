@@ -266,10 +266,11 @@ impl Store {
     #[tracing::instrument(skip_all, fields(sender_email = %message.sender, receiver_email = %message.receiver))]
     pub async fn save(&self, message: &NewMessage) -> Result<Saved, StoreError> {
         // Taken first, so the message's JSON is built here by its one serializer. A retried
-        // INCR may skip a number; ids stay unique.
+        // INCR may skip a number; ids stay unique. It does not wait for replicas: the script's
+        // own wait below covers it (and an id lost in a failover went with its message).
         let id: u64 = self
             .redis
-            .query(redis::cmd("INCR").arg(MESSAGE_ID_COUNTER))
+            .query_unconfirmed(redis::cmd("INCR").arg(MESSAGE_ID_COUNTER))
             .await?;
         let timestamp = service_runtime::time::now_rfc3339();
         let (sender, receiver) = (&message.sender, &message.receiver);

@@ -197,6 +197,19 @@ impl Redis {
         .await
     }
 
+    /// [`Redis::query`] for a write whose loss in a failover does no harm, so it never waits
+    /// for replicas: outbox progress (a lost `XDEL` only delivers its entry again, and every
+    /// receiver recognises a repeat), and a write that a later, waited write of the same
+    /// request covers (`WAIT` confirms every write its server ran before the connection's last
+    /// one, on any connection).
+    pub async fn query_unconfirmed<T: FromRedisValue>(&self, cmd: &Cmd) -> RedisResult<T> {
+        self.retry_transient(move || async move {
+            let mut connection = self.connection_for(None).await?;
+            cmd.query_async(&mut connection).await
+        })
+        .await
+    }
+
     /// Runs a script, retried while it fails for a reason a moment's wait can cure (the
     /// connection dropped and is being re-established, Redis is still loading its data, the
     /// primary moved), for at most [`TRANSIENT_RETRY_WINDOW`]. Without it, the first request

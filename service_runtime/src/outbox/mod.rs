@@ -215,10 +215,11 @@ where
                 return false;
             }
         }
-        // Once deleted the worker skips it; if deleting fails it is delivered again, harmlessly.
+        // Once deleted the worker skips it; if deleting fails (or the deletion is lost in a
+        // failover: it does not wait for replicas) it is delivered again, harmlessly.
         let deleted: redis::RedisResult<i64> = self
             .redis
-            .query(redis::cmd("XDEL").arg(self.key).arg(entry_id))
+            .query_unconfirmed(redis::cmd("XDEL").arg(self.key).arg(entry_id))
             .await;
         if let Err(err) = deleted {
             tracing::warn!(stream = self.key, id = entry_id, error = %err, "delivered entry not deleted; it will be delivered again");

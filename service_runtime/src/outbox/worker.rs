@@ -304,11 +304,12 @@ where
     }
 
     /// Resets the entry's idle time, so other consumers see it is being worked on and leave
-    /// it alone; a failure here only risks a harmless second delivery.
+    /// it alone; a failure here (or its loss in a failover) only risks a harmless second
+    /// delivery.
     async fn still_mine(&self, id: &str) {
         let touched: redis::RedisResult<redis::Value> = self
             .redis
-            .query(
+            .query_unconfirmed(
                 redis::cmd("XCLAIM")
                     .arg(self.key)
                     .arg(self.group)
