@@ -76,7 +76,7 @@ fn authorization(metadata: &MetadataMap) -> Option<String> {
 
 /// Ends a watch with `status`, after what the watcher has not read yet.
 async fn send_final(out: &Out, status: Status) {
-    let _ = tokio::time::timeout(FINAL_STATUS_WAIT, out.send(Err(status))).await;
+    let _ = tokio::time::timeout(FINAL_STATUS_WAIT, out.send(Box::new(Err(status)))).await;
 }
 
 /// Longest timestamp accepted (RFC 3339 with nanoseconds and an offset is 35 bytes).
@@ -216,7 +216,7 @@ impl FrontendService for FrontendGrpc {
         tokio::spawn(request_id::carry(run).in_current_span());
         // Such a watch sends notifications only.
         let notifications = ReceiverStream::new(stream).filter_map(|item| async move {
-            match item {
+            match *item {
                 Ok(Event::Notification(notification)) => Some(Ok(notification)),
                 Ok(_) => None,
                 Err(status) => Some(Err(status)),

@@ -57,7 +57,9 @@ impl Lease {
 async fn until_refused(auth: Auth, authorization: String) -> Option<AuthError> {
     loop {
         tokio::time::sleep(TOKEN_CACHE_TTL).await;
-        match auth.caller(Some(&authorization)).await {
+        // Boxed: the re-check's call is kilobytes, and the watch's task would hold that room
+        // all along.
+        match Box::pin(auth.caller(Some(&authorization))).await {
             Ok(_) => {}
             Err(AuthError::Expired) => return None,
             Err(err) => {
