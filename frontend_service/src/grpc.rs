@@ -201,11 +201,12 @@ impl FrontendService for FrontendGrpc {
             patience: None,
         };
         let watcher = crate::metrics::Watcher::attached();
-        let run = watch.run(after, live, self.shutdown.clone());
+        let shutdown = self.shutdown.clone();
         // A watch lasts until shutdown, until its token expires, or until a re-check refuses it.
+        // (Its future is made inside the task's, which would otherwise hold it twice.)
         let run = async move {
             let refused = tokio::select! {
-                () = run => None,
+                () = watch.run(after, live, shutdown) => None,
                 refused = lease.ended() => refused,
             };
             if let Some(err) = refused {

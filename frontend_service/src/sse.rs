@@ -145,12 +145,14 @@ async fn live(
         patience: Some(api.settings.slow_reader_timeout),
     };
     let lease = Lease::of(&caller, &api.auth, authorization);
-    let run = watch.run(after, live, api.shutdown.clone());
+    let shutdown = api.shutdown.clone();
     let stream = crate::metrics::Watcher::sse();
+    // The watch's future is made inside the task's: one made outside and moved in would be
+    // held twice for as long as the stream lasts.
     let run = async move {
         // A refused token just ends the stream: the browser reconnects and is told 401.
         tokio::select! {
-            () = run => {}
+            () = watch.run(after, live, shutdown) => {}
             _ = lease.ended() => {}
         }
         drop(stream);

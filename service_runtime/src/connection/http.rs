@@ -45,11 +45,12 @@ pub async fn serve_http(
             () = &mut stop => break,
             Some(_) = connections.join_next() => {}
             (stream, slot) = acceptor.accept() => {
-                let connection = serve_http_connection(
-                    Arc::clone(&protocols), stream, router.clone(), limits, shutdown.clone(),
-                );
+                let (protocols, router, shutdown) =
+                    (Arc::clone(&protocols), router.clone(), shutdown.clone());
+                // The connection's future is made inside the task's: one made outside and
+                // moved in would be held twice for as long as the connection lasts.
                 connections.spawn(async move {
-                    connection.await;
+                    serve_http_connection(protocols, stream, router, limits, shutdown).await;
                     drop(slot);
                 });
             }
