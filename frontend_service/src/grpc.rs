@@ -76,7 +76,7 @@ fn authorization(metadata: &MetadataMap) -> Option<String> {
 
 /// Ends a watch with `status`, after what the watcher has not read yet.
 async fn send_final(out: &Out, status: Status) {
-    let _ = tokio::time::timeout(FINAL_STATUS_WAIT, out.send(Err(status))).await;
+    let _ = tokio::time::timeout(FINAL_STATUS_WAIT, out.send(Box::new(Err(status)))).await;
 }
 
 /// Longest timestamp accepted (RFC 3339 with nanoseconds and an offset is 35 bytes).
@@ -201,11 +201,12 @@ impl FrontendService for FrontendGrpc {
             patience: None,
         };
         let watcher = crate::metrics::Watcher::attached();
-        let run = watch.run(after, live, self.shutdown.clone());
+        let shutdown = self.shutdown.clone();
         // A watch lasts until shutdown, until its token expires, or until a re-check refuses it.
+        // (Its future is made inside the task's, which would otherwise hold it twice.)
         let run = async move {
             let refused = tokio::select! {
-                () = run => None,
+                () = watch.run(after, live, shutdown) => None,
                 refused = lease.ended() => refused,
             };
             if let Some(err) = refused {
@@ -216,7 +217,7 @@ impl FrontendService for FrontendGrpc {
         tokio::spawn(request_id::carry(run).in_current_span());
         // Such a watch sends notifications only.
         let notifications = ReceiverStream::new(stream).filter_map(|item| async move {
-            match item {
+            match *item {
                 Ok(Event::Notification(notification)) => Some(Ok(notification)),
                 Ok(_) => None,
                 Err(status) => Some(Err(status)),

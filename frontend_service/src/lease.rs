@@ -33,6 +33,15 @@ impl Lease {
     /// quietly; the watcher renews by logging in again and resuming with its last cursor),
     /// else why its token no longer admits it.
     pub async fn ended(self) -> Option<AuthError> {
+        if self.expires_in.is_none() && self.recheck.is_none() {
+            return std::future::pending().await;
+        }
+        // Boxed: its timers and re-check are hundreds of bytes, which a watch's task holds
+        // only where there is something to wait for (not in open mode).
+        Box::pin(self.until_ended()).await
+    }
+
+    async fn until_ended(self) -> Option<AuthError> {
         let expiry = async {
             match self.expires_in {
                 Some(left) => tokio::time::sleep(left).await,
@@ -57,7 +66,8 @@ impl Lease {
 async fn until_refused(auth: Auth, authorization: String) -> Option<AuthError> {
     loop {
         tokio::time::sleep(TOKEN_CACHE_TTL).await;
-        match auth.caller(Some(&authorization)).await {
+        // Boxed: the re-check's call is kilobytes, held only while it is under way.
+        match Box::pin(auth.caller(Some(&authorization))).await {
             Ok(_) => {}
             Err(AuthError::Expired) => return None,
             Err(err) => {

@@ -42,7 +42,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use crate::{
     lease::Lease,
     live::LiveFeed,
-    watch::{Event, Watch},
+    watch::{Event, Item, Watch},
 };
 
 /// Events buffered per stream between the watch and the connection.
@@ -145,12 +145,14 @@ async fn live(
         patience: Some(api.settings.slow_reader_timeout),
     };
     let lease = Lease::of(&caller, &api.auth, authorization);
-    let run = watch.run(after, live, api.shutdown.clone());
+    let shutdown = api.shutdown.clone();
     let stream = crate::metrics::Watcher::sse();
+    // The watch's future is made inside the task's: one made outside and moved in would be
+    // held twice for as long as the stream lasts.
     let run = async move {
         // A refused token just ends the stream: the browser reconnects and is told 401.
         tokio::select! {
-            () = run => {}
+            () = watch.run(after, live, shutdown) => {}
             _ = lease.ended() => {}
         }
         drop(stream);
@@ -199,7 +201,7 @@ fn parse(headers: &HeaderMap, params: LiveParams) -> Result<(Email, Option<u64>)
 /// The body: `retry:`, then each event as it comes, and a keepalive comment every
 /// `keepalive`; ends with the watch.
 fn frames(
-    events: mpsc::Receiver<Result<Event, tonic::Status>>,
+    events: mpsc::Receiver<Item>,
     keepalive: Duration,
 ) -> impl futures::Stream<Item = Result<Bytes, Infallible>> {
     let retry = Bytes::from(format!("retry: {RETRY_MS}\n\n"));
@@ -207,7 +209,7 @@ fn frames(
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let rest = futures::stream::unfold((events, ticks), |(mut events, mut ticks)| async move {
         let frame = tokio::select! {
-            item = events.recv() => match item {
+            item = events.recv() => match item.map(|item| *item) {
                 Some(Ok(event)) => frame(&event),
                 // The store failed (logged by the watch): the browser reconnects and resumes.
                 Some(Err(_)) | None => return None,

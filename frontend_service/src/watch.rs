@@ -53,8 +53,11 @@ pub enum Event {
     Reset { after: u64, oldest: Option<u64> },
 }
 
-/// What a watch sends to: each item an event, or the error that ends the watch.
-pub type Out = mpsc::Sender<Result<Event, Status>>;
+/// What a watch sends to: each item an event, or the error that ends the watch. Boxed: a
+/// channel allocates room for 32 items at once, which for an idle stream is 32 pointers
+/// rather than 32 events.
+pub type Out = mpsc::Sender<Item>;
+pub type Item = Box<Result<Event, Status>>;
 
 /// What a watch needs: the store to read from, where to send, and how.
 pub struct Watch {
@@ -84,7 +87,30 @@ impl Watch {
         live: &mut Subscription,
         shutdown: Shutdown,
     ) -> Result<(), Stop> {
-        let mut last = match after {
+        // Each step is boxed: what it awaits (store calls, a send that waits for the watcher)
+        // is kilobytes, and the watch's task, sized for its largest step, would otherwise hold
+        // that room all the while it waits for the next live item.
+        let mut last = Box::pin(self.replay(after)).await?;
+        loop {
+            let update = tokio::select! {
+                update = live.updates.recv() => update,
+                () = shutdown.clone().wait() => return Ok(()),
+                () = self.out.closed() => return Ok(()),
+            };
+            let update = match update {
+                Ok(update) => update,
+                // Fell behind: what it missed is read from the store.
+                Err(RecvError::Lagged(_)) => Live::Resync,
+                Err(RecvError::Closed) => return Ok(()),
+            };
+            last = Box::pin(self.follow(update, last)).await?;
+        }
+    }
+
+    /// What the store has after `after` (without it, the newest), then the unread count if
+    /// the watch reports state; the last cursor sent.
+    async fn replay(&mut self, after: Option<u64>) -> Result<u64, Stop> {
+        let last = match after {
             Some(after) => self.catch_up(after).await?,
             None => self.newest().await?,
         };
@@ -92,46 +118,44 @@ impl Watch {
             let unread = self.unread(last).await?;
             self.emit(Event::Unread(unread)).await?;
         }
-        loop {
-            let update = tokio::select! {
-                update = live.updates.recv() => update,
-                () = shutdown.clone().wait() => return Ok(()),
-                () = self.out.closed() => return Ok(()),
-            };
-            last = match update {
-                Ok(Live::Pushed(pushed)) => match pushed.cursor {
-                    // Sent already (a repeated push): cursors only grow, even across a loss of
-                    // the store's data (see notification-service's store).
-                    Some(cursor) if cursor <= last => last,
-                    Some(cursor) if cursor == last + 1 => {
-                        self.emit(Event::Notification(Arc::unwrap_or_clone(pushed)))
-                            .await?;
-                        cursor
-                    }
-                    // Not from notification-service's store (pushed by hand): passed on as it is.
-                    None => {
-                        self.emit(Event::Notification(Arc::unwrap_or_clone(pushed)))
-                            .await?;
-                        last
-                    }
-                    // A gap (pushed out of order): the store says what is new.
-                    Some(_) => self.catch_up(last).await?,
-                },
-                Ok(Live::Changed(change)) if self.report_state => {
-                    let last = self.catch_up(last).await?;
-                    let unread_count = self.unread(last).await?;
-                    self.emit(Event::Changed {
-                        change: Arc::unwrap_or_clone(change),
-                        unread_count,
-                    })
-                    .await?;
+        Ok(last)
+    }
+
+    /// Sends what a live item calls for, `last` being the last cursor sent; the last cursor
+    /// sent then.
+    async fn follow(&mut self, update: Live, last: u64) -> Result<u64, Stop> {
+        Ok(match update {
+            Live::Pushed(pushed) => match pushed.cursor {
+                // Sent already (a repeated push): cursors only grow, even across a loss of
+                // the store's data (see notification-service's store).
+                Some(cursor) if cursor <= last => last,
+                Some(cursor) if cursor == last + 1 => {
+                    self.emit(Event::Notification(Arc::unwrap_or_clone(pushed)))
+                        .await?;
+                    cursor
+                }
+                // Not from notification-service's store (pushed by hand): passed on as it is.
+                None => {
+                    self.emit(Event::Notification(Arc::unwrap_or_clone(pushed)))
+                        .await?;
                     last
                 }
-                Ok(Live::Changed(_)) => last,
-                Ok(Live::Resync) | Err(RecvError::Lagged(_)) => self.catch_up(last).await?,
-                Err(RecvError::Closed) => return Ok(()),
-            };
-        }
+                // A gap (pushed out of order): the store says what is new.
+                Some(_) => self.catch_up(last).await?,
+            },
+            Live::Changed(change) if self.report_state => {
+                let last = self.catch_up(last).await?;
+                let unread_count = self.unread(last).await?;
+                self.emit(Event::Changed {
+                    change: Arc::unwrap_or_clone(change),
+                    unread_count,
+                })
+                .await?;
+                last
+            }
+            Live::Changed(_) => last,
+            Live::Resync => self.catch_up(last).await?,
+        })
     }
 
     /// Sends one event to the watcher; `Stop` once the watcher is gone, or when its buffer
@@ -139,8 +163,8 @@ impl Watch {
     async fn emit(&self, event: Event) -> Result<(), Stop> {
         let notification = matches!(event, Event::Notification(_));
         match self.patience {
-            None => self.out.send(Ok(event)).await.map_err(|_| Stop)?,
-            Some(patience) => match self.out.send_timeout(Ok(event), patience).await {
+            None => self.out.send(Box::new(Ok(event))).await.map_err(|_| Stop)?,
+            Some(patience) => match self.out.send_timeout(Box::new(Ok(event)), patience).await {
                 Ok(()) => {}
                 Err(SendTimeoutError::Timeout(_)) => {
                     tracing::info!(
@@ -240,10 +264,10 @@ impl Watch {
     /// Ends the watch with `UNAVAILABLE`: the store could not be read.
     async fn unavailable(&self, status: &Status) -> Stop {
         tracing::warn!(receiver = self.receiver, code = ?status.code(), error = status.message(), "cannot read the store; ending the watch");
-        let ended = Err(Status::unavailable(format!(
+        let ended = Box::new(Err(Status::unavailable(format!(
             "notification-service is unavailable ({}); watch again with your last cursor",
             status.message()
-        )));
+        ))));
         // Behind what the watcher has not read yet; a slow one is not waited for forever.
         let _ = match self.patience {
             None => self.out.send(ended).await.map_err(drop),

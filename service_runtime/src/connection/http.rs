@@ -1,6 +1,7 @@
 //! HTTP connections: idle and header-read deadlines kept per connection, graceful drain.
 
 use std::{
+    future::Future,
     io,
     pin::Pin,
     sync::{Arc, Mutex, PoisonError},
@@ -8,6 +9,7 @@ use std::{
 };
 
 use axum::Router;
+use hyper::server::conn::http1;
 use hyper_util::{
     rt::{TokioExecutor, TokioIo},
     server::conn::auto,
@@ -33,9 +35,7 @@ pub async fn serve_http(
     shutdown: Shutdown,
 ) -> io::Result<()> {
     let acceptor = Acceptor::new(listener, limits.max_connections);
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    // Both header deadlines are kept by `ConnectionActivity` (see the module's note).
-    builder.http1().header_read_timeout(None);
+    let protocols = Arc::new(Protocols::new());
     // Aborted with this task if draining takes too long: no connection outlives the server.
     let mut connections = JoinSet::new();
     let stop = shutdown.clone().wait();
@@ -45,11 +45,12 @@ pub async fn serve_http(
             () = &mut stop => break,
             Some(_) = connections.join_next() => {}
             (stream, slot) = acceptor.accept() => {
-                let connection = serve_http_connection(
-                    builder.clone(), stream, router.clone(), limits, shutdown.clone(),
-                );
+                let (protocols, router, shutdown) =
+                    (Arc::clone(&protocols), router.clone(), shutdown.clone());
+                // The connection's future is made inside the task's: one made outside and
+                // moved in would be held twice for as long as the connection lasts.
                 connections.spawn(async move {
-                    connection.await;
+                    serve_http_connection(protocols, stream, router, limits, shutdown).await;
                     drop(slot);
                 });
             }
@@ -60,14 +61,60 @@ pub async fn serve_http(
     Ok(())
 }
 
+/// The first bytes of every HTTP/2 connection without TLS (prior knowledge).
+const HTTP2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// How a server's connections are served, one builder per way.
+struct Protocols {
+    /// A client whose first bytes are not HTTP/2's preface: every browser and `curl`.
+    http1: http1::Builder,
+    /// The rest: HTTP/2 with prior knowledge, or too few bytes yet to tell (it reads them).
+    auto: auto::Builder<TokioExecutor>,
+}
+
+impl Protocols {
+    fn new() -> Self {
+        let mut http1 = http1::Builder::new();
+        let mut auto = auto::Builder::new(TokioExecutor::new());
+        // Both header deadlines are kept by `ConnectionActivity` (see the module's note).
+        http1.header_read_timeout(None);
+        auto.http1().header_read_timeout(None);
+        Self { http1, auto }
+    }
+}
+
+/// Whether the client speaks HTTP/1, told from the first bytes it sent, which stay in the
+/// socket (`None`: it closed without sending any). Told here rather than by hyper-util's
+/// `auto` builder, which reads them itself and hands them to hyper apart from the rest: hyper
+/// then grows its read buffer from 8 to 16 KiB for every connection, an idle `GET /live`
+/// stream's included.
+async fn speaks_http1(stream: &TcpStream) -> io::Result<Option<bool>> {
+    let mut first = [0; HTTP2_PREFACE.len()];
+    let read = stream.peek(&mut first).await?;
+    Ok((read > 0).then(|| first[..read] != HTTP2_PREFACE[..read]))
+}
+
 async fn serve_http_connection(
-    builder: auto::Builder<TokioExecutor>,
+    protocols: Arc<Protocols>,
     stream: TcpStream,
     router: Router,
     limits: HttpLimits,
     shutdown: Shutdown,
 ) {
     let activity = Arc::new(ConnectionActivity::new());
+    let stop = shutdown.wait();
+    tokio::pin!(stop);
+    let deadline = activity.deadline_passed(limits);
+    tokio::pin!(deadline);
+    let http1 = tokio::select! {
+        first = speaks_http1(&stream) => match first {
+            Ok(Some(http1)) => http1,
+            Ok(None) | Err(_) => return,
+        },
+        () = &mut stop => return,
+        // Idle since it was accepted: nothing to answer.
+        _ = &mut deadline => return,
+    };
     // Handlers may ask who is calling (the per-address login limit: `http::ClientAddr`).
     let peer = stream.peer_addr().ok();
     let io = TokioIo::new(Watched {
@@ -91,12 +138,27 @@ async fn serve_http_connection(
             }
         })
     };
-    let connection = builder.serve_connection(io, service);
-    tokio::pin!(connection);
-    let stop = shutdown.wait();
-    tokio::pin!(stop);
-    let deadline = activity.deadline_passed(limits);
-    tokio::pin!(deadline);
+    // Boxed: the task of an open connection holds only what its protocol needs.
+    if http1 {
+        let connection = Box::pin(protocols.http1.serve_connection(io, service));
+        drive(connection, |c| c.graceful_shutdown(), deadline, stop).await;
+    } else {
+        let connection = Box::pin(protocols.auto.serve_connection(io, service));
+        drive(connection, |c| c.graceful_shutdown(), deadline, stop).await;
+    }
+}
+
+/// Serves `connection` until it ends; at `stop`, or when `deadline` passes, lets it finish
+/// what it is answering and close (`graceful_shutdown`).
+async fn drive<C, E>(
+    mut connection: Pin<Box<C>>,
+    graceful_shutdown: impl Fn(Pin<&mut C>),
+    mut deadline: Pin<&mut impl Future<Output = Deadline>>,
+    mut stop: Pin<&mut impl Future<Output = ()>>,
+) where
+    C: Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
     let mut closing = false;
     loop {
         tokio::select! {
@@ -107,13 +169,13 @@ async fn serve_http_connection(
                 return;
             }
             () = &mut stop, if !closing => {
-                connection.as_mut().graceful_shutdown();
+                graceful_shutdown(connection.as_mut());
                 closing = true;
             }
             passed = &mut deadline, if !closing => match passed {
                 // Closes at once when no request is under way; otherwise after its reply.
                 Deadline::Idle => {
-                    connection.as_mut().graceful_shutdown();
+                    graceful_shutdown(connection.as_mut());
                     closing = true;
                 }
                 // A half-sent header has no reply to wait for.

@@ -102,6 +102,24 @@ async fn an_idle_connection_is_closed_after_the_idle_timeout_and_kept_alive_befo
 }
 
 #[tokio::test]
+async fn an_http_port_answers_http2_with_prior_knowledge_as_well_as_http1() {
+    // The server tells the two apart by the first bytes a client sends.
+    let stack = Stack::in_process().await;
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .http2_only(true)
+        .build_http::<String>();
+    let uri = format!("http://127.0.0.1:{}/health", stack.user_ports.http)
+        .parse()
+        .expect("a URI");
+    let over_http2 = client.get(uri).await.expect("an HTTP/2 reply");
+    let over_http1 = get_health(&mut connect(stack.user_ports.http).await).await;
+
+    assert_eq!(over_http2.version(), tonic::codegen::http::Version::HTTP_2);
+    assert_eq!(over_http2.status(), 200);
+    assert_eq!(over_http1.status, 200, "{over_http1:?}");
+}
+
+#[tokio::test]
 async fn a_request_body_trickled_at_one_byte_a_second_gets_a_json_408_and_the_connection_closes() {
     let stack = Stack::in_process_with_env(SHORT_HTTP_TIMEOUTS).await;
     let email = unique_email("trickle");
