@@ -290,10 +290,19 @@ async fn a_replicated_send_waits_for_its_replica_at_most_twice() {
     );
     // A little slack for what the services write meanwhile besides the sends.
     const BACKGROUND: u64 = 10;
-    assert!(one_by_one <= 2 * ONE_BY_ONE as u64 + BACKGROUND, "{one_by_one} WAITs");
-    assert!(together <= 2 * (CONCURRENT * EACH) as u64 + BACKGROUND, "{together} WAITs");
+    assert!(
+        one_by_one <= 2 * ONE_BY_ONE as u64 + BACKGROUND,
+        "{one_by_one} WAITs"
+    );
+    assert!(
+        together <= 2 * (CONCURRENT * EACH) as u64 + BACKGROUND,
+        "{together} WAITs"
+    );
     let stored = contents(&stack, &receiver).await.len();
-    assert!(stored > ONE_BY_ONE + CONCURRENT * EACH, "{stored} messages stored");
+    assert!(
+        stored > ONE_BY_ONE + CONCURRENT * EACH,
+        "{stored} messages stored"
+    );
 }
 
 /// How many `WAIT`s the server has run since its statistics were reset.
@@ -305,6 +314,12 @@ async fn wait_calls(admin: &mut redis::aio::MultiplexedConnection) -> u64 {
         .expect("INFO commandstats");
     stats
         .lines()
-        .find_map(|line| line.strip_prefix("cmdstat_wait:calls=")?.split(',').next()?.parse().ok())
+        .find_map(|line| {
+            line.strip_prefix("cmdstat_wait:calls=")?
+                .split(',')
+                .next()?
+                .parse()
+                .ok()
+        })
         .unwrap_or(0)
 }
