@@ -167,8 +167,9 @@ async fn sends_and_notifications_keep_flowing_across_a_redis_restart_without_res
     );
     // Redis was down for a moment only; the services' retries cover that.
     assert_all_sent(&during);
-    let stored_messages = message_counter(&stack).await;
-    assert_eq!(stored_messages, 201);
+    // An INCR whose reply the restart cut off is retried and skips a number: ids stay unique.
+    let ids_taken = message_counter(&stack).await;
+    assert!(ids_taken >= 201, "{ids_taken} message ids taken");
     assert_eq!(stack.messages_of(&bob).await.len(), 201);
     let wanted = stack.distinct_notification_ids(&bob, 201).await;
     assert_eq!(receive_ids(&mut live, &wanted).await, wanted);
