@@ -90,6 +90,8 @@ impl Primary {
         };
         let normal = Duration::from_secs(2);
         let connection = ConnectionManager::new_lazy_with_config(client.clone(), config(normal))?;
+        // Until a first `WAIT` says the replicas are there, writes wait for them first.
+        let replicas_missing = Arc::new(AtomicBool::new(true));
         let waiting = match wait {
             None => Vec::new(),
             Some(wait) => (0..WAITING_CONNECTIONS)
@@ -100,6 +102,7 @@ impl Primary {
                         CONNECTION_TIMEOUT,
                         response,
                         wait,
+                        Arc::clone(&replicas_missing),
                     ))
                 })
                 .collect(),

@@ -6,6 +6,11 @@
 //! write answered before it went out (group commit: one replica round trip per burst, not one
 //! per write; a lone write sends its `WAIT` at once).
 //!
+//! While the replicas may be missing — until the first `WAIT` of a primary's connections
+//! succeeds, and again after one that they did not confirm — a write first waits for them
+//! (`WAIT` before it, not only after), so a write refused while they are gone is refused
+//! before it is written: a send retried after such a refusal is not stored twice.
+//!
 //! The connection is held here rather than in a `ConnectionManager`, because which connection
 //! a write went out on matters: a `WAIT` on a re-established connection counts none of the old
 //! one's writes and still answers at once. Each connection gets a new generation, and a write
@@ -16,7 +21,7 @@ use std::{
     io,
     sync::{
         Arc, OnceLock,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::Duration,
 };
@@ -53,6 +58,9 @@ pub(super) struct WaitingConnection {
 }
 
 struct Link {
+    /// Shared by a primary's waiting connections: the replicas did not confirm the last
+    /// `WAIT` (or none has run yet).
+    replicas_missing: Arc<AtomicBool>,
     client: redis::Client,
     config: AsyncConnectionConfig,
     db: i64,
@@ -110,6 +118,7 @@ impl WaitingConnection {
         connection_timeout: Duration,
         response_timeout: Duration,
         wait: Wait,
+        replicas_missing: Arc<AtomicBool>,
     ) -> Self {
         let db = client.get_connection_info().redis_settings().db();
         let config = AsyncConnectionConfig::new()
@@ -117,6 +126,7 @@ impl WaitingConnection {
             .set_response_timeout(Some(response_timeout));
         Self {
             link: Arc::new(Link {
+                replicas_missing,
                 client,
                 config,
                 db,
@@ -132,6 +142,9 @@ impl WaitingConnection {
     /// that failed has nothing to wait for.
     async fn write(&self, cmd: &Cmd) -> RedisResult<Value> {
         let session = self.link.session().await?;
+        if self.link.replicas_missing.load(Ordering::Relaxed) {
+            self.link.wait_on(&session).await?;
+        }
         let mut connection = session.connection.clone();
         let reply = match connection.req_packed_command(cmd).await {
             Ok(reply) => reply.extract_error()?,
@@ -222,10 +235,17 @@ impl Link {
         }
     }
 
+    /// One `WAIT` on `session`'s connection; it also tells every waiting connection of the
+    /// primary whether the replicas are there.
     async fn wait_on(&self, session: &Session) -> RedisResult<()> {
         let mut connection = session.connection.clone();
         match self.wait.command().query_async(&mut connection).await {
-            Ok(acknowledged) => self.wait.check(acknowledged),
+            Ok(acknowledged) => {
+                let confirmed = self.wait.check(acknowledged);
+                self.replicas_missing
+                    .store(confirmed.is_err(), Ordering::Relaxed);
+                confirmed
+            }
             Err(err) => {
                 self.discard_after(&err, session.generation).await;
                 Err(err)

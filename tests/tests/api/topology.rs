@@ -101,7 +101,20 @@ async fn without_a_replica_writes_are_refused_as_not_replicated_and_a_killed_pri
         refused.metadata().get("retry-after").is_some(),
         "{refused:?}"
     );
-    // The refused message is on the primary, unconfirmed: it may or may not be listed.
+    // The refused message is on the primary, unconfirmed: it may or may not be listed. Once
+    // a WAIT has found the replica gone, writes wait for it *before* they are written: the
+    // next send is refused without being stored.
+    let again = stack
+        .message_client()
+        .await
+        .send_message(message(
+            Some(&sender),
+            Some(&receiver),
+            Some("refused unwritten"),
+        ))
+        .await
+        .expect_err("still no replica");
+    assert_eq!(again.code(), Code::Unavailable, "{again:?}");
     let listed = contents(&stack, &receiver).await;
     assert!(
         listed == ["replicated"] || listed == ["replicated", "unreplicated"],
