@@ -46,8 +46,10 @@ const TRANSIENT_RETRY_MAX: Duration = Duration::from_millis(400);
 /// The sentinels are asked at most this often, however many commands fail meanwhile.
 const REDISCOVERY_INTERVAL: Duration = Duration::from_millis(200);
 /// Connections whose writes wait for replicas, taken in turn: each confirms its writes in
-/// groups (one `WAIT` at a time, which holds up what is behind it on that connection).
-const WAITING_CONNECTIONS: usize = 8;
+/// groups (one `WAIT` at a time, which holds up what is behind it on that connection). 4
+/// rather than 8: bigger groups, fewer `WAIT`s (bench, N = 1, c=32: 2,623 against 2,102–2,213
+/// sends a second).
+const WAITING_CONNECTIONS: usize = 4;
 const CONNECTION_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// A service's Redis database; cheap to clone (shared connections).
