@@ -195,11 +195,7 @@ impl Redis {
     /// waits for replicas when asked to (`REDIS_MIN_REPLICAS_ACK`).
     pub async fn query<T: FromRedisValue>(&self, cmd: &Cmd) -> RedisResult<T> {
         let wait = self.inner.wait.filter(|_| !is_read_only(cmd));
-        self.retry_transient(move || async move {
-            let mut connection = self.connection_for(wait).await?;
-            cmd.query_async(&mut connection).await
-        })
-        .await
+        self.run_command(cmd, wait).await
     }
 
     /// [`Redis::query`] for a write whose loss in a failover does no harm, so it never waits
@@ -208,8 +204,16 @@ impl Redis {
     /// request covers (`WAIT` confirms every write its server ran before the connection's last
     /// one, on any connection).
     pub async fn query_unconfirmed<T: FromRedisValue>(&self, cmd: &Cmd) -> RedisResult<T> {
+        self.run_command(cmd, None).await
+    }
+
+    async fn run_command<T: FromRedisValue>(
+        &self,
+        cmd: &Cmd,
+        wait: Option<Wait>,
+    ) -> RedisResult<T> {
         self.retry_transient(move || async move {
-            let mut connection = self.connection_for(None).await?;
+            let mut connection = self.connection_for(wait).await?;
             cmd.query_async(&mut connection).await
         })
         .await

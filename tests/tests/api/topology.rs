@@ -46,6 +46,13 @@ async fn eventually_sent(stack: &Stack, sender: &str, receiver: &str, content: &
     .await;
 }
 
+/// The refusal of a send expected to be refused.
+async fn refused_send(stack: &Stack, sender: &str, receiver: &str, content: &str) -> tonic::Status {
+    let request = message(Some(sender), Some(receiver), Some(content));
+    let sent = stack.message_client().await.send_message(request).await;
+    sent.expect_err(&format!("{content:?} to be refused"))
+}
+
 async fn health(stack: &Stack) -> u16 {
     let response = stack.http().get(stack.message_url("/health")).send().await;
     response.expect("GET /health").status().as_u16()
@@ -82,16 +89,7 @@ async fn without_a_replica_writes_are_refused_as_not_replicated_and_a_killed_pri
 
     // No replica: a write is refused, retryably and saying why; reads and health carry on.
     ha.replica.kill();
-    let refused = stack
-        .message_client()
-        .await
-        .send_message(message(
-            Some(&sender),
-            Some(&receiver),
-            Some("unreplicated"),
-        ))
-        .await
-        .expect_err("a write no replica confirmed is refused");
+    let refused = refused_send(&stack, &sender, &receiver, "unreplicated").await;
     assert_eq!(refused.code(), Code::Unavailable, "{refused:?}");
     assert!(
         refused.message().contains("not yet replicated"),
@@ -104,16 +102,7 @@ async fn without_a_replica_writes_are_refused_as_not_replicated_and_a_killed_pri
     // The refused message is on the primary, unconfirmed: it may or may not be listed. Once
     // a WAIT has found the replica gone, writes wait for it *before* they are written: the
     // next send is refused without being stored.
-    let again = stack
-        .message_client()
-        .await
-        .send_message(message(
-            Some(&sender),
-            Some(&receiver),
-            Some("refused unwritten"),
-        ))
-        .await
-        .expect_err("still no replica");
+    let again = refused_send(&stack, &sender, &receiver, "refused unwritten").await;
     assert_eq!(again.code(), Code::Unavailable, "{again:?}");
     let listed = contents(&stack, &receiver).await;
     assert!(
@@ -128,12 +117,7 @@ async fn without_a_replica_writes_are_refused_as_not_replicated_and_a_killed_pri
         (health(&stack).await == 503).then_some(())
     })
     .await;
-    let refused = stack
-        .message_client()
-        .await
-        .send_message(message(Some(&sender), Some(&receiver), Some("no primary")))
-        .await
-        .expect_err("nothing to write to");
+    let refused = refused_send(&stack, &sender, &receiver, "no primary").await;
     assert_eq!(refused.code(), Code::Unavailable, "{refused:?}");
 
     ha.primary.start_again().await;
