@@ -98,6 +98,7 @@ pub async fn build(config: Config) -> anyhow::Result<Service> {
         .grpc_access(&auth, grpc::ACCESS)
         // The runtime adds /metrics, /health and their document.
         .http(config.http_port, live_routes.merge(page_routes), openapi)
+        .http_streams(sse::STREAM_PATHS)
         .worker("live feed", move |shutdown| live.run(shutdown))
         .bind()
         .await

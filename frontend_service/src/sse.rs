@@ -45,6 +45,9 @@ use crate::{
     watch::{Event, Item, Watch},
 };
 
+/// The paths whose replies are streams, for the HTTP server (`ServiceBuilder::http_streams`).
+pub const STREAM_PATHS: &[&str] = &["/live"];
+
 /// Events buffered per stream between the watch and the connection.
 const SSE_BUFFER: usize = 64;
 /// How long a browser waits before it reconnects (the `retry:` line).

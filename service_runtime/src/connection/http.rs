@@ -23,15 +23,20 @@ use tokio::{
 };
 use tower::ServiceExt;
 
-use super::Acceptor;
+use super::{
+    Acceptor,
+    stream::{self, StreamPaths},
+};
 use crate::{config::HttpLimits, shutdown::Shutdown};
 
 /// Serves `router` on `listener` within `limits` until `shutdown`, then lets every open
-/// connection finish its current request and waits for them all to close.
+/// connection finish its current request and waits for them all to close. HTTP/1 `GET`s of
+/// `streams` are answered without hyper (`stream.rs`).
 pub async fn serve_http(
     listener: TcpListener,
     router: Router,
     limits: HttpLimits,
+    streams: StreamPaths,
     shutdown: Shutdown,
 ) -> io::Result<()> {
     let acceptor = Acceptor::new(listener, limits.max_connections);
@@ -50,7 +55,8 @@ pub async fn serve_http(
                 // The connection's future is made inside the task's: one made outside and
                 // moved in would be held twice for as long as the connection lasts.
                 connections.spawn(async move {
-                    serve_http_connection(protocols, stream, router, limits, shutdown).await;
+                    let connection = Connection { protocols, router, limits, streams };
+                    serve_http_connection(connection, stream, shutdown).await;
                     drop(slot);
                 });
             }
@@ -94,13 +100,21 @@ async fn speaks_http1(stream: &TcpStream) -> io::Result<Option<bool>> {
     Ok((read > 0).then(|| first[..read] != HTTP2_PREFACE[..read]))
 }
 
-async fn serve_http_connection(
+/// What serving one connection takes from its server.
+struct Connection {
     protocols: Arc<Protocols>,
-    stream: TcpStream,
     router: Router,
     limits: HttpLimits,
-    shutdown: Shutdown,
-) {
+    streams: StreamPaths,
+}
+
+async fn serve_http_connection(connection: Connection, mut stream: TcpStream, shutdown: Shutdown) {
+    let Connection {
+        protocols,
+        router,
+        limits,
+        streams,
+    } = connection;
     let activity = Arc::new(ConnectionActivity::new());
     let stop = shutdown.wait();
     tokio::pin!(stop);
@@ -117,6 +131,10 @@ async fn serve_http_connection(
     };
     // Handlers may ask who is calling (the per-address login limit: `http::ClientAddr`).
     let peer = stream.peer_addr().ok();
+    if http1 && let Some(request) = stream::take_request(&mut stream, streams, peer).await {
+        let _answering = activity.request_started();
+        return stream::answer(stream, request, router).await;
+    }
     let io = TokioIo::new(Watched {
         stream,
         activity: Arc::clone(&activity),

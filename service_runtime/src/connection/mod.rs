@@ -56,6 +56,7 @@ macro_rules! write_through {
 
 mod grpc;
 mod http;
+mod stream;
 
 use std::{io, sync::Arc, time::Duration};
 
@@ -67,6 +68,7 @@ use tokio::{
 pub use self::{
     grpc::{GrpcConnectionLayer, grpc_incoming},
     http::serve_http,
+    stream::StreamPaths,
 };
 
 /// Descriptors kept free of connections, for Redis, outbound gRPC channels and the like.

@@ -10,6 +10,7 @@ use super::{GrpcServer, Service, Worker, grpc::Grpc};
 use crate::{
     auth::{AccessTable, Auth, access::Guard},
     config::{AllowedOrigins, OutboxUpkeep, Runtime, ServerLimits},
+    connection::StreamPaths,
     outbox::Outbox,
     redis_store::Redis,
     shutdown::{self, Shutdown, ShutdownTrigger},
@@ -19,6 +20,7 @@ use crate::{
 pub struct ServiceBuilder {
     name: &'static str,
     http: Option<(u16, Router, utoipa::openapi::OpenApi)>,
+    http_streams: StreamPaths,
     grpc: Option<(u16, Routes, Vec<&'static str>)>,
     guard: Option<(Guard, AccessTable)>,
     redis: Option<Redis>,
@@ -39,6 +41,7 @@ impl ServiceBuilder {
         Self {
             name,
             http: None,
+            http_streams: StreamPaths::default(),
             grpc: None,
             guard: None,
             redis: None,
@@ -75,6 +78,14 @@ impl ServiceBuilder {
     /// the routes' OpenAPI document) on `port`; 0 picks a free port.
     pub fn http(mut self, port: u16, routes: Router, api: utoipa::openapi::OpenApi) -> Self {
         self.http = Some((port, routes, api));
+        self
+    }
+
+    /// Marks `paths` of the HTTP server as long-lived streams (`GET /live`): an HTTP/1 `GET`
+    /// of one is answered on a connection of its own, without hyper's per-connection buffers
+    /// (`connection/stream.rs`).
+    pub fn http_streams(mut self, paths: &'static [&'static str]) -> Self {
+        self.http_streams = StreamPaths(paths);
         self
     }
 
@@ -153,6 +164,7 @@ impl ServiceBuilder {
         Ok(Service {
             name: self.name,
             http,
+            http_streams: self.http_streams,
             grpc,
             redis: self.redis,
             limits: self.limits,

@@ -16,7 +16,7 @@ use self::grpc::{Grpc, serve_grpc};
 pub use self::{builder::ServiceBuilder, grpc::LIVENESS};
 use crate::{
     config::{AllowedOrigins, HttpLimits, ServerLimits, ServiceConfig},
-    connection,
+    connection::{self, StreamPaths},
     cors::{CorsPolicy, Port},
     redis_store::Redis,
     shutdown::{self, Shutdown, ShutdownTrigger},
@@ -87,6 +87,8 @@ macro_rules! service_main {
 pub struct Service {
     name: &'static str,
     http: Option<(TcpListener, Router, utoipa::openapi::OpenApi)>,
+    /// The HTTP server's long-lived stream paths.
+    http_streams: StreamPaths,
     grpc: Option<(TcpListener, Grpc)>,
     redis: Option<Redis>,
     limits: ServerLimits,
@@ -156,7 +158,14 @@ impl Service {
                 limits.http,
                 CorsPolicy::new(&self.cors, Port::Http),
             );
-            servers.spawn(serve_http(listener, routes, limits.http, shutdown.clone()));
+            let streams = self.http_streams;
+            servers.spawn(serve_http(
+                listener,
+                routes,
+                limits.http,
+                streams,
+                shutdown.clone(),
+            ));
         }
         if let Some((listener, grpc)) = self.grpc {
             tracing::info!(service = self.name, addr = %local(&listener), "gRPC server listening");
@@ -297,9 +306,10 @@ async fn serve_http(
     listener: TcpListener,
     routes: Router,
     limits: HttpLimits,
+    streams: StreamPaths,
     shutdown: Shutdown,
 ) -> (&'static str, anyhow::Result<()>) {
-    let result = connection::serve_http(listener, routes, limits, shutdown)
+    let result = connection::serve_http(listener, routes, limits, streams, shutdown)
         .await
         .map_err(anyhow::Error::from);
     ("HTTP", result)

@@ -522,3 +522,106 @@ async fn a_client_resuming_from_a_trimmed_cursor_is_told_before_the_replay_of_wh
         .await;
     assert_eq!(stream.expect("notification").await.cursor(), cursors[1]);
 }
+
+/// Sends `GET /live?email=` over a socket of its own, its head in `pieces` a moment apart;
+/// returns the socket and what it read up to the replay's `event: unread`.
+async fn raw_live(port: u16, email: &str, pieces: &[&str]) -> (tokio::net::TcpStream, String) {
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    for (n, piece) in pieces.iter().enumerate() {
+        if n > 0 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let piece = piece.replace("{email}", email);
+        stream.write_all(piece.as_bytes()).await.expect("send");
+    }
+    let mut seen = Vec::new();
+    let mut buffer = [0; 4096];
+    while !String::from_utf8_lossy(&seen).contains("event: unread") {
+        let read = tokio::time::timeout(PATIENCE, stream.read(&mut buffer))
+            .await
+            .expect("the stream answers")
+            .expect("read the stream");
+        assert!(read > 0, "ended early: {}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&buffer[..read]);
+    }
+    (stream, String::from_utf8(seen).expect("UTF-8"))
+}
+
+#[tokio::test]
+async fn a_stream_has_a_connection_of_its_own_whose_close_ends_the_watch() {
+    let stack = Stack::start().await;
+    let port = stack.frontend_metrics_port;
+    let open_streams = || async {
+        let metrics = stack.metrics(stack.frontend_url("/metrics")).await;
+        metrics.value("frontend_sse_streams", &[])
+    };
+    let bob = unique_email("sse-own");
+    let whole = "GET /live?email={email} HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n";
+    let (stream, text) = raw_live(port, &bob, &[whole]).await;
+    let head = text
+        .split_once("\r\n\r\n")
+        .expect("a reply head")
+        .0
+        .to_lowercase();
+    assert!(head.starts_with("http/1.1 200 ok\r\n"), "{head}");
+    for line in [
+        "content-type: text/event-stream",
+        "connection: close",
+        "transfer-encoding: chunked",
+        "x-request-id: ",
+        "date: ",
+    ] {
+        assert!(head.contains(&format!("\r\n{line}")), "{line} in {head}");
+    }
+    assert_eq!(open_streams().await, 1.0);
+    drop(stream);
+    eventually("the closed stream's watch ends", || async {
+        (open_streams().await == 0.0).then_some(())
+    })
+    .await;
+
+    // A head that arrives in pieces is answered as well (by hyper, kept alive).
+    let (stream, text) = raw_live(
+        port,
+        &bob,
+        &["GET /live?email={email} HTTP/1.1\r\n", "Host: x\r\n\r\n"],
+    )
+    .await;
+    let head = text
+        .split_once("\r\n\r\n")
+        .expect("a reply head")
+        .0
+        .to_lowercase();
+    assert!(head.starts_with("http/1.1 200 ok\r\n"), "{head}");
+    assert!(!head.contains("connection: close"), "{head}");
+    assert_eq!(open_streams().await, 1.0);
+    drop(stream);
+    eventually("the other closed stream's watch ends", || async {
+        (open_streams().await == 0.0).then_some(())
+    })
+    .await;
+    // So is an error, with its JSON body and length, before the connection closes.
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    stream
+        .write_all(b"GET /live?email=nobody HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .expect("send");
+    let mut raw = Vec::new();
+    tokio::time::timeout(PATIENCE, stream.read_to_end(&mut raw))
+        .await
+        .expect("the reply ends")
+        .expect("read the reply");
+    let text = String::from_utf8(raw).expect("UTF-8");
+    let (head, body) = text.split_once("\r\n\r\n").expect("a reply head");
+    assert!(head.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{head}");
+    assert!(
+        head.contains(&format!("\r\ncontent-length: {}", body.len())),
+        "{head}"
+    );
+    let body: Value = serde_json::from_str(body).expect("JSON");
+    assert_error(400, &body, 400);
+}
