@@ -6,8 +6,8 @@
 //! write answered before it went out (group commit: one replica round trip per burst, not one
 //! per write; a lone write sends its `WAIT` at once).
 //!
-//! While the replicas may be missing — until the first `WAIT` of a primary's connections
-//! succeeds, and again after one that they did not confirm — a write first waits for them
+//! While the replicas may be missing — until the first `WAIT` succeeds, and again after one
+//! that they did not confirm — a write first waits for them
 //! (`WAIT` before it, not only after), so a write refused while they are gone is refused
 //! before it is written: a send retried after such a refusal is not stored twice.
 //!
@@ -58,9 +58,8 @@ pub(super) struct WaitingConnection {
 }
 
 struct Link {
-    /// Shared by a primary's waiting connections: the replicas did not confirm the last
-    /// `WAIT` (or none has run yet).
-    replicas_missing: Arc<AtomicBool>,
+    /// The replicas did not confirm the last `WAIT` (or none has run yet).
+    replicas_missing: AtomicBool,
     client: redis::Client,
     config: AsyncConnectionConfig,
     db: i64,
@@ -118,7 +117,6 @@ impl WaitingConnection {
         connection_timeout: Duration,
         response_timeout: Duration,
         wait: Wait,
-        replicas_missing: Arc<AtomicBool>,
     ) -> Self {
         let db = client.get_connection_info().redis_settings().db();
         let config = AsyncConnectionConfig::new()
@@ -126,7 +124,7 @@ impl WaitingConnection {
             .set_response_timeout(Some(response_timeout));
         Self {
             link: Arc::new(Link {
-                replicas_missing,
+                replicas_missing: AtomicBool::new(true),
                 client,
                 config,
                 db,
@@ -235,8 +233,7 @@ impl Link {
         }
     }
 
-    /// One `WAIT` on `session`'s connection; it also tells every waiting connection of the
-    /// primary whether the replicas are there.
+    /// One `WAIT` on `session`'s connection; it also tells whether the replicas are there.
     async fn wait_on(&self, session: &Session) -> RedisResult<()> {
         let mut connection = session.connection.clone();
         match self.wait.command().query_async(&mut connection).await {
