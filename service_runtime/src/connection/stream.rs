@@ -52,13 +52,11 @@ pub(super) async fn take_request(
     // On the heap and dropped before the reply: a connection's task keeps its largest state.
     let mut peeked = vec![0; MAX_HEAD_BYTES];
     let available = stream.peek(&mut peeked).await.ok()?;
-    let (request, head_len) = parse(&peeked[..available], paths)?;
-    drop(peeked);
-    let mut head = vec![0; head_len];
-    tokio::io::AsyncReadExt::read_exact(stream, &mut head)
+    let (mut request, head_len) = parse(&peeked[..available], paths)?;
+    // Now taken off the socket: the head only, the rest is not ours to read.
+    tokio::io::AsyncReadExt::read_exact(stream, &mut peeked[..head_len])
         .await
         .ok()?;
-    let mut request = request;
     if let Some(peer) = peer {
         request
             .extensions_mut()
@@ -95,9 +93,9 @@ fn parse(bytes: &[u8], paths: StreamPaths) -> Option<(Request<Body>, usize)> {
             header::CONTENT_LENGTH,
             header::TRANSFER_ENCODING,
             header::UPGRADE,
+            header::EXPECT,
         ]
         .contains(&name)
-            || name == header::EXPECT
         {
             return None;
         }

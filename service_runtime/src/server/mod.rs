@@ -158,12 +158,11 @@ impl Service {
                 limits.http,
                 CorsPolicy::new(&self.cors, Port::Http),
             );
-            let streams = self.http_streams;
             servers.spawn(serve_http(
                 listener,
                 routes,
                 limits.http,
-                streams,
+                self.http_streams,
                 shutdown.clone(),
             ));
         }
