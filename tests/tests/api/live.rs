@@ -603,13 +603,22 @@ async fn a_stream_has_a_connection_of_its_own_whose_close_ends_the_watch() {
     })
     .await;
     // So is an error, with its JSON body and length, before the connection closes.
+    let (head, body) = raw_reply(port, b"GET /live?email=nobody HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert!(head.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{head}");
+    assert!(
+        head.contains(&format!("\r\ncontent-length: {}", body.len())),
+        "{head}"
+    );
+    let body: Value = serde_json::from_str(&body).expect("JSON");
+    assert_error(400, &body, 400);
+}
+
+/// Sends `request` as it is and reads the whole reply; its head and body.
+async fn raw_reply(port: u16, request: &[u8]) -> (String, String) {
     let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .expect("connect");
-    stream
-        .write_all(b"GET /live?email=nobody HTTP/1.1\r\nHost: x\r\n\r\n")
-        .await
-        .expect("send");
+    stream.write_all(request).await.expect("send");
     let mut raw = Vec::new();
     tokio::time::timeout(PATIENCE, stream.read_to_end(&mut raw))
         .await
@@ -617,11 +626,55 @@ async fn a_stream_has_a_connection_of_its_own_whose_close_ends_the_watch() {
         .expect("read the reply");
     let text = String::from_utf8(raw).expect("UTF-8");
     let (head, body) = text.split_once("\r\n\r\n").expect("a reply head");
-    assert!(head.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{head}");
-    assert!(
-        head.contains(&format!("\r\ncontent-length: {}", body.len())),
-        "{head}"
-    );
-    let body: Value = serde_json::from_str(body).expect("JSON");
-    assert_error(400, &body, 400);
+    (head.to_owned(), body.to_owned())
+}
+
+#[tokio::test]
+async fn hostile_stream_requests_get_a_json_error_or_a_working_stream() {
+    let stack = Stack::start_with_env(&[("HTTP_MAX_URI_BYTES", "1024")]).await;
+    let port = stack.frontend_metrics_port;
+    let bob = unique_email("sse-hostile");
+    // A target over the URI limit, with its head whole (answered on the stream path) and
+    // with a head longer than the stream path looks at (answered by hyper): the same 414.
+    for padding in [2_000, 9_000] {
+        let request = format!(
+            "GET /live?email={bob}&pad={} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            "x".repeat(padding)
+        );
+        let (head, body) = raw_reply(port, request.as_bytes()).await;
+        assert!(head.starts_with("HTTP/1.1 414 "), "{padding}: {head}");
+        let body: Value = serde_json::from_str(&body).expect("JSON");
+        assert_error(414, &body, 414);
+    }
+    // A resume cursor that is not even UTF-8, and one in Arabic-Indic digits.
+    for cursor in [&b"\xff\xfe"[..], "٣".as_bytes()] {
+        let request = [
+            format!("GET /live?email={bob} HTTP/1.1\r\nHost: x\r\nLast-Event-ID: ").as_bytes(),
+            cursor,
+            b"\r\n\r\n",
+        ]
+        .concat();
+        let (head, body) = raw_reply(port, &request).await;
+        assert!(head.starts_with("HTTP/1.1 400 "), "{head}");
+        let body: Value = serde_json::from_str(&body).expect("JSON");
+        assert_error(400, &body, 400);
+    }
+    // Bytes after the head (a pipelined request, garbage) are not read as a request: the
+    // stream answers and goes on.
+    let pipelined = "GET /live?email={email} HTTP/1.1\r\nHost: x\r\n\r\nGET /health HTTP/1.1\r\n\r\n\u{0}\u{7f}garbage";
+    let (mut stream, text) = raw_live(port, &bob, &[pipelined]).await;
+    assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+    assert!(!text.contains("\"status\""), "{text}");
+    let ids = notify(&stack, &bob, 1).await;
+    let mut seen = String::new();
+    let mut buffer = [0; 4096];
+    while !seen.contains(&ids[0]) {
+        let read = tokio::time::timeout(PATIENCE, stream.read(&mut buffer))
+            .await
+            .expect("the notification arrives")
+            .expect("read the stream");
+        assert!(read > 0, "ended early: {seen}");
+        seen.push_str(&String::from_utf8_lossy(&buffer[..read]));
+    }
+    assert!(!seen.contains("HTTP/1.1"), "no second reply: {seen}");
 }
